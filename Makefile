@@ -1,0 +1,44 @@
+# The README's two commands: `make run` (the quickstart) and `make test` (everything).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages the conformance tests and benchmarks run as oracles.
+PEER_PACKAGES := nginx wrk
+PEER_BINARIES := /usr/sbin/nginx /usr/bin/wrk
+
+.PHONY: run test lint peers venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The quickstart: halb nginx in the foreground on 127.0.0.1:8080, Ctrl-C stops it.
+run: $(STAMP)
+	mkdir -p examples/quickstart/logs
+	$(BIN)/halb nginx -p examples/quickstart/ -c nginx.conf -g 'daemon off;'
+
+# Peer binaries for the conformance tests: installed when we are root and they are missing.
+peers:
+	@missing=""; for b in $(PEER_BINARIES); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing peers:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $(PEER_PACKAGES) >/dev/null; \
+	    if command -v nginx >/dev/null; then pkill -x nginx || true; fi; \
+	  else echo "not root: peer tests that need$$missing will be skipped"; fi; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+test: $(STAMP) peers lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

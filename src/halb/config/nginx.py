@@ -1,0 +1,346 @@
+"""nginx.conf → NginxConfig: the directive table and the builder (PURE).
+
+A directive is registered once with the contexts it may appear in, its argument count (nginx's
+NGX_CONF_TAKE* flags), and a handler that stores into the block being built. Errors read as
+`nginx -t` prints them, positioned where nginx positions them (the line of the `;` or `{` that
+ended the directive):
+
+    unknown directive "foo" in /etc/nginx/nginx.conf:3
+    "listen" directive is not allowed here in /etc/nginx/nginx.conf:7
+    invalid number of arguments in "root" directive in /etc/nginx/nginx.conf:9
+
+Settings merge down http → server → location → nested location the way nginx merges them: a
+level that sets a directive replaces the inherited value, list-valued directives (index,
+error_page, access_log) are inherited only by levels that have none of their own, and the rewrite
+phase directives (return) and try_files are not inherited. The handlers themselves live in
+config/nginx_directives.py; this module owns the mechanics.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from halb.config import lexer
+from halb.config.errors import COMMAND_LINE, ConfigError, Pos
+from halb.config.lexer import Statement, Token
+from halb.config.model import (
+    COMBINED,
+    LOC_FIELDS,
+    AccessLog,
+    Http,
+    Listen,
+    Location,
+    LocConf,
+    LogFormat,
+    NginxConfig,
+    Server,
+    ServerName,
+)
+from halb.config.template import compile_template
+
+# Contexts (nginx's NGX_MAIN_CONF, NGX_HTTP_*_CONF ...).
+MAIN = 1
+EVENTS = 2
+HTTP = 4
+SRV = 8
+LOC = 16
+LIF = 32  # "if" inside a location
+SIF = 64  # "if" inside a server
+UPS = 128  # upstream
+TYPES = 256  # inside "types { }"
+ANY_HTTP = HTTP | SRV | LOC
+ANY = MAIN | EVENTS | ANY_HTTP | LIF | SIF | UPS
+
+# Argument counts (nginx's NGX_CONF_NOARGS / TAKE1..7 / 1MORE / 2MORE / FLAG).
+NOARGS = 1 << 0
+TAKE1 = 1 << 1
+TAKE2 = 1 << 2
+TAKE3 = 1 << 3
+TAKE4 = 1 << 4
+TAKE5 = 1 << 5
+TAKE6 = 1 << 6
+TAKE7 = 1 << 7
+TAKE12 = TAKE1 | TAKE2
+TAKE13 = TAKE1 | TAKE3
+TAKE23 = TAKE2 | TAKE3
+TAKE123 = TAKE1 | TAKE2 | TAKE3
+TAKE1234 = TAKE123 | TAKE4
+ONEMORE = 1 << 10
+TWOMORE = 1 << 11
+FLAG = 1 << 12
+ANYARGS = 1 << 13
+
+Handler = Callable[["Builder", "Block", Statement], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    name: str
+    contexts: int
+    nargs: int
+    handler: Handler
+    block: bool = False
+    # a location using this directive gets nginx's auto_redirect (301 for "/dir" → "/dir/")
+    auto_redirect: bool = False
+
+
+DIRECTIVES: dict[str, Directive] = {}
+
+
+def directive(name: str, contexts: int, nargs: int, *, block: bool = False,
+              auto_redirect: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler for a directive (used by the modules that own directives)."""
+
+    def register(fn: Handler) -> Handler:
+        DIRECTIVES[name] = Directive(name, contexts, nargs, fn, block, auto_redirect)
+        return fn
+
+    return register
+
+
+@dataclass(eq=False)
+class Block:
+    """A context being built: main, events, http, server, location, ..."""
+
+    ctx: int
+    parent: Block | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    seen: dict[str, Statement] = field(default_factory=dict)
+    # server
+    listens: list[Listen] = field(default_factory=list)
+    names: list[ServerName] = field(default_factory=list)
+    has_server_name: bool = False
+    # server and location: nested locations
+    locations: list[Block] = field(default_factory=list)
+    # location
+    modifier: str = ""
+    name: str = ""
+    regex: Any = None
+    auto_redirect: bool = False
+    pos: Pos | None = None
+    # http: servers
+    servers: list[Block] = field(default_factory=list)
+
+    def server(self) -> Block | None:
+        b: Block | None = self
+        while b is not None and b.ctx != SRV:
+            b = b.parent
+        return b
+
+    def http(self) -> Block | None:
+        b: Block | None = self
+        while b is not None and b.ctx != HTTP:
+            b = b.parent
+        return b
+
+
+def _args_ok(nargs: int, n: int) -> bool:
+    if nargs & ANYARGS:
+        return True
+    if nargs & FLAG:
+        return n == 1
+    if nargs & ONEMORE and n >= 1:
+        return True
+    if nargs & TWOMORE and n >= 2:
+        return True
+    if n == 0:
+        return bool(nargs & NOARGS)
+    return n <= 7 and bool(nargs & (1 << n))
+
+
+class Builder:
+    """Walks parsed statements through the directive table into Blocks, then freezes them."""
+
+    def __init__(self, conf_file: str, prefix: str, is_root: bool = False) -> None:
+        self.conf_file = conf_file
+        self.prefix = prefix
+        self.is_root = is_root
+        self.main = Block(MAIN)
+        self.http_block: Block | None = None
+        self.log_formats: dict[str, LogFormat] = {
+            "combined": LogFormat("combined", compile_template(COMBINED)),
+        }
+        self.variables: set[str] = set()  # declared by `set` and friends (later issues)
+        self.warnings: list[ConfigError] = []
+
+    # -- walking ------------------------------------------------------------------------------
+
+    def run(self, statements: list[Statement], block: Block) -> None:
+        for st in statements:
+            self.statement(st, block)
+
+    def statement(self, st: Statement, block: Block) -> None:
+        name = st.name.value
+        d = DIRECTIVES.get(name)
+        if block.ctx == TYPES:
+            d = DIRECTIVES["\0type"]
+        if d is None:
+            raise ConfigError(f'unknown directive "{name}"', st.end)
+        if not d.contexts & block.ctx:
+            raise ConfigError(f'"{name}" directive is not allowed here', st.end)
+        if d.block and st.block is None:
+            raise ConfigError(f'directive "{name}" has no opening "{{"', st.end)
+        if not d.block and st.block is not None:
+            raise ConfigError(f'directive "{name}" is not terminated by ";"', st.end)
+        if not _args_ok(d.nargs, len(st.args)):
+            raise ConfigError(f'invalid number of arguments in "{name}" directive', st.end)
+        if d.nargs & FLAG and st.args[0].value.lower() not in ("on", "off"):
+            raise ConfigError(
+                f'invalid value "{st.args[0].value}" in "{name}" directive, '
+                'it must be "on" or "off"', st.end)
+        d.handler(self, block, st)
+        if d.auto_redirect and block.ctx == LOC:
+            block.auto_redirect = True
+
+    # -- helpers for handlers -----------------------------------------------------------------
+
+    def err(self, st: Statement, message: str) -> ConfigError:
+        """nginx's `"name" directive <message>` form."""
+        return ConfigError(f'"{st.name.value}" directive {message}', st.end)
+
+    def once(self, block: Block, st: Statement, key: str | None = None) -> None:
+        """Refuse a second occurrence of a directive in one block ("is duplicate")."""
+        key = key or st.name.value
+        if key in block.seen:
+            raise self.err(st, "is duplicate")
+        block.seen[key] = st
+
+    def set(self, block: Block, st: Statement, key: str, value: Any) -> None:
+        self.once(block, st, key)
+        block.settings[key] = value
+
+    def template(self, tok: Token | str, pos: Pos) -> Any:
+        raw = tok.value if isinstance(tok, Token) else tok
+        return compile_template(raw, pos, self.variables)
+
+    def path(self, value: str) -> str:
+        """A path relative to the prefix, as nginx resolves file names (ngx_conf_full_name)."""
+        if os.path.isabs(value) or value == "stderr":
+            return value
+        return os.path.join(self.prefix, value)
+
+    def warn(self, message: str, pos: Pos | None) -> None:
+        self.warnings.append(ConfigError(message, pos, level="warn"))
+
+    # -- freezing -----------------------------------------------------------------------------
+
+    def freeze(self, files: list[str]) -> NginxConfig:
+        s = self.main.settings
+        http = self._freeze_http(self.http_block) if self.http_block else None
+        kwargs = {k: v for k, v in s.items() if k in NginxConfig.__dataclass_fields__}
+        if "error_log" in kwargs:
+            kwargs["error_log"] = tuple(kwargs["error_log"])
+        return NginxConfig(conf_file=self.conf_file, prefix=self.prefix, files=tuple(files),
+                           http=http, **kwargs)
+
+    def _freeze_http(self, hb: Block) -> Http:
+        http_settings = dict(hb.settings)
+        if "access_log" not in http_settings:  # nginx's default: logs/access.log combined
+            path = compile_template(self.path("logs/access.log"))
+            http_settings["access_log"] = [AccessLog(path, self.log_formats["combined"])]
+        servers: list[Server] = []
+        for i, sb in enumerate(hb.servers):
+            servers.append(self._freeze_server(sb, http_settings, i))
+        self._check_defaults(servers)
+        return Http(tuple(servers), _loc_conf(http_settings),
+                    MappingProxyType(dict(self.log_formats)))
+
+    def _freeze_server(self, sb: Block, inherited: dict[str, Any], index: int) -> Server:
+        eff = _merge(inherited, sb.settings, top=True)
+        listens = sb.listens or [Listen("*", 80 if self.is_root else 8000, pos=sb.pos)]
+        names = sb.names if sb.has_server_name else [ServerName("exact", "", None, "")]
+        locs = tuple(self._freeze_location(lb, eff) for lb in sb.locations if lb.modifier != "@")
+        named = {lb.name: self._freeze_location(lb, eff)
+                 for lb in sb.locations if lb.modifier == "@"}
+        return Server(tuple(listens), tuple(names), locs, _loc_conf(eff),
+                      MappingProxyType(named), sb.pos, index)
+
+    def _freeze_location(self, lb: Block, inherited: dict[str, Any]) -> Location:
+        eff = _merge(inherited, lb.settings)
+        children = tuple(self._freeze_location(c, eff) for c in lb.locations)
+        return Location(lb.modifier, lb.name, _loc_conf(eff), lb.regex, children,
+                        lb.auto_redirect and lb.name.endswith("/"), lb.pos)
+
+    def _check_defaults(self, servers: list[Server]) -> None:
+        defaults: dict[tuple[str, int], Listen] = {}
+        for srv in servers:
+            for ls in srv.listens:
+                if not ls.default_server:
+                    continue
+                if ls.key in defaults:
+                    raise ConfigError(f"a duplicate default server for {ls}", ls.pos)
+                defaults[ls.key] = ls
+
+
+# Directives that a level does not hand down to the levels below it.
+_NOT_INHERITED = frozenset({"ret", "try_files", "internal"})
+
+
+def _merge(parent: dict[str, Any], own: dict[str, Any], top: bool = False) -> dict[str, Any]:
+    out = {k: v for k, v in parent.items() if k not in _NOT_INHERITED}
+    if top:  # the server's own return / try_files are for the server level only
+        out = dict(parent)
+    out.update(own)
+    return out
+
+
+def _loc_conf(settings: dict[str, Any]) -> LocConf:
+    fields = {k: v for k, v in settings.items() if k in LOC_FIELDS}
+    extra = {k: v for k, v in settings.items() if k not in LOC_FIELDS}
+    for key in ("error_pages", "types"):
+        if key in fields and not isinstance(fields[key], MappingProxyType):
+            fields[key] = MappingProxyType(dict(fields[key]))
+    for key in ("index", "access_log", "try_files", "error_log"):
+        if key in fields and isinstance(fields[key], list):
+            fields[key] = tuple(fields[key])
+    return LocConf(extra=MappingProxyType(extra), **fields)
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+@dataclass
+class Loaded:
+    config: NginxConfig
+    warnings: list[ConfigError]
+
+
+def load(conf_file: str, prefix: str | None = None, *, global_directives: str = "",
+         is_root: bool | None = None, reader: lexer.Reader | None = None) -> Loaded:
+    """Read, parse and build an nginx configuration the way `nginx -c conf_file` does."""
+    # Handlers register themselves on import.
+    from halb.config import nginx_directives  # noqa: F401
+
+    conf_file = os.path.abspath(conf_file)
+    prefix = os.path.abspath(prefix) + os.sep if prefix else os.path.dirname(conf_file) + os.sep
+    if is_root is None:
+        is_root = os.geteuid() == 0
+    conf_prefix = os.path.dirname(conf_file)
+    kwargs: dict[str, Any] = {"include_base": conf_prefix}
+    if reader is not None:
+        kwargs["reader"] = reader
+    builder = Builder(conf_file, prefix, is_root)
+    if global_directives:
+        g = lexer.parse_text(global_directives, COMMAND_LINE.file, lexer.NGINX, **kwargs)
+        builder.run(g.statements, builder.main)
+    parsed = lexer.parse_file(conf_file, lexer.NGINX, **kwargs)
+    builder.run(parsed.statements, builder.main)
+    return Loaded(builder.freeze(parsed.files), builder.warnings)
+
+
+def load_text(text: str, filename: str = "/tmp/nginx.conf", prefix: str = "/tmp/",
+              is_root: bool = False, files: dict[str, str] | None = None) -> NginxConfig:
+    """Build from text (tests): `files` maps other paths to their contents for include."""
+    table = dict(files or {})
+    table[filename] = text
+
+    def reader(path: str) -> str:
+        if path in table:
+            return table[path]
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    return load(filename, prefix, is_root=is_root, reader=reader).config

@@ -1,0 +1,655 @@
+"""The directives of nginx's core, events, http core, index, autoindex, static, log and rewrite
+`return` modules: one handler each, registered in config/nginx.py's table (PURE).
+
+Messages are nginx's own wording, so `halb nginx -t` reads like `nginx -t`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from typing import Any
+
+from halb.config.errors import ConfigError
+from halb.config.lexer import Statement
+from halb.config.model import (
+    AccessLog,
+    ErrorLog,
+    ErrorPage,
+    Listen,
+    LogFormat,
+    Return,
+    ServerName,
+)
+from halb.config.nginx import (
+    ANY,
+    ANY_HTTP,
+    EVENTS,
+    FLAG,
+    HTTP,
+    LIF,
+    LOC,
+    MAIN,
+    NOARGS,
+    ONEMORE,
+    SIF,
+    SRV,
+    TAKE1,
+    TAKE2,
+    TAKE12,
+    TWOMORE,
+    TYPES,
+    Block,
+    Builder,
+    directive,
+)
+from halb.config.values import parse_flag, parse_size, parse_time
+
+# -- generic slot handlers (nginx's ngx_conf_set_*_slot) -------------------------------------
+
+
+def flag_slot(name: str, contexts: int, key: str | None = None) -> None:
+    def handler(b: Builder, blk: Block, st: Statement) -> None:
+        b.set(blk, st, key or name, parse_flag(st.args[0].value))
+
+    directive(name, contexts, FLAG)(handler)
+
+
+def time_slot(name: str, contexts: int, key: str | None = None) -> None:
+    def handler(b: Builder, blk: Block, st: Statement) -> None:
+        v = parse_time(st.args[0].value)
+        if v is None:
+            raise b.err(st, "invalid value")
+        b.set(blk, st, key or name, v)
+
+    directive(name, contexts, TAKE1)(handler)
+
+
+def size_slot(name: str, contexts: int, key: str | None = None, allow_g: bool = False) -> None:
+    def handler(b: Builder, blk: Block, st: Statement) -> None:
+        v = parse_size(st.args[0].value, allow_g)
+        if v is None:
+            raise b.err(st, "invalid value")
+        b.set(blk, st, key or name, v)
+
+    directive(name, contexts, TAKE1)(handler)
+
+
+def num_slot(name: str, contexts: int, key: str | None = None) -> None:
+    def handler(b: Builder, blk: Block, st: Statement) -> None:
+        v = st.args[0].value
+        if not v.isdigit():
+            raise b.err(st, "invalid number")
+        b.set(blk, st, key or name, int(v))
+
+    directive(name, contexts, TAKE1)(handler)
+
+
+def enum_slot(name: str, contexts: int, choices: tuple[str, ...], key: str | None = None) -> None:
+    def handler(b: Builder, blk: Block, st: Statement) -> None:
+        v = st.args[0].value
+        if v not in choices:
+            raise ConfigError(f'invalid value "{v}" in "{name}" directive, it must be '
+                              + " or ".join(f'"{c}"' for c in choices), st.end)
+        b.set(blk, st, key or name, v)
+
+    directive(name, contexts, TAKE1)(handler)
+
+
+def accepted(name: str, contexts: int, nargs: int) -> None:
+    """Directives that tune nginx internals halb does not have (hash sizes, ...): checked for
+    context and arguments, then ignored, so existing configurations load unchanged."""
+
+    def handler(b: Builder, blk: Block, st: Statement) -> None:
+        b.once(blk, st)
+
+    directive(name, contexts, nargs)(handler)
+
+
+# -- main and events -------------------------------------------------------------------------
+
+flag_slot("daemon", MAIN)
+flag_slot("master_process", MAIN)
+flag_slot("pcre_jit", MAIN, key="pcre_jit")
+time_slot("worker_shutdown_timeout", MAIN)
+num_slot("worker_rlimit_nofile", MAIN)
+accepted("worker_cpu_affinity", MAIN, ONEMORE)
+accepted("worker_priority", MAIN, TAKE1)
+accepted("timer_resolution", MAIN, TAKE1)
+accepted("lock_file", MAIN, TAKE1)
+accepted("working_directory", MAIN, TAKE1)
+
+
+@directive("worker_processes", MAIN, TAKE1)
+def _worker_processes(b: Builder, blk: Block, st: Statement) -> None:
+    v = st.args[0].value
+    if v == "auto":
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        b.set(blk, st, "worker_processes", n or 1)
+    elif v.isdigit():
+        b.set(blk, st, "worker_processes", int(v))
+    else:
+        raise b.err(st, "invalid value")
+
+
+@directive("pid", MAIN, TAKE1)
+def _pid(b: Builder, blk: Block, st: Statement) -> None:
+    b.set(blk, st, "pid", b.path(st.args[0].value))
+
+
+@directive("user", MAIN, TAKE12)
+def _user(b: Builder, blk: Block, st: Statement) -> None:
+    user = st.args[0].value
+    group = st.args[1].value if len(st.args) > 1 else user
+    b.set(blk, st, "user", (user, group))
+
+
+@directive("env", MAIN, TAKE1)
+def _env(b: Builder, blk: Block, st: Statement) -> None:
+    blk.settings.setdefault("env", []).append(st.args[0].value)
+
+
+@directive("load_module", MAIN, TAKE1)
+def _load_module(b: Builder, blk: Block, st: Statement) -> None:
+    b.warn(f'dynamic module "{st.args[0].value}" is not loaded: halb builds its modules in',
+           st.end)
+
+
+_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+
+
+@directive("error_log", MAIN | ANY_HTTP, ONEMORE)
+def _error_log(b: Builder, blk: Block, st: Statement) -> None:
+    path = st.args[0].value
+    level = "error"
+    for a in st.args[1:]:
+        if a.value not in _LEVELS:
+            raise ConfigError(f'invalid log level "{a.value}"', st.end)
+        level = a.value
+    if path.startswith("syslog:"):
+        raise ConfigError("syslog error_log is not supported by halb", st.end)
+    logs = blk.settings.setdefault("error_log", [])
+    logs.append(ErrorLog(b.path(path) if path != "stderr" else "stderr", level))
+
+
+@directive("events", MAIN, NOARGS, block=True)
+def _events(b: Builder, blk: Block, st: Statement) -> None:
+    b.once(blk, st)
+    assert st.block is not None
+    b.run(st.block, Block(EVENTS, blk, settings=blk.settings))
+
+
+num_slot("worker_connections", EVENTS)
+flag_slot("multi_accept", EVENTS)
+accepted("accept_mutex", EVENTS, FLAG)
+accepted("accept_mutex_delay", EVENTS, TAKE1)
+accepted("worker_aio_requests", EVENTS, TAKE1)
+
+
+@directive("use", EVENTS, TAKE1)
+def _use(b: Builder, blk: Block, st: Statement) -> None:
+    v = st.args[0].value
+    if v not in ("epoll", "poll", "select"):
+        raise ConfigError(f'invalid event type "{v}"', st.end)
+    b.set(blk, st, "events_use", v)
+
+
+# -- http, server, location ------------------------------------------------------------------
+
+
+@directive("http", MAIN, NOARGS, block=True)
+def _http(b: Builder, blk: Block, st: Statement) -> None:
+    b.once(blk, st)
+    hb = Block(HTTP, blk, pos=st.end)
+    b.http_block = hb
+    assert st.block is not None
+    b.run(st.block, hb)
+
+
+@directive("server", HTTP, NOARGS, block=True)
+def _server(b: Builder, blk: Block, st: Statement) -> None:
+    sb = Block(SRV, blk, pos=st.end)
+    blk.servers.append(sb)
+    assert st.block is not None
+    b.run(st.block, sb)
+
+
+def _compile_regex(b: Builder, pattern: str, caseless: bool, st: Statement) -> re.Pattern[str]:
+    py = re.sub(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", r"(?P<\1>", pattern)
+    py = re.sub(r"\(\?'([A-Za-z_][A-Za-z0-9_]*)'", r"(?P<\1>", py)
+    try:
+        return re.compile(py, re.IGNORECASE if caseless else 0)
+    except re.error as e:
+        raise ConfigError(f'pcre2_compile() failed: {e.msg} in "{pattern}" at "{pattern[e.pos or 0:]}"',
+                          st.end) from None
+
+
+@directive("location", SRV | LOC, TAKE12, block=True)
+def _location(b: Builder, blk: Block, st: Statement) -> None:
+    vals = st.values
+    if len(vals) == 2:
+        mod, name = vals
+        if mod not in ("=", "~", "~*", "^~"):
+            raise ConfigError(f'invalid location modifier "{mod}"', st.end)
+    else:
+        name = vals[0]
+        mod = ""
+        if name.startswith("=") and len(name) > 1:
+            mod, name = "=", name[1:]
+        elif name.startswith("~*") and len(name) > 2:
+            mod, name = "~*", name[2:]
+        elif name.startswith("~") and len(name) > 1:
+            mod, name = "~", name[1:]
+        elif name.startswith("^~") and len(name) > 2:
+            mod, name = "^~", name[2:]
+        elif name.startswith("@"):
+            mod = "@"
+    lb = Block(LOC, blk, modifier=mod, name=name, pos=st.end)
+    if mod in ("~", "~*"):
+        lb.regex = _compile_regex(b, name, mod == "~*", st)
+    if blk.ctx == LOC:
+        if blk.modifier == "=":
+            raise ConfigError(f'location "{name}" cannot be inside the exact location '
+                              f'"{blk.name}"', st.end)
+        if blk.modifier == "@":
+            raise ConfigError(f'location "{name}" cannot be inside the named location '
+                              f'"{blk.name}"', st.end)
+        if mod == "@":
+            raise ConfigError(f'named location "{name}" can be on the server level only', st.end)
+        if mod in ("", "=", "^~") and not blk.regex and not name.startswith(blk.name):
+            raise ConfigError(f'location "{name}" is outside location "{blk.name}"', st.end)
+    for other in blk.locations:
+        same_kind = (other.modifier == "=") == (mod == "=") and (other.modifier == "@") == (
+            mod == "@") and other.regex is None and lb.regex is None
+        if same_kind and other.name == name:
+            raise ConfigError(f'duplicate location "{name}"', st.end)
+    blk.locations.append(lb)
+    assert st.block is not None
+    b.run(st.block, lb)
+
+
+def _parse_listen_addr(b: Builder, st: Statement, text: str) -> tuple[str, int]:
+    if text.startswith("unix:"):
+        return text, 0
+    if text.isdigit():
+        port = int(text)
+        if not 1 <= port <= 65535:
+            raise ConfigError(f'invalid port in "{text}" of the "listen" directive', st.end)
+        return "*", port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(f'invalid host in "{text}" of the "listen" directive', st.end)
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f'invalid host in "{text}" of the "listen" directive', st.end)
+        port_s = rest[1:] if rest else "80"
+    elif ":" in text:
+        host, port_s = text.rsplit(":", 1)
+    else:
+        host, port_s = text, "80"
+    if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+        raise ConfigError(f'invalid port in "{text}" of the "listen" directive', st.end)
+    if host == "*":
+        return "*", int(port_s)
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f'host not found in "{text}" of the "listen" directive',
+                          st.end) from None
+    if addr.version == 6 and addr == ipaddress.ip_address("::"):
+        return "::", int(port_s)
+    if addr.version == 4 and str(addr) == "0.0.0.0":
+        return "*", int(port_s)
+    return str(addr), int(port_s)
+
+
+@directive("listen", SRV, ONEMORE)
+def _listen(b: Builder, blk: Block, st: Statement) -> None:
+    addr, port = _parse_listen_addr(b, st, st.args[0].value)
+    opts: dict[str, Any] = {}
+    for a in st.args[1:]:
+        v = a.value
+        if v in ("default_server", "default"):
+            opts["default_server"] = True
+        elif v == "reuseport":
+            opts["reuseport"] = True
+            opts["bind"] = True
+        elif v == "bind":
+            opts["bind"] = True
+        elif v.startswith("backlog="):
+            n = v[8:]
+            if not n.lstrip("-").isdigit() or int(n) == 0:
+                raise ConfigError(f'invalid backlog "{n}"', st.end)
+            opts["backlog"] = int(n)
+        elif v.startswith("ipv6only="):
+            flag = parse_flag(v[9:])
+            if flag is None:
+                raise ConfigError(f'invalid ipv6only flags "{v[9:]}"', st.end)
+            opts["ipv6only"] = flag
+            opts["bind"] = True
+        elif v.startswith(("rcvbuf=", "sndbuf=", "so_keepalive=", "fastopen=", "setfib=")) \
+                or v == "deferred":
+            opts["bind"] = True
+        else:
+            raise ConfigError(f'invalid parameter "{v}"', st.end)
+    ls = Listen(addr, port, pos=st.end, **opts)
+    for other in blk.listens:
+        if other.key == ls.key:
+            raise ConfigError(f"a duplicate listen {ls}", st.end)
+    blk.listens.append(ls)
+
+
+_WILD_OK = re.compile(r"^(\*\.[^*]+|\.[^*]+|[^*]+\.\*|[^*]*)$")
+
+
+@directive("server_name", SRV, ONEMORE)
+def _server_name(b: Builder, blk: Block, st: Statement) -> None:
+    blk.has_server_name = True
+    for a in st.args:
+        raw = a.value
+        if raw.startswith("~"):
+            blk.names.append(ServerName("regex", raw, _compile_regex(b, raw[1:], True, st), raw))
+            continue
+        name = raw.lower()
+        if name.endswith(".") and len(name) > 1:
+            name = name[:-1]
+        if not _WILD_OK.match(name):
+            listen = blk.listens[0] if blk.listens else Listen("*", 80)
+            raise ConfigError(f'invalid server name or wildcard "{raw}" on {listen}', st.end)
+        if name.startswith("*."):
+            blk.names.append(ServerName("lead", name[1:], None, raw))
+        elif name.startswith("."):
+            blk.names.append(ServerName("exact", name[1:], None, raw))
+            blk.names.append(ServerName("lead", name, None, raw))
+        elif name.endswith(".*"):
+            blk.names.append(ServerName("trail", name[:-1], None, raw))
+        else:
+            blk.names.append(ServerName("exact", name, None, raw))
+
+
+@directive("root", ANY_HTTP | LIF, TAKE1)
+def _root(b: Builder, blk: Block, st: Statement) -> None:
+    if "root" in blk.seen or "alias" in blk.seen:
+        prev = "alias" if "alias" in blk.seen else "root"
+        raise b.err(st, "is duplicate" if prev == "root"
+                    else 'is duplicate, "alias" directive was specified earlier')
+    blk.seen["root"] = st
+    value = st.args[0].value
+    if value.endswith("/") and len(value) > 1:
+        value = value[:-1] if not value.endswith("//") else value
+    if "$" not in value and not os.path.isabs(value):
+        value = b.path(value)
+    blk.settings["root"] = b.template(value, st.end)
+    blk.settings["alias_name"] = None
+
+
+@directive("alias", LOC, TAKE1)
+def _alias(b: Builder, blk: Block, st: Statement) -> None:
+    if "root" in blk.seen or "alias" in blk.seen:
+        prev = "alias" if "alias" in blk.seen else "root"
+        raise b.err(st, "is duplicate" if prev == "alias"
+                    else 'is duplicate, "root" directive was specified earlier')
+    if blk.modifier == "@":
+        raise ConfigError('"alias" directive cannot be used inside the named location', st.end)
+    blk.seen["alias"] = st
+    value = st.args[0].value
+    if "$" not in value and not os.path.isabs(value):
+        value = b.path(value)
+    blk.settings["root"] = b.template(value, st.end)
+    blk.settings["alias_name"] = "" if blk.regex is not None else blk.name
+
+
+@directive("index", ANY_HTTP, ONEMORE)
+def _index(b: Builder, blk: Block, st: Statement) -> None:
+    if "index" not in blk.seen:
+        blk.seen["index"] = st
+        blk.settings["index"] = []
+    for i, a in enumerate(st.args):
+        if not a.value:
+            raise ConfigError('index "" in "index" directive is invalid', st.end)
+        if a.value.startswith("/") and i != len(st.args) - 1:
+            raise ConfigError('only the last index in "index" directive should be absolute',
+                              st.end)
+        blk.settings["index"].append(b.template(a.value, st.end))
+
+
+@directive("try_files", SRV | LOC, TWOMORE)
+def _try_files(b: Builder, blk: Block, st: Statement) -> None:
+    b.once(blk, st)
+    last = st.args[-1].value
+    if last.startswith("="):
+        code = last[1:]
+        if not code.isdigit() or not 100 <= int(code) <= 999:
+            raise ConfigError(f'invalid code "{last}"', st.end)
+    blk.settings["try_files"] = [b.template(a.value, st.end) for a in st.args]
+
+
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+@directive("return", SRV | LOC | SIF | LIF, TAKE12)
+def _return(b: Builder, blk: Block, st: Statement) -> None:
+    first = st.args[0].value
+    if first.isdigit():
+        code = int(first)
+        if code > 999:
+            raise ConfigError(f'invalid return code "{first}"', st.end)
+        text = b.template(st.args[1].value, st.end) if len(st.args) > 1 else None
+    else:
+        if len(st.args) != 1 or not first.startswith(("http://", "https://", "$scheme")):
+            raise ConfigError(f'invalid return code "{first}"', st.end)
+        code, text = 302, b.template(first, st.end)
+    # the first return of a level wins, later ones are unreachable (nginx stops at it)
+    blk.settings.setdefault("ret", Return(code, text))
+
+
+@directive("error_page", ANY_HTTP | LIF, TWOMORE)
+def _error_page(b: Builder, blk: Block, st: Statement) -> None:
+    if "error_pages" not in blk.seen:
+        blk.seen["error_pages"] = st
+        blk.settings["error_pages"] = {}
+    args = st.values
+    uri = args[-1]
+    overwrite_arg = args[-2] if args[-2].startswith("=") else None
+    codes = args[:-2] if overwrite_arg is not None else args[:-1]
+    if not codes:
+        raise ConfigError('invalid number of arguments in "error_page" directive', st.end)
+    code_over: int | None = None
+    overwrite = False
+    if overwrite_arg is not None:
+        if overwrite_arg == "=":
+            overwrite = True
+        elif overwrite_arg[1:].isdigit():
+            code_over = int(overwrite_arg[1:])
+        else:
+            raise ConfigError(f'invalid value "{overwrite_arg}"', st.end)
+    page = ErrorPage(b.template(uri, st.end), code_over, overwrite)
+    for c in codes:
+        if not c.isdigit():
+            raise ConfigError(f'invalid value "{c}"', st.end)
+        n = int(c)
+        if not 300 <= n <= 599 or n == 499:
+            raise ConfigError(f'value "{c}" must be between 300 and 599', st.end)
+        blk.settings["error_pages"][n] = page
+
+
+@directive("internal", LOC, NOARGS)
+def _internal(b: Builder, blk: Block, st: Statement) -> None:
+    b.set(blk, st, "internal", True)
+
+
+@directive("keepalive_timeout", ANY_HTTP, TAKE12)
+def _keepalive_timeout(b: Builder, blk: Block, st: Statement) -> None:
+    t = parse_time(st.args[0].value)
+    h = parse_time(st.args[1].value) if len(st.args) > 1 else None
+    if t is None or (len(st.args) > 1 and h is None):
+        raise b.err(st, "invalid value")
+    b.set(blk, st, "keepalive_timeout", t)
+    blk.settings["keepalive_header"] = h
+
+
+@directive("large_client_header_buffers", HTTP | SRV, TAKE2)
+def _large_buffers(b: Builder, blk: Block, st: Statement) -> None:
+    n, size = st.args[0].value, parse_size(st.args[1].value)
+    if not n.isdigit() or int(n) == 0 or size is None or size == 0:
+        raise b.err(st, "invalid value")
+    b.set(blk, st, "large_client_header_buffers", (int(n), size))
+
+
+@directive("default_type", ANY_HTTP | LIF, TAKE1)
+def _default_type(b: Builder, blk: Block, st: Statement) -> None:
+    b.set(blk, st, "default_type", st.args[0].value)
+
+
+@directive("types", ANY_HTTP, NOARGS, block=True)
+def _types(b: Builder, blk: Block, st: Statement) -> None:
+    b.once(blk, st)
+    tb = Block(TYPES, blk)
+    tb.settings["types"] = {}
+    assert st.block is not None
+    b.run(st.block, tb)
+    blk.settings["types"] = tb.settings["types"]
+
+
+@directive("\0type", TYPES, ONEMORE)
+def _type_entry(b: Builder, blk: Block, st: Statement) -> None:
+    mime = st.name.value
+    types: dict[str, str] = blk.settings["types"]
+    for a in st.args:
+        ext = a.value.lower()
+        if ext in types and types[ext] != mime:
+            b.warn(f'duplicate extension "{ext}", content type: "{mime}", '
+                   f'previous content type: "{types[ext]}"', st.end)
+        types[ext] = mime
+
+
+@directive("log_format", HTTP, TWOMORE)
+def _log_format(b: Builder, blk: Block, st: Statement) -> None:
+    name = st.args[0].value
+    if name in b.log_formats:
+        raise ConfigError(f'duplicate "log_format" name "{name}"', st.end)
+    parts = st.values[1:]
+    escape = "default"
+    if parts and parts[0].startswith("escape="):
+        escape = parts[0][7:]
+        if escape not in ("default", "json", "none"):
+            raise ConfigError(f'unknown log format escaping "{escape}"', st.end)
+        parts = parts[1:]
+    if not parts:
+        raise ConfigError('invalid number of arguments in "log_format" directive', st.end)
+    b.log_formats[name] = LogFormat(name, b.template("".join(parts), st.end), escape)
+
+
+@directive("access_log", ANY_HTTP | LIF, ONEMORE)
+def _access_log(b: Builder, blk: Block, st: Statement) -> None:
+    if "access_log" not in blk.seen:
+        blk.seen["access_log"] = st
+        blk.settings["access_log"] = []
+    logs: list[AccessLog] = blk.settings["access_log"]
+    path = st.args[0].value
+    if path == "off":
+        if len(st.args) > 1:
+            raise ConfigError('invalid parameter "' + st.args[1].value + '"', st.end)
+        blk.settings["access_log"] = []
+        blk.seen["access_log:off"] = st
+        return
+    if "access_log:off" in blk.seen:
+        raise b.err(st, "is duplicate")
+    fmt_name = st.args[1].value if len(st.args) > 1 else "combined"
+    fmt = b.log_formats.get(fmt_name)
+    if fmt is None:
+        raise ConfigError(f'unknown log format "{fmt_name}"', st.end)
+    opts: dict[str, Any] = {}
+    for a in st.args[2:]:
+        v = a.value
+        if v.startswith("buffer="):
+            size = parse_size(v[7:])
+            if size is None:
+                raise ConfigError(f'invalid buffer size "{v[7:]}"', st.end)
+            opts["buffer"] = size
+        elif v.startswith("flush="):
+            t = parse_time(v[6:])
+            if t is None:
+                raise ConfigError(f'invalid flush time "{v[6:]}"', st.end)
+            opts["flush"] = t
+        elif v == "gzip" or v.startswith("gzip="):
+            level = int(v[5:]) if v.startswith("gzip=") and v[5:].isdigit() else 1
+            opts["gzip"] = level
+            opts.setdefault("buffer", 64 * 1024)
+        elif v.startswith("if="):
+            opts["condition"] = b.template(v[3:], st.end)
+        else:
+            raise ConfigError(f'invalid parameter "{v}"', st.end)
+    if opts.get("flush") and not opts.get("buffer"):
+        raise ConfigError("no buffer is defined for access_log", st.end)
+    if path.startswith("syslog:"):
+        raise ConfigError("syslog access_log is not supported by halb", st.end)
+    if "$" not in path:
+        path = b.path(path)
+    logs.append(AccessLog(b.template(path, st.end), fmt, **opts))
+
+
+@directive("disable_symlinks", ANY_HTTP, TAKE12)
+def _disable_symlinks(b: Builder, blk: Block, st: Statement) -> None:
+    v = st.args[0].value
+    if v not in ("off", "on", "if_not_owner"):
+        raise ConfigError(f'invalid value "{v}"', st.end)
+    b.set(blk, st, "disable_symlinks", v)
+
+
+@directive("open_file_cache", ANY_HTTP, TAKE12)
+def _open_file_cache(b: Builder, blk: Block, st: Statement) -> None:
+    for a in st.args:
+        if a.value != "off" and not a.value.startswith(("max=", "inactive=")):
+            raise ConfigError(f'invalid "open_file_cache" parameter "{a.value}"', st.end)
+    b.once(blk, st)
+
+
+# on/off switches of the http core and friends
+for _name in ("sendfile", "tcp_nopush", "tcp_nodelay", "autoindex", "autoindex_exact_size",
+              "autoindex_localtime", "etag", "absolute_redirect", "port_in_redirect",
+              "server_name_in_redirect", "msie_padding", "log_not_found", "log_subrequest",
+              "chunked_transfer_encoding", "reset_timedout_connection"):
+    flag_slot(_name, ANY_HTTP | (LIF if _name == "sendfile" else 0))
+for _name in ("merge_slashes", "ignore_invalid_headers", "underscores_in_headers"):
+    flag_slot(_name, HTTP | SRV)
+flag_slot("msie_refresh", ANY_HTTP, key="msie_refresh")
+
+for _name in ("client_body_timeout", "send_timeout", "keepalive_time", "lingering_time",
+              "lingering_timeout", "resolver_timeout", "postpone_output_timeout"):
+    time_slot(_name, ANY_HTTP)
+time_slot("client_header_timeout", HTTP | SRV)
+for _name in ("client_body_buffer_size", "sendfile_max_chunk", "output_buffers_size",
+              "postpone_output"):
+    size_slot(_name, ANY_HTTP)
+size_slot("client_max_body_size", ANY_HTTP, allow_g=True)
+size_slot("client_header_buffer_size", HTTP | SRV)
+num_slot("keepalive_requests", ANY_HTTP)
+enum_slot("server_tokens", ANY_HTTP, ("on", "off", "build"))
+enum_slot("if_modified_since", ANY_HTTP, ("off", "exact", "before"))
+enum_slot("lingering_close", ANY_HTTP, ("off", "on", "always"))
+enum_slot("autoindex_format", ANY_HTTP, ("html", "xml", "json", "jsonp"))
+num_slot("max_ranges", ANY_HTTP)
+for _name in ("server_names_hash_bucket_size", "server_names_hash_max_size",
+              "types_hash_max_size", "types_hash_bucket_size", "variables_hash_max_size",
+              "variables_hash_bucket_size", "map_hash_max_size", "map_hash_bucket_size",
+              "open_file_cache_min_uses", "open_file_cache_valid"):
+    accepted(_name, ANY_HTTP, TAKE1)
+accepted("open_file_cache_errors", ANY_HTTP, FLAG)
+accepted("charset", ANY_HTTP | LIF, TAKE1)
+accepted("source_charset", ANY_HTTP | LIF, TAKE1)
+accepted("aio", ANY_HTTP, TAKE1)
+accepted("directio", ANY_HTTP, TAKE1)
+accepted("output_buffers", ANY_HTTP, TAKE2)
+accepted("resolver", ANY_HTTP, ONEMORE)
+
+
+@directive("include", ANY, TAKE1)
+def _include(b: Builder, blk: Block, st: Statement) -> None:  # expanded by the lexer
+    raise AssertionError("include is expanded while parsing")
+
+
