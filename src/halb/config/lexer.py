@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from halb.config.errors import ConfigError, Pos
+from halb.config.errors import COMMAND_LINE, ConfigError, Pos
 
 NGINX = "nginx"
 KEEPALIVED = "keepalived"
@@ -76,6 +76,15 @@ class Statement:
     @property
     def values(self) -> list[str]:
         return [a.value for a in self.args]
+
+
+@dataclass(slots=True)
+class ErrorStatement(Statement):
+    """Where parsing stopped, with parse_*(defer_errors=True): nginx runs each directive as soon
+    as it is read, so the statements before a syntax error are handled (and may fail) first. A
+    consumer raises `error` when it reaches this statement, which is the last one of the tree."""
+
+    error: ConfigError | None = None
 
 
 def _unescape(raw: str) -> str:
@@ -151,6 +160,8 @@ class Lexer:
         self.done = True
         if self.dialect == NGINX:
             if self._nargs > 0 or not self._last_space or self._quoted:
+                if self.filename == COMMAND_LINE.file:  # nginx -g "..."
+                    raise self._err('unexpected end of parameter, expecting ";"')
                 raise self._err('unexpected end of file, expecting ";" or "}"')
             return [Event(EOF, self._pos())]
         events: list[Event] = []
@@ -376,14 +387,40 @@ class ParseResult:
 
 class _TreeBuilder:
     def __init__(self, dialect: str, include_base: str | None, reader: Reader,
-                 result: ParseResult) -> None:
+                 result: ParseResult, defer: bool = False) -> None:
         self.dialect = dialect
         self.include_base = include_base
         self.reader = reader
         self.result = result
+        self.defer = defer
+        self.failed = False
+
+    def lex(self, text: str, filename: str) -> tuple[list[Event], ConfigError | None]:
+        """The events of `text`; when deferring errors, those read before the error, and it."""
+        try:
+            return tokenize(text, filename, self.dialect), None
+        except ConfigError as err:
+            if not self.defer:
+                raise  # rare: lex again one character at a time up to the error
+            lexer = Lexer(filename, self.dialect)
+            events: list[Event] = []
+            try:
+                for ch in text:
+                    events += lexer.feed(ch)
+                events += lexer.end()
+            except ConfigError:
+                pass
+            return events, err
+
+    def fail(self, err: ConfigError, into: list[Statement]) -> None:
+        if not self.defer:
+            raise err
+        pos = err.pos or Pos("", 0)
+        into.append(ErrorStatement(Token("", pos), [], pos, None, err))
+        self.failed = True
 
     def build(self, events: Iterable[Event], filename: str, top: list[Statement],
-              depth: int = 0) -> None:
+              depth: int = 0, error: ConfigError | None = None) -> None:
         stack: list[list[Statement]] = [top]
         args: list[Token] = []
         for ev in events:
@@ -397,9 +434,15 @@ class _TreeBuilder:
                 args = []
                 if st.name.value == "include" and not st.name.quoted:
                     self._include(st, filename, stack[-1], depth)
+                    if self.failed:
+                        return
                 else:
                     stack[-1].append(st)
             elif ev.kind == OPEN:
+                if filename == COMMAND_LINE.file:
+                    self.fail(ConfigError("block directives are not supported in -g option",
+                                          ev.pos), stack[-1])
+                    return
                 if args:
                     st = Statement(args[0], args[1:], ev.pos, [])
                     args = []
@@ -407,23 +450,30 @@ class _TreeBuilder:
                     st = stack[-1].pop()  # "name\n{" : the brace on the next line
                     st.block = []
                 else:
-                    raise ConfigError('unexpected "{"', ev.pos)
+                    self.fail(ConfigError('unexpected "{"', ev.pos), stack[-1])
+                    return
                 stack[-1].append(st)
                 assert st.block is not None
                 stack.append(st.block)
             elif ev.kind == CLOSE:
                 if len(stack) == 1:
-                    raise ConfigError('unexpected "}"', ev.pos)
+                    self.fail(ConfigError('unexpected "}"', ev.pos), stack[-1])
+                    return
                 stack.pop()
-            elif ev.kind == EOF:
-                if len(stack) > 1:
-                    raise ConfigError('unexpected end of file, expecting "}"', ev.pos)
+            elif ev.kind == EOF and len(stack) > 1:
+                self.fail(ConfigError('unexpected end of file, expecting "}"', ev.pos), stack[-1])
+                return
+        if error is not None:
+            self.fail(error, stack[-1])
 
     def _include(self, st: Statement, filename: str, into: list[Statement], depth: int) -> None:
         if len(st.args) != 1:
-            raise ConfigError('invalid number of arguments in "include" directive', st.end)
+            self.fail(ConfigError('invalid number of arguments in "include" directive', st.end),
+                      into)
+            return
         if depth > 32:
-            raise ConfigError("too deep include nesting", st.end)
+            self.fail(ConfigError("too deep include nesting", st.end), into)
+            return
         name = st.args[0].value
         base = self.include_base if self.include_base is not None else os.path.dirname(filename)
         path = name if os.path.isabs(name) else os.path.join(base, name)
@@ -435,27 +485,36 @@ class _TreeBuilder:
             try:
                 text = self.reader(p)
             except OSError as e:
-                raise ConfigError(
-                    f'open() "{p}" failed ({e.errno}: {e.strerror})', st.end) from None
+                self.fail(ConfigError(f'open() "{p}" failed ({e.errno}: {e.strerror})', st.end),
+                          into)
+                return
             self.result.files.append(p)
-            lexer = Lexer(p, self.dialect)
-            events = lexer.feed(text) + lexer.end()
-            self.build(events, p, into, depth + 1)
+            events, error = self.lex(text, p)
+            self.build(events, p, into, depth + 1, error)
+            if self.failed:
+                return
 
 
 def parse_text(text: str, filename: str = "<string>", dialect: str = NGINX, *,
-               include_base: str | None = None, reader: Reader = _read_file) -> ParseResult:
-    """Parse a whole configuration text into statements, expanding includes."""
+               include_base: str | None = None, reader: Reader = _read_file,
+               defer_errors: bool = False) -> ParseResult:
+    """Parse a whole configuration text into statements, expanding includes.
+
+    A syntax error (or a failed include) raises ConfigError; with `defer_errors` the tree holds
+    the statements read before it instead, followed by an ErrorStatement carrying it.
+    """
     result = ParseResult([], [filename])
-    builder = _TreeBuilder(dialect, include_base, reader, result)
-    builder.build(tokenize(text, filename, dialect), filename, result.statements)
+    builder = _TreeBuilder(dialect, include_base, reader, result, defer_errors)
+    events, error = builder.lex(text, filename)
+    builder.build(events, filename, result.statements, 0, error)
     return result
 
 
 def parse_file(path: str, dialect: str = NGINX, *, include_base: str | None = None,
-               reader: Reader = _read_file) -> ParseResult:
+               reader: Reader = _read_file, defer_errors: bool = False) -> ParseResult:
     try:
         text = reader(path)
     except OSError as e:
         raise ConfigError(f'open() "{path}" failed ({e.errno}: {e.strerror})') from None
-    return parse_text(text, path, dialect, include_base=include_base, reader=reader)
+    return parse_text(text, path, dialect, include_base=include_base, reader=reader,
+                      defer_errors=defer_errors)

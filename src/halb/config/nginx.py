@@ -18,6 +18,7 @@ config/nginx_directives.py; this module owns the mechanics.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from halb.config.model import (
     Server,
     ServerName,
 )
-from halb.config.template import compile_template
+from halb.config.template import compile_template, is_known
 
 # Contexts (nginx's NGX_MAIN_CONF, NGX_HTTP_*_CONF ...).
 MAIN = 1
@@ -166,6 +167,11 @@ class Builder:
         }
         self.variables: set[str] = set()  # declared by `set` and friends (later issues)
         self.warnings: list[ConfigError] = []
+        # Variables used so far, checked when the http block ends (_Used below).
+        self.used_variables: dict[str, None] = {}
+        # The http block's listen addresses: (addr, port) -> {"servers": [Block, ...],
+        # "set": an option that belongs to the socket was given, "default": has default_server}.
+        self.listen_addrs: dict[tuple[str, int], dict[str, Any]] = {}
 
     # -- walking ------------------------------------------------------------------------------
 
@@ -174,9 +180,14 @@ class Builder:
             self.statement(st, block)
 
     def statement(self, st: Statement, block: Block) -> None:
+        if isinstance(st, lexer.ErrorStatement):  # a syntax error after the directives before it
+            assert st.error is not None
+            raise st.error
         name = st.name.value
         d = DIRECTIVES.get(name)
         if block.ctx == TYPES:
+            if st.block is not None:  # types { } reads its own lines (cf->handler)
+                raise ConfigError('unexpected "{"', st.end)
             d = DIRECTIVES["\0type"]
         if d is None:
             raise ConfigError(f'unknown directive "{name}"', st.end)
@@ -215,7 +226,7 @@ class Builder:
 
     def template(self, tok: Token | str, pos: Pos) -> Any:
         raw = tok.value if isinstance(tok, Token) else tok
-        return compile_template(raw, pos, self.variables)
+        return compile_template(raw, pos, _Used(self.used_variables))
 
     def path(self, value: str) -> str:
         """A path relative to the prefix, as nginx resolves file names (ngx_conf_full_name)."""
@@ -226,9 +237,45 @@ class Builder:
     def warn(self, message: str, pos: Pos | None) -> None:
         self.warnings.append(ConfigError(message, pos, level="warn"))
 
+    # -- the end of the http block ---------------------------------------------------------
+
+    def end_http(self, hb: Block) -> None:
+        """What nginx checks once the http block is parsed (ngx_http_block), in its order:
+        duplicate locations, unknown variables, then server names per listen address."""
+        for sb in hb.servers:
+            _check_locations(sb)
+        for name in self.used_variables:
+            if not is_known(name, self.variables):
+                raise ConfigError(f'unknown "{name}" variable')  # nginx names no file:line
+        addrs: dict[tuple[str, int], list[Block]] = {
+            key: list(a["servers"]) for key, a in self.listen_addrs.items()}
+        implicit = ("*", 80 if self.is_root else 8000)
+        for sb in hb.servers:
+            if not sb.listens:
+                addrs.setdefault(implicit, []).append(sb)
+        ports = list(dict.fromkeys(port for _, port in addrs))
+        order = sorted(addrs, key=lambda k: (ports.index(k[1]), k[0] in ("*", "::"),
+                                             not self.listen_addrs.get(k, {}).get("set")))
+        for key in order:
+            servers = addrs[key]
+            default = next((sb for sb in servers if any(
+                ls.default_server for ls in sb.listens if ls.key == key)), servers[0])
+            captures = any(n.regex is not None and n.regex.groups for n in default.names)
+            if len(servers) < 2 and not captures:
+                continue
+            for sb in servers:
+                for sn in sb.names:
+                    if sn.kind != "regex" and not _wildcard_ok(sn.raw.lower()):
+                        text = next((str(ls) for ls in sb.listens if ls.key == key),
+                                    str(Listen(*key)))
+                        raise ConfigError(
+                            f'invalid server name or wildcard "{sn.raw.lower()}" on {text}')
+
     # -- freezing -----------------------------------------------------------------------------
 
     def freeze(self, files: list[str]) -> NginxConfig:
+        if "events" not in self.main.seen:  # nginx's ngx_event_init_conf, no file:line
+            raise ConfigError('no "events" section in configuration')
         s = self.main.settings
         http = self._freeze_http(self.http_block) if self.http_block else None
         kwargs = {k: v for k, v in s.items() if k in NginxConfig.__dataclass_fields__}
@@ -245,7 +292,6 @@ class Builder:
         servers: list[Server] = []
         for i, sb in enumerate(hb.servers):
             servers.append(self._freeze_server(sb, http_settings, i))
-        self._check_defaults(servers)
         return Http(tuple(servers), _loc_conf(http_settings),
                     MappingProxyType(dict(self.log_formats)))
 
@@ -254,8 +300,10 @@ class Builder:
         listens = sb.listens or [Listen("*", 80 if self.is_root else 8000, pos=sb.pos)]
         names = sb.names if sb.has_server_name else [ServerName("exact", "", None, "")]
         locs = tuple(self._freeze_location(lb, eff) for lb in sb.locations if lb.modifier != "@")
-        named = {lb.name: self._freeze_location(lb, eff)
-                 for lb in sb.locations if lb.modifier == "@"}
+        named: dict[str, Location] = {}
+        for lb in sb.locations:  # of two named locations with one name, the first is used
+            if lb.modifier == "@" and lb.name not in named:
+                named[lb.name] = self._freeze_location(lb, eff)
         return Server(tuple(listens), tuple(names), locs, _loc_conf(eff),
                       MappingProxyType(named), sb.pos, index)
 
@@ -265,15 +313,44 @@ class Builder:
         return Location(lb.modifier, lb.name, _loc_conf(eff), lb.regex, children,
                         lb.auto_redirect and lb.name.endswith("/"), lb.pos)
 
-    def _check_defaults(self, servers: list[Server]) -> None:
-        defaults: dict[tuple[str, int], Listen] = {}
-        for srv in servers:
-            for ls in srv.listens:
-                if not ls.default_server:
-                    continue
-                if ls.key in defaults:
-                    raise ConfigError(f"a duplicate default server for {ls}", ls.pos)
-                defaults[ls.key] = ls
+
+
+class _Used(set[str]):
+    """The `extra` names of compile_template: accepts every variable and remembers it, so that
+    unknown ones are reported when the http block ends, as nginx does
+    (ngx_http_variables_init_vars), and a `set` later in the file declares one used earlier."""
+
+    def __init__(self, used: dict[str, None]) -> None:
+        super().__init__()
+        self.used = used
+
+    def __contains__(self, name: object) -> bool:
+        self.used.setdefault(str(name).lower(), None)
+        return True
+
+
+def _check_locations(blk: Block) -> None:
+    """nginx's ngx_http_init_static_location_trees: prefix and exact locations, sorted, nested
+    ones first; two of one kind with one name are a "duplicate location" (the later one)."""
+    static = sorted((lb for lb in blk.locations if lb.regex is None and lb.modifier != "@"),
+                    key=lambda lb: (lb.name, lb.modifier != "="))
+    for lb in static:
+        _check_locations(lb)
+    for a, b in itertools.pairwise(static):
+        if a.name == b.name and (a.modifier == "=") == (b.modifier == "="):
+            raise ConfigError(f'duplicate location "{b.name}"', b.pos)
+
+
+def _wildcard_ok(name: str) -> bool:
+    """nginx's ngx_hash_add_key(NGX_HASH_WILDCARD_KEY): "*.example.com", ".example.com",
+    "www.example.*" or a name without "*"; never two "*", "..", or a NUL."""
+    if name.count("*") > 1 or ".." in name or "\0" in name:
+        return False
+    if len(name) > 1 and name[0] == ".":
+        return True
+    if len(name) > 2 and (name.startswith("*.") or name.endswith(".*")):
+        return True
+    return "*" not in name
 
 
 # Directives that a level does not hand down to the levels below it.
@@ -325,9 +402,10 @@ def load(conf_file: str, prefix: str | None = None, *, global_directives: str = 
         kwargs["reader"] = reader
     builder = Builder(conf_file, prefix, is_root)
     if global_directives:
-        g = lexer.parse_text(global_directives, COMMAND_LINE.file, lexer.NGINX, **kwargs)
+        g = lexer.parse_text(global_directives, COMMAND_LINE.file, lexer.NGINX,
+                             defer_errors=True, **kwargs)
         builder.run(g.statements, builder.main)
-    parsed = lexer.parse_file(conf_file, lexer.NGINX, **kwargs)
+    parsed = lexer.parse_file(conf_file, lexer.NGINX, defer_errors=True, **kwargs)
     builder.run(parsed.statements, builder.main)
     return Loaded(builder.freeze(parsed.files), builder.warnings)
 

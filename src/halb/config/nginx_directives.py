@@ -25,6 +25,7 @@ from halb.config.model import (
 from halb.config.nginx import (
     ANY,
     ANY_HTTP,
+    ANYARGS,
     EVENTS,
     FLAG,
     HTTP,
@@ -89,10 +90,9 @@ def num_slot(name: str, contexts: int, key: str | None = None) -> None:
 def enum_slot(name: str, contexts: int, choices: tuple[str, ...], key: str | None = None) -> None:
     def handler(b: Builder, blk: Block, st: Statement) -> None:
         v = st.args[0].value
-        if v not in choices:
-            raise ConfigError(f'invalid value "{v}" in "{name}" directive, it must be '
-                              + " or ".join(f'"{c}"' for c in choices), st.end)
-        b.set(blk, st, key or name, v)
+        if v.lower() not in choices:  # ngx_conf_set_enum_slot: case-insensitive
+            raise ConfigError(f'invalid value "{v}"', st.end)
+        b.set(blk, st, key or name, v.lower())
 
     directive(name, contexts, TAKE1)(handler)
 
@@ -143,6 +143,18 @@ def _user(b: Builder, blk: Block, st: Statement) -> None:
     user = st.args[0].value
     group = st.args[1].value if len(st.args) > 1 else user
     b.set(blk, st, "user", (user, group))
+    if not b.is_root:
+        b.warn('the "user" directive makes sense only if the master process runs with '
+               'super-user privileges, ignored', st.end)
+        return
+    import grp  # nginx looks both up when it reads the directive (ngx_set_user)
+    import pwd
+
+    for lookup, fn, name in (("getpwnam", pwd.getpwnam, user), ("getgrnam", grp.getgrnam, group)):
+        try:
+            fn(name)
+        except KeyError:
+            raise ConfigError(f'{lookup}("{name}") failed', st.end) from None
 
 
 @directive("env", MAIN, TAKE1)
@@ -152,21 +164,31 @@ def _env(b: Builder, blk: Block, st: Statement) -> None:
 
 @directive("load_module", MAIN, TAKE1)
 def _load_module(b: Builder, blk: Block, st: Statement) -> None:
+    if "events" in blk.seen or "http" in blk.seen:  # nginx: after a block used the modules
+        raise b.err(st, "is specified too late")
     b.warn(f'dynamic module "{st.args[0].value}" is not loaded: halb builds its modules in',
            st.end)
 
 
 _LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+_DEBUG_LEVELS = ("debug_core", "debug_alloc", "debug_mutex", "debug_event", "debug_http",
+                 "debug_mail", "debug_stream")
 
 
 @directive("error_log", MAIN | ANY_HTTP, ONEMORE)
 def _error_log(b: Builder, blk: Block, st: Statement) -> None:
     path = st.args[0].value
-    level = "error"
-    for a in st.args[1:]:
-        if a.value not in _LEVELS:
+    level = ""
+    for a in st.args[1:]:  # nginx's ngx_log_set_levels: one level, or debug_* ones
+        if a.value in _LEVELS:
+            if level:
+                raise ConfigError(f'duplicate log level "{a.value}"', st.end)
+            level = a.value
+        elif a.value in _DEBUG_LEVELS and level in ("", "debug_"):
+            level = "debug_"
+        else:
             raise ConfigError(f'invalid log level "{a.value}"', st.end)
-        level = a.value
+    level = {"": "error", "debug_": "debug"}.get(level, level)
     if path.startswith("syslog:"):
         raise ConfigError("syslog error_log is not supported by halb", st.end)
     logs = blk.settings.setdefault("error_log", [])
@@ -180,7 +202,16 @@ def _events(b: Builder, blk: Block, st: Statement) -> None:
     b.run(st.block, Block(EVENTS, blk, settings=blk.settings))
 
 
-num_slot("worker_connections", EVENTS)
+
+
+@directive("worker_connections", EVENTS, TAKE1)
+def _worker_connections(b: Builder, blk: Block, st: Statement) -> None:
+    v = st.args[0].value
+    if not v.isdigit():
+        raise ConfigError(f'invalid number "{v}"', st.end)
+    b.set(blk, st, "worker_connections", int(v))
+
+
 flag_slot("multi_accept", EVENTS)
 accepted("accept_mutex", EVENTS, FLAG)
 accepted("accept_mutex_delay", EVENTS, TAKE1)
@@ -205,6 +236,7 @@ def _http(b: Builder, blk: Block, st: Statement) -> None:
     b.http_block = hb
     assert st.block is not None
     b.run(st.block, hb)
+    b.end_http(hb)
 
 
 @directive("server", HTTP, NOARGS, block=True)
@@ -215,14 +247,54 @@ def _server(b: Builder, blk: Block, st: Statement) -> None:
     b.run(st.block, sb)
 
 
+_PCRE_NAMED = re.compile(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>|\(\?'([A-Za-z_][A-Za-z0-9_]*)'")
+# Python's words for the usual mistakes → PCRE2's (nginx prints PCRE2's), and where PCRE2 points:
+# where Python does ("pos"), at the end of the pattern ("end"), at the end of a character range
+# ("range") or just after a group's name ("name"). Other errors keep Python's words.
+_PCRE_ERRORS = (
+    ("missing ), unterminated subpattern", "missing closing parenthesis", "end"),
+    ("unbalanced parenthesis", "unmatched closing parenthesis", "pos"),
+    ("nothing to repeat", "quantifier does not follow a repeatable item", "pos"),
+    ("multiple repeat", "quantifier does not follow a repeatable item", "pos"),
+    ("unterminated character set", "missing terminating ] for character class", "end"),
+    ("bad escape (end of pattern)", "\\ at end of pattern", "end"),
+    ("bad character range ", "range out of order in character class", "range"),
+    ("redefinition of group name ",
+     "two named subpatterns have the same name (PCRE2_DUPNAMES not set)", "name"),
+)
+
+
+def _pcre_error(e: re.error, pattern: str) -> str:
+    """`pcre2_compile() failed: ...` as nginx's ngx_regex_compile words it."""
+    pos = e.pos or 0
+    shift = 0  # each (?<name> / (?'name' became (?P<name> in the pattern Python compiled
+    for m in _PCRE_NAMED.finditer(pattern):
+        if m.start() + 2 + shift >= pos:
+            break
+        shift += 1
+    offset, msg = pos - shift, e.msg
+    for py_msg, pcre_msg, where in _PCRE_ERRORS:
+        if e.msg.startswith(py_msg):
+            msg = pcre_msg
+            if where == "end":
+                offset = len(pattern)
+            elif where == "range":
+                offset += len(e.msg) - len(py_msg) - len(e.msg.rpartition("-")[2])
+            elif where == "name":
+                offset += len(e.msg[len(py_msg):].split("'")[1]) + 1
+            break
+    if offset >= len(pattern):
+        return f'pcre2_compile() failed: {msg} in "{pattern}"'
+    return f'pcre2_compile() failed: {msg} in "{pattern}" at "{pattern[offset:]}"'
+
+
 def _compile_regex(b: Builder, pattern: str, caseless: bool, st: Statement) -> re.Pattern[str]:
     py = re.sub(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", r"(?P<\1>", pattern)
     py = re.sub(r"\(\?'([A-Za-z_][A-Za-z0-9_]*)'", r"(?P<\1>", py)
     try:
         return re.compile(py, re.IGNORECASE if caseless else 0)
     except re.error as e:
-        raise ConfigError(f'pcre2_compile() failed: {e.msg} in "{pattern}" at "{pattern[e.pos or 0:]}"',
-                          st.end) from None
+        raise ConfigError(_pcre_error(e, pattern), st.end) from None
 
 
 @directive("location", SRV | LOC, TAKE12, block=True)
@@ -235,13 +307,13 @@ def _location(b: Builder, blk: Block, st: Statement) -> None:
     else:
         name = vals[0]
         mod = ""
-        if name.startswith("=") and len(name) > 1:
+        if name.startswith("="):  # "=" alone is the exact location "" (as in nginx)
             mod, name = "=", name[1:]
-        elif name.startswith("~*") and len(name) > 2:
+        elif name.startswith("~*"):
             mod, name = "~*", name[2:]
-        elif name.startswith("~") and len(name) > 1:
+        elif name.startswith("~"):
             mod, name = "~", name[1:]
-        elif name.startswith("^~") and len(name) > 2:
+        elif name.startswith("^~"):
             mod, name = "^~", name[2:]
         elif name.startswith("@"):
             mod = "@"
@@ -257,54 +329,77 @@ def _location(b: Builder, blk: Block, st: Statement) -> None:
                               f'"{blk.name}"', st.end)
         if mod == "@":
             raise ConfigError(f'named location "{name}" can be on the server level only', st.end)
-        if mod in ("", "=", "^~") and not blk.regex and not name.startswith(blk.name):
+        if lb.regex is None and not name.startswith(blk.name):
             raise ConfigError(f'location "{name}" is outside location "{blk.name}"', st.end)
-    for other in blk.locations:
-        same_kind = (other.modifier == "=") == (mod == "=") and (other.modifier == "@") == (
-            mod == "@") and other.regex is None and lb.regex is None
-        if same_kind and other.name == name:
-            raise ConfigError(f'duplicate location "{name}"', st.end)
+    # duplicates are found when the http block ends (Builder.end_http), as nginx does
     blk.locations.append(lb)
     assert st.block is not None
     b.run(st.block, lb)
 
 
 def _parse_listen_addr(b: Builder, st: Statement, text: str) -> tuple[str, int]:
+    """nginx's ngx_parse_url for `listen` (default port 80); halb resolves no host names."""
+
+    def bad(err: str) -> ConfigError:
+        return ConfigError(f'{err} in "{text}" of the "listen" directive', st.end)
+
     if text.startswith("unix:"):
+        if len(text) == 5:
+            raise bad("no path in the unix domain socket")
         return text, 0
-    if text.isdigit():
-        port = int(text)
-        if not 1 <= port <= 65535:
-            raise ConfigError(f'invalid port in "{text}" of the "listen" directive', st.end)
-        return "*", port
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise ConfigError(f'invalid host in "{text}" of the "listen" directive', st.end)
+            raise bad("invalid host")
         host, rest = text[1:end], text[end + 1:]
         if rest and not rest.startswith(":"):
-            raise ConfigError(f'invalid host in "{text}" of the "listen" directive', st.end)
+            raise bad("invalid host")
         port_s = rest[1:] if rest else "80"
-    elif ":" in text:
-        host, port_s = text.rsplit(":", 1)
-    else:
-        host, port_s = text, "80"
+        if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+            raise bad("invalid port")
+        if not host:
+            raise bad("no host")
+        try:
+            if "%" in host:  # nginx takes no zone index here
+                raise ValueError(host)
+            addr6 = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad("invalid IPv6 address") from None
+        return ("::" if addr6 == ipaddress.IPv6Address("::") else str(addr6)), int(port_s)
+    if "/" in text:
+        raise bad("invalid host")
+    host, colon, port_s = text.partition(":")  # the first ':' (ngx_strlchr)
+    if not colon:
+        if text.isdigit():  # a port alone
+            if not 1 <= int(text) <= 65535:
+                raise bad("invalid port")
+            return "*", int(text)
+        port_s = "80"
     if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
-        raise ConfigError(f'invalid port in "{text}" of the "listen" directive', st.end)
+        raise bad("invalid port")
+    if not host:
+        raise bad("no host")
     if host == "*":
         return "*", int(port_s)
     if host == "localhost":
         host = "127.0.0.1"
     try:
-        addr = ipaddress.ip_address(host)
+        addr = ipaddress.IPv4Address(host)
     except ValueError:
-        raise ConfigError(f'host not found in "{text}" of the "listen" directive',
-                          st.end) from None
-    if addr.version == 6 and addr == ipaddress.ip_address("::"):
-        return "::", int(port_s)
-    if addr.version == 4 and str(addr) == "0.0.0.0":
-        return "*", int(port_s)
-    return str(addr), int(port_s)
+        raise bad("host not found") from None
+    return ("*" if str(addr) == "0.0.0.0" else str(addr)), int(port_s)
+
+
+def _so_keepalive_ok(value: str) -> bool:
+    """on | off | [keepidle]:[keepintvl]:[keepcnt], not all three empty or zero."""
+    if value in ("on", "off"):
+        return True
+    parts = value.split(":", 2)
+    idle, intvl, cnt = parts + [""] * (3 - len(parts))
+    times = [parse_time(t, allow_ms=False) if t else 0 for t in (idle, intvl)]
+    if None in times or (cnt and not cnt.isdigit()):
+        return False
+    return bool(times[0] or times[1] or (cnt and int(cnt)))
 
 
 @directive("listen", SRV, ONEMORE)
@@ -313,37 +408,56 @@ def _listen(b: Builder, blk: Block, st: Statement) -> None:
     opts: dict[str, Any] = {}
     for a in st.args[1:]:
         v = a.value
+        # the options of the socket itself set nginx's lsopt.set and lsopt.bind
         if v in ("default_server", "default"):
             opts["default_server"] = True
+        elif v in ("bind", "deferred"):
+            opts["bind"] = True
         elif v == "reuseport":
-            opts["reuseport"] = True
-            opts["bind"] = True
-        elif v == "bind":
-            opts["bind"] = True
+            opts["reuseport"] = opts["bind"] = True
         elif v.startswith("backlog="):
             n = v[8:]
-            if not n.lstrip("-").isdigit() or int(n) == 0:
-                raise ConfigError(f'invalid backlog "{n}"', st.end)
+            if not n.isdigit() or int(n) == 0:
+                raise ConfigError(f'invalid backlog "{v}"', st.end)
             opts["backlog"] = int(n)
-        elif v.startswith("ipv6only="):
-            flag = parse_flag(v[9:])
-            if flag is None:
+            opts["bind"] = True
+        elif v.startswith(("rcvbuf=", "sndbuf=")):
+            if parse_size(v[7:]) is None:
+                raise ConfigError(f'invalid {v[:6]} "{v}"', st.end)
+            opts["bind"] = True
+        elif v.startswith("fastopen="):
+            if not v[9:].isdigit():
+                raise ConfigError(f'invalid fastopen "{v}"', st.end)
+            opts["bind"] = True
+        elif v.startswith("ipv6only=o"):
+            if v[10:] not in ("n", "ff"):
                 raise ConfigError(f'invalid ipv6only flags "{v[9:]}"', st.end)
-            opts["ipv6only"] = flag
+            opts["ipv6only"] = v[10:] == "n"
             opts["bind"] = True
-        elif v.startswith(("rcvbuf=", "sndbuf=", "so_keepalive=", "fastopen=", "setfib=")) \
-                or v == "deferred":
+        elif v.startswith("accept_filter="):  # FreeBSD only
+            raise ConfigError(f'accept filters "{v}" are not supported on this platform, '
+                              'ignored', st.end)
+        elif v.startswith("so_keepalive="):
+            if not _so_keepalive_ok(v[13:]):
+                raise ConfigError(f'invalid so_keepalive value: "{v[13:]}"', st.end)
             opts["bind"] = True
-        else:
+        else:  # also ssl, http2 and proxy_protocol, which halb does not implement
             raise ConfigError(f'invalid parameter "{v}"', st.end)
     ls = Listen(addr, port, pos=st.end, **opts)
-    for other in blk.listens:
-        if other.key == ls.key:
-            raise ConfigError(f"a duplicate listen {ls}", st.end)
+    # nginx's ngx_http_add_addresses: one entry per address:port for the whole http block
+    entry = b.listen_addrs.setdefault(ls.key, {"servers": [], "set": False, "default": False})
+    if blk in entry["servers"]:
+        raise ConfigError(f"a duplicate listen {ls}", st.end)
+    entry["servers"].append(blk)
+    if ls.bind:
+        if entry["set"]:
+            raise ConfigError(f"duplicate listen options for {ls}", st.end)
+        entry["set"] = True
+    if ls.default_server:
+        if entry["default"]:
+            raise ConfigError(f"a duplicate default server for {ls}", st.end)
+        entry["default"] = True
     blk.listens.append(ls)
-
-
-_WILD_OK = re.compile(r"^(\*\.[^*]+|\.[^*]+|[^*]+\.\*|[^*]*)$")
 
 
 @directive("server_name", SRV, ONEMORE)
@@ -351,15 +465,18 @@ def _server_name(b: Builder, blk: Block, st: Statement) -> None:
     blk.has_server_name = True
     for a in st.args:
         raw = a.value
+        if (raw.startswith("*") and (len(raw) < 3 or raw[1] != ".")) or raw == ".":
+            raise ConfigError(f'server name "{raw}" is invalid', st.end)
+        if "/" in raw:
+            b.warn(f'server name "{raw}" has suspicious symbols', st.end)
         if raw.startswith("~"):
             blk.names.append(ServerName("regex", raw, _compile_regex(b, raw[1:], True, st), raw))
             continue
+        # other bad wildcards ("a*b", "*.a.*") are found when the http block ends, and only
+        # where an address has more than one server, as nginx does (Builder.end_http)
         name = raw.lower()
         if name.endswith(".") and len(name) > 1:
             name = name[:-1]
-        if not _WILD_OK.match(name):
-            listen = blk.listens[0] if blk.listens else Listen("*", 80)
-            raise ConfigError(f'invalid server name or wildcard "{raw}" on {listen}', st.end)
         if name.startswith("*."):
             blk.names.append(ServerName("lead", name[1:], None, raw))
         elif name.startswith("."):
@@ -394,7 +511,8 @@ def _alias(b: Builder, blk: Block, st: Statement) -> None:
         raise b.err(st, "is duplicate" if prev == "alias"
                     else 'is duplicate, "root" directive was specified earlier')
     if blk.modifier == "@":
-        raise ConfigError('"alias" directive cannot be used inside the named location', st.end)
+        raise ConfigError('the "alias" directive cannot be used inside the named location',
+                          st.end)
     blk.seen["alias"] = st
     value = st.args[0].value
     if "$" not in value and not os.path.isabs(value):
@@ -411,9 +529,8 @@ def _index(b: Builder, blk: Block, st: Statement) -> None:
     for i, a in enumerate(st.args):
         if not a.value:
             raise ConfigError('index "" in "index" directive is invalid', st.end)
-        if a.value.startswith("/") and i != len(st.args) - 1:
-            raise ConfigError('only the last index in "index" directive should be absolute',
-                              st.end)
+        if a.value.startswith("/") and i != len(st.args) - 1:  # a warning in nginx
+            b.warn('only the last index in "index" directive should be absolute', st.end)
         blk.settings["index"].append(b.template(a.value, st.end))
 
 
@@ -423,7 +540,7 @@ def _try_files(b: Builder, blk: Block, st: Statement) -> None:
     last = st.args[-1].value
     if last.startswith("="):
         code = last[1:]
-        if not code.isdigit() or not 100 <= int(code) <= 999:
+        if not code.isdigit() or int(code) > 999:
             raise ConfigError(f'invalid code "{last}"', st.end)
     blk.settings["try_files"] = [b.template(a.value, st.end) for a in st.args]
 
@@ -456,23 +573,20 @@ def _error_page(b: Builder, blk: Block, st: Statement) -> None:
     uri = args[-1]
     overwrite_arg = args[-2] if args[-2].startswith("=") else None
     codes = args[:-2] if overwrite_arg is not None else args[:-1]
-    if not codes:
-        raise ConfigError('invalid number of arguments in "error_page" directive', st.end)
     code_over: int | None = None
     overwrite = False
     if overwrite_arg is not None:
-        if overwrite_arg == "=":
-            overwrite = True
-        elif overwrite_arg[1:].isdigit():
-            code_over = int(overwrite_arg[1:])
-        else:
+        if not codes or not (overwrite_arg == "=" or overwrite_arg[1:].isdigit()):
             raise ConfigError(f'invalid value "{overwrite_arg}"', st.end)
+        code_over = int(overwrite_arg[1:]) if overwrite_arg != "=" else 0
+        if code_over == 0:  # "=" and "=0": the status of the page it redirects to
+            code_over, overwrite = None, True
     page = ErrorPage(b.template(uri, st.end), code_over, overwrite)
     for c in codes:
-        if not c.isdigit():
+        if not c.isdigit() or int(c) == 499:
             raise ConfigError(f'invalid value "{c}"', st.end)
         n = int(c)
-        if not 300 <= n <= 599 or n == 499:
+        if not 300 <= n <= 599:
             raise ConfigError(f'value "{c}" must be between 300 and 599', st.end)
         blk.settings["error_pages"][n] = page
 
@@ -507,15 +621,14 @@ def _default_type(b: Builder, blk: Block, st: Statement) -> None:
 
 @directive("types", ANY_HTTP, NOARGS, block=True)
 def _types(b: Builder, blk: Block, st: Statement) -> None:
-    b.once(blk, st)
-    tb = Block(TYPES, blk)
-    tb.settings["types"] = {}
+    tb = Block(TYPES, blk)  # a second "types" block of a level adds to the first (as nginx)
+    tb.settings["types"] = dict(blk.settings.get("types", {}))
     assert st.block is not None
     b.run(st.block, tb)
     blk.settings["types"] = tb.settings["types"]
 
 
-@directive("\0type", TYPES, ONEMORE)
+@directive("\0type", TYPES, ANYARGS)
 def _type_entry(b: Builder, blk: Block, st: Statement) -> None:
     mime = st.name.value
     types: dict[str, str] = blk.settings["types"]
@@ -539,9 +652,30 @@ def _log_format(b: Builder, blk: Block, st: Statement) -> None:
         if escape not in ("default", "json", "none"):
             raise ConfigError(f'unknown log format escaping "{escape}"', st.end)
         parts = parts[1:]
-    if not parts:
-        raise ConfigError('invalid number of arguments in "log_format" directive', st.end)
+    for part in parts:
+        _check_log_variables(part, st)
     b.log_formats[name] = LogFormat(name, b.template("".join(parts), st.end), escape)
+
+
+def _check_log_variables(part: str, st: Statement) -> None:
+    """ngx_http_log_compile's own reading of "$name" / "${name}" in one log_format argument."""
+    i = 0
+    while (i := part.find("$", i)) >= 0:
+        rest, i = part[i:], i + 1
+        bracket = part[i:i + 1] == "{"
+        i += bracket
+        if i >= len(part):
+            raise ConfigError(f'invalid parameter "{rest}"', st.end)
+        m = re.compile(r"[A-Za-z0-9_]*").match(part, i)
+        assert m is not None
+        i = m.end()
+        if bracket:
+            if part[i:i + 1] != "}":
+                raise ConfigError(f'the closing bracket in "{m.group()}" variable is missing',
+                                  st.end)
+            i += 1
+        if not m.group():
+            raise ConfigError(f'invalid parameter "{rest}"', st.end)
 
 
 @directive("access_log", ANY_HTTP | LIF, ONEMORE)
@@ -557,8 +691,6 @@ def _access_log(b: Builder, blk: Block, st: Statement) -> None:
         blk.settings["access_log"] = []
         blk.seen["access_log:off"] = st
         return
-    if "access_log:off" in blk.seen:
-        raise b.err(st, "is duplicate")
     fmt_name = st.args[1].value if len(st.args) > 1 else "combined"
     fmt = b.log_formats.get(fmt_name)
     if fmt is None:
@@ -578,6 +710,8 @@ def _access_log(b: Builder, blk: Block, st: Statement) -> None:
             opts["flush"] = t
         elif v == "gzip" or v.startswith("gzip="):
             level = int(v[5:]) if v.startswith("gzip=") and v[5:].isdigit() else 1
+            if v != "gzip" and not (v[5:].isdigit() and 1 <= level <= 9):
+                raise ConfigError(f'invalid compression level "{v[5:]}"', st.end)
             opts["gzip"] = level
             opts.setdefault("buffer", 64 * 1024)
         elif v.startswith("if="):
@@ -585,12 +719,14 @@ def _access_log(b: Builder, blk: Block, st: Statement) -> None:
         else:
             raise ConfigError(f'invalid parameter "{v}"', st.end)
     if opts.get("flush") and not opts.get("buffer"):
-        raise ConfigError("no buffer is defined for access_log", st.end)
+        raise ConfigError(f'no buffer is defined for access_log "{path}"', st.end)
     if path.startswith("syslog:"):
         raise ConfigError("syslog access_log is not supported by halb", st.end)
     if "$" not in path:
         path = b.path(path)
-    logs.append(AccessLog(b.template(path, st.end), fmt, **opts))
+    log = AccessLog(b.template(path, st.end), fmt, **opts)
+    if "access_log:off" not in blk.seen:
+        logs.append(log)
 
 
 @directive("disable_symlinks", ANY_HTTP, TAKE12)

@@ -89,19 +89,19 @@ def compile_template(raw: str, pos: Pos | None = None,
         if i < n and raw[i].isdigit():
             name = raw[i]
             i += 1
-        elif i < n and raw[i] == "{":
-            end = raw.find("}", i + 1)
-            if end < 0:
-                raise ConfigError(f'the closing bracket in "{raw[i + 1:]}" variable is missing',
-                                  pos)
-            name = raw[i + 1:end]
-            if not name or not _NAME.fullmatch(name):
-                raise ConfigError(f'invalid variable name "{name}"', pos)
+        elif i + 1 < n and raw[i] == "{":  # nginx's ngx_http_script_compile
+            m = _NAME.match(raw, i + 1)
+            name = m.group(0) if m else ""
+            end = i + 1 + len(name)
+            if end >= n or raw[end] != "}":
+                raise ConfigError(f'the closing bracket in "{name}" variable is missing', pos)
+            if not name:
+                raise ConfigError("invalid variable name", pos)
             i = end + 1
         else:
             m = _NAME.match(raw, i)
-            if not m:
-                raise ConfigError(f'invalid variable name in "{raw}"', pos)
+            if not m:  # "$" at the end, "${" at the end, "$-"
+                raise ConfigError("invalid variable name", pos)
             name = m.group(0)
             i = m.end()
         if not is_known(name, extra):

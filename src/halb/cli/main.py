@@ -1,0 +1,43 @@
+"""`halb <command>`, or busybox style: invoked as `nginx`, halb is `halb nginx`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+USAGE = """usage: halb <command> [options]
+
+commands:
+  nginx        the L7 reverse proxy / web server (reads nginx.conf; nginx's flags)
+
+Invoked through a link named nginx, halb behaves as that command.
+"""
+
+
+def _nginx(argv: list[str]) -> int:
+    from halb.cli.nginx import main
+
+    return main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"nginx": _nginx}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv if argv is None else argv)
+    prog = os.path.basename(args[0]) if args else "halb"
+    if prog in COMMANDS:
+        return COMMANDS[prog](args[1:])
+    if len(args) < 2 or args[1] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if len(args) >= 2 else 1
+    cmd = COMMANDS.get(args[1])
+    if cmd is None:
+        sys.stderr.write(f"halb: unknown command {args[1]!r}\n{USAGE}")
+        return 1
+    return cmd(args[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The request phases of nginx's http core, in order, with internal redirects.
+
+server rewrite (server-level `return`) → find config (location search, auto-redirect, internal,
+client_max_body_size) → location rewrite (`return`) → try_files → content (index, autoindex,
+static; or a location handler registered by a later module such as proxy_pass) → finalize
+(error_page, special responses). An internal redirect (index, try_files, error_page) starts
+again at server rewrite, a named location at location rewrite; after 10 the request ends with
+500 as nginx's "rewrite or internal redirection cycle".
+
+`handle()` returns a Response to send, CLOSE (444: close without answering) or PENDING when a
+content handler answers later by calling `conn.finish_request()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from halb.config.model import Location, Return, Server
+from halb.l7 import static
+from halb.l7.request import Request
+from halb.l7.response import Response, error_page
+from halb.l7.routing import find_location
+from halb.l7.static import Finish, Redirect
+from halb.l7.variables import expand
+
+CLOSE = object()  # 444: close the connection without a response
+PENDING = object()  # the content handler answers asynchronously
+
+MAX_URI_CHANGES = 10
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# Statuses after which nginx does not keep the connection alive.
+NO_KEEPALIVE = frozenset({400, 413, 414, 494, 495, 496, 497, 500, 501})
+
+# Content handlers a location may carry (proxy_pass, stub_status, ...), keyed by the settings
+# key that enables them; registered by the modules that own them.
+ContentHandler = Callable[[Request, Any], "Response | Finish | Redirect | object | None"]
+CONTENT_HANDLERS: dict[str, ContentHandler] = {}
+
+
+def error(status: int, log: str | None = None, level: str = "error") -> Finish:
+    return Finish(status, log, level)
+
+
+def handle(r: Request) -> Response | object:
+    """Run the phases for a request whose server has been chosen."""
+    server = r.server
+    assert server is not None
+    stage = 0  # 0 server rewrite, 1 find config, 2 location rewrite
+    result: Response | Finish | Redirect | object | None = None
+    while True:
+        result = None
+        if stage == 0:
+            r.conf = server.conf
+            if server.conf.ret is not None:
+                result = do_return(r, server.conf.ret)
+            else:
+                stage = 1
+        if stage == 1:
+            result = find_config(r, server)
+            stage = 2
+        if result is None and stage == 2:
+            result = run_location(r)
+        if isinstance(result, Redirect):
+            redirected = internal_redirect(r, result)
+            if isinstance(redirected, Finish):
+                result = redirected
+            else:
+                stage = 2 if result.named else 0
+                continue
+        if isinstance(result, Finish):
+            final = finalize(r, result)
+            if isinstance(final, Redirect):
+                redirected = internal_redirect(r, final)
+                if isinstance(redirected, Finish):
+                    return finalize(r, redirected, no_error_page=True)
+                stage = 2 if final.named else 0
+                continue
+            return final
+        if isinstance(result, Response):
+            return apply_err_status(r, result)
+        return result  # CLOSE or PENDING
+
+
+def find_config(r: Request, server: Server) -> Finish | None:
+    m = find_location(server.locations, r.uri)
+    if m.redirect:
+        return Finish(301, location=r.uri + "/" + (("?" + r.args) if r.args else ""))
+    set_location(r, m.location, server, m.captures, dict(m.named))
+    if m.location is not None and m.location.conf.internal and not r.internal:
+        return Finish(404)
+    return check_body_size(r)
+
+
+def set_location(r: Request, loc: Location | None, server: Server,
+                 captures: tuple[str | None, ...] = (), named: dict[str, Any] | None = None
+                 ) -> None:
+    r.location = loc
+    r.conf = loc.conf if loc is not None else server.conf
+    if loc is not None and loc.regex is not None:
+        r.captures = captures
+        r.named_captures = named or {}
+
+
+def check_body_size(r: Request) -> Finish | None:
+    conf = r.conf
+    assert conf is not None
+    limit = conf.client_max_body_size
+    if limit and r.content_length is not None and r.content_length > limit:
+        r.keepalive = False
+        return Finish(413, f"client intended to send too large body: {r.content_length} bytes")
+    return None
+
+
+def run_location(r: Request) -> Response | Finish | Redirect | object | None:
+    conf = r.conf
+    assert conf is not None
+    loc = r.location
+    if loc is not None and conf.ret is not None:
+        return do_return(r, conf.ret)
+    if conf.try_files is not None:
+        tried = static.try_files(r)
+        if tried is not None:
+            return tried
+    for key, handler in CONTENT_HANDLERS.items():
+        value = conf.extra.get(key)
+        if value is not None:
+            return handler(r, value)
+    out: Response | Finish | Redirect | None = static.index(r)
+    if out is None:
+        out = static.autoindex(r)
+    if out is None:
+        out = static.serve_static(r)
+    if out is None:
+        if r.uri.endswith("/"):
+            path = static.map_uri_to_path(r, r.uri)
+            return Finish(403, f'directory index of "{path}" is forbidden')
+        return Finish(404)
+    return out
+
+
+def do_return(r: Request, ret: Return) -> Response | Finish | object:
+    """The rewrite module's `return`."""
+    code = ret.code
+    if code == 444:
+        return CLOSE
+    if code in REDIRECT_CODES:
+        return Finish(code, location=expand(ret.text, r) if ret.text else "")
+    if code < 400 or ret.text is not None:
+        body = expand(ret.text, r).encode("utf-8", "surrogateescape") if ret.text else b""
+        return Response(code, body=body, content_type=static.mime_type(r, r.uri))
+    return Finish(code)
+
+
+def internal_redirect(r: Request, red: Redirect) -> Finish | None:
+    r.uri_changes += 1
+    if r.uri_changes > MAX_URI_CHANGES:
+        return Finish(500, f'rewrite or internal redirection cycle while internally '
+                           f'redirecting to "{red.uri}"')
+    r.internal = True
+    server = r.server
+    assert server is not None
+    if red.named:
+        loc = server.named_locations.get(red.uri)
+        if loc is None:
+            return Finish(500, f'could not find named location "{red.uri}"', "error")
+        set_location(r, loc, server)
+        return None
+    r.uri = red.uri
+    r.args = red.args
+    return None
+
+
+def finalize(r: Request, fin: Finish, no_error_page: bool = False
+             ) -> Response | Redirect | object:
+    """ngx_http_special_response_handler: error_page, or the built-in page."""
+    status = fin.status
+    if fin.log:
+        r.conn.log_error(fin.level, fin.log, r)
+    if status == 444:
+        return CLOSE
+    conf = r.conf
+    assert conf is not None
+    if status in NO_KEEPALIVE:
+        r.keepalive = False
+    if not no_error_page and not r.error_page_done and r.uri_changes < MAX_URI_CHANGES:
+        page = conf.error_pages.get(status)
+        if page is not None:
+            r.error_page_done = True
+            r.err_status = 0 if page.overwrite else (page.code or status)
+            uri = expand(page.uri, r)
+            if uri.startswith("/"):
+                if r.method != "HEAD":
+                    r.method = "GET"
+                path, q, args = uri.partition("?")
+                return Redirect(path, args if q else None)
+            if uri.startswith("@"):
+                if r.method != "HEAD":
+                    r.method = "GET"
+                return Redirect(uri, None, named=True)
+            r.err_status = None
+            return special(r, page.code if page.code in REDIRECT_CODES else 302, uri)
+    return special(r, status, fin.location)
+
+
+def special(r: Request, status: int, location: str | None = None) -> Response:
+    conf = r.conf
+    assert conf is not None
+    msie = conf.msie_padding and "MSIE " in (r.headers.get("user-agent") or "")
+    body = error_page(status, conf.server_tokens, msie)
+    resp = Response(status, body=body or b"", content_type="text/html" if body else None)
+    if location is not None:
+        resp.location = absolute_location(r, location)
+    return apply_err_status(r, resp)
+
+
+def apply_err_status(r: Request, resp: Response) -> Response:
+    """After an error_page redirect, the final status is the error's (or the `=code`)."""
+    code = r.err_status
+    if code:
+        resp.status = code
+        if code not in (200, 206, 304):
+            resp.last_modified = None
+        if code != 200 and code != 206:
+            resp.accept_ranges = False
+    if resp.status in NO_KEEPALIVE:
+        r.keepalive = False
+    return resp
+
+
+def absolute_location(r: Request, location: str) -> str:
+    """nginx's header filter: a Location starting with "/" gets scheme, host and port."""
+    conf = r.conf
+    assert conf is not None
+    if not location.startswith("/") or not conf.absolute_redirect:
+        return location
+    if conf.server_name_in_redirect and r.server is not None:
+        host = r.server.server_name
+    elif r.host:
+        host = r.host
+    else:
+        host = r.conn.server_addr
+    port = r.conn.server_port
+    if conf.port_in_redirect and port and port != 80:
+        return f"http://{host}:{port}{location}"
+    return f"http://{host}{location}"

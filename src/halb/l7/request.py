@@ -1,0 +1,103 @@
+"""The state of one HTTP request as it moves through the phases (nginx's ngx_http_request_t).
+
+Plain data with slots: the connection fills in what the parser saw, the phases fill in the
+server, location, status and what was sent; variables and the access log read it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from halb.config.model import Location, LocConf, Server
+    from halb.l7.response import Response
+
+
+class Request:
+    __slots__ = (
+        "args",
+        "body_bytes_sent",
+        "body_expected",
+        "body_received",
+        "bytes_sent",
+        "captures",
+        "chunked",
+        "conf",
+        "conn",
+        "content_length",
+        "err_status",
+        "error_page_done",
+        "expect_continue",
+        "header_list",
+        "headers",
+        "host",
+        "internal",
+        "keepalive",
+        "location",
+        "method",
+        "named_captures",
+        "request_length",
+        "request_line",
+        "response",
+        "server",
+        "server_captures",
+        "start",
+        "status",
+        "target",
+        "uri",
+        "uri_changed",
+        "uri_changes",
+        "valid",
+        "var_cache",
+        "version",
+    )
+
+    def __init__(self, conn: Any, start: float) -> None:
+        self.conn = conn
+        self.start = start
+        self.method = "GET"
+        self.version = 11  # 9, 10 or 11 (HTTP/0.9, 1.0, 1.1)
+        self.target = ""  # the request-target as sent ($request_uri)
+        self.request_line = ""
+        self.uri = "/"
+        self.args: str | None = None
+        self.header_list: list[tuple[str, str]] = []  # (name as sent, value)
+        self.headers: dict[str, str] = {}  # lower-case name -> first value
+        self.host = ""
+        self.keepalive = False
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.body_expected = False
+        self.body_received = 0
+        self.server: Server | None = None
+        self.server_captures: tuple[Any, Any] | None = None
+        self.location: Location | None = None
+        self.conf: LocConf | None = None
+        self.captures: tuple[str | None, ...] = ()
+        self.named_captures: dict[str, str | None] = {}
+        self.internal = False
+        self.uri_changed = False
+        self.uri_changes = 0
+        self.error_page_done = False
+        self.err_status: int | None = None  # set by error_page: the final status (0: keep)
+        self.status = 0
+        self.response: Response | None = None
+        self.body_bytes_sent = 0
+        self.bytes_sent = 0
+        self.request_length = 0
+        self.valid = True
+        self.var_cache: dict[str, str | None] | None = None
+
+    @property
+    def protocol(self) -> str:
+        if self.version == 9:
+            return "HTTP/0.9"
+        return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
+
+    @property
+    def is_head(self) -> bool:
+        return self.method == "HEAD"
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)

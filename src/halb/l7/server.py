@@ -1,0 +1,131 @@
+"""A worker's HTTP server: listeners → connections, the shared per-worker state, and drain.
+
+One HttpServer per worker process (and per configuration generation). It owns the routing table
+built from the configuration, the set of live connections (for worker_connections and graceful
+shutdown), and the access logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from collections.abc import Iterator
+
+from halb.config.model import AccessLog, Listen, Location, LocConf, NginxConfig
+from halb.l7.http import HttpConnection
+from halb.l7.log import AccessLogs, ErrorLogger
+from halb.l7.request import Request
+from halb.l7.routing import ListenTable
+
+
+def _all_confs(config: NginxConfig) -> Iterator[LocConf]:
+    http = config.http
+    if http is None:
+        return
+    yield http.conf
+
+    def walk(locs: tuple[Location, ...]) -> Iterator[LocConf]:
+        for loc in locs:
+            yield loc.conf
+            yield from walk(loc.children)
+
+    for srv in http.servers:
+        yield srv.conf
+        yield from walk(srv.locations)
+        yield from walk(tuple(srv.named_locations.values()))
+
+
+class HttpServer:
+    def __init__(self, config: NginxConfig, loop: asyncio.AbstractEventLoop,
+                 error_log: ErrorLogger, worker: int = 0) -> None:
+        assert config.http is not None
+        self.config = config
+        self.loop = loop
+        self.error_log = error_log
+        self.listen_table = ListenTable(config.http)
+        self.connections: set[HttpConnection] = set()
+        self.max_connections = config.worker_connections
+        self.numbers = itertools.count(1 + worker * 10_000_000)
+        self.access_logs = AccessLogs()
+        self.servers: list[asyncio.base_events.Server] = []
+        self.stats = {"accepted": 0, "handled": 0, "requests": 0}
+        self._flusher: asyncio.TimerHandle | None = None
+        seen: set[tuple[AccessLog, ...]] = set()
+        for conf in _all_confs(config):
+            if conf.access_log and conf.access_log not in seen:
+                seen.add(conf.access_log)
+                self.access_logs.prepare(conf.access_log)
+
+    async def start(self, sockets: list[tuple[Listen, socket.socket]]) -> None:
+        """Serve on duplicates of the given sockets (the event loop closes what it serves on;
+        the originals stay with their owner, so a reload keeps the accept queue open)."""
+        for listen, sock in sockets:
+            srv = await self.loop.create_server(
+                lambda: HttpConnection(self, next(self.numbers)), sock=sock.dup(),
+                backlog=listen.backlog)
+            self.servers.append(srv)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        self._flusher = self.loop.call_later(AccessLogs.DEFAULT_FLUSH, self._flush)
+
+    def _flush(self) -> None:
+        self.access_logs.flush()
+        self._schedule_flush()
+
+    # -- connections --------------------------------------------------------------------------
+
+    def register(self, conn: HttpConnection) -> bool:
+        self.stats["accepted"] += 1
+        if len(self.connections) >= self.max_connections:
+            self.error_log.log("alert", f"{self.max_connections} worker_connections are not "
+                               "enough")
+            return False
+        self.stats["handled"] += 1
+        self.connections.add(conn)
+        return True
+
+    def unregister(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+
+    def access_log(self, r: Request) -> None:
+        self.stats["requests"] += 1
+        conf = r.conf or (r.server.conf if r.server else None)
+        if conf is None:
+            assert self.config.http is not None
+            conf = self.config.http.conf
+        if conf.access_log:
+            self.access_logs.log(conf.access_log, r)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close_listeners(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        self.servers = []
+
+    async def drain(self, timeout: float | None) -> None:
+        """Graceful stop: no new connections, finish what is in flight, close idle ones."""
+        self.close_listeners()
+        for conn in list(self.connections):
+            conn.shutdown()
+        deadline = None if timeout is None else self.loop.time() + timeout
+        while self.connections:
+            if deadline is not None and self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        self.abort_all()
+
+    def abort_all(self) -> None:
+        for conn in list(self.connections):
+            conn._force_close()
+
+    def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.access_logs.close()
+
+    def reopen_logs(self) -> None:
+        self.access_logs.reopen()
+        self.error_log.reopen()

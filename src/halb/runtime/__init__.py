@@ -1,0 +1,1 @@
+"""Processes: master and workers, signals, listeners, reload, pid files, daemonizing."""
