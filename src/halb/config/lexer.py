@@ -401,7 +401,8 @@ class _TreeBuilder:
             return tokenize(text, filename, self.dialect), None
         except ConfigError as err:
             if not self.defer:
-                raise  # rare: lex again one character at a time up to the error
+                raise
+            # rare, so lex again one character at a time to keep the events before the error
             lexer = Lexer(filename, self.dialect)
             events: list[Event] = []
             try:

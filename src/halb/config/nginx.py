@@ -314,7 +314,6 @@ class Builder:
                         lb.auto_redirect and lb.name.endswith("/"), lb.pos)
 
 
-
 class _Used(set[str]):
     """The `extra` names of compile_template: accepts every variable and remembers it, so that
     unknown ones are reported when the http block ends, as nginx does

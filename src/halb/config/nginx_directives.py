@@ -292,9 +292,11 @@ def _compile_regex(b: Builder, pattern: str, caseless: bool, st: Statement) -> r
     py = re.sub(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", r"(?P<\1>", pattern)
     py = re.sub(r"\(\?'([A-Za-z_][A-Za-z0-9_]*)'", r"(?P<\1>", py)
     try:
-        return re.compile(py, re.IGNORECASE if caseless else 0)
+        rx = re.compile(py, re.IGNORECASE if caseless else 0)
     except re.error as e:
         raise ConfigError(_pcre_error(e, pattern), st.end) from None
+    b.variables.update(rx.groupindex)  # named captures are variables (ngx_http_regex_compile)
+    return rx
 
 
 @directive("location", SRV | LOC, TAKE12, block=True)
@@ -434,9 +436,9 @@ def _listen(b: Builder, blk: Block, st: Statement) -> None:
                 raise ConfigError(f'invalid ipv6only flags "{v[9:]}"', st.end)
             opts["ipv6only"] = v[10:] == "n"
             opts["bind"] = True
-        elif v.startswith("accept_filter="):  # FreeBSD only
-            raise ConfigError(f'accept filters "{v}" are not supported on this platform, '
-                              'ignored', st.end)
+        elif v.startswith("accept_filter="):  # FreeBSD only; nginx logs it and goes on
+            b.warnings.append(ConfigError(f'accept filters "{v}" are not supported on this '
+                                          'platform, ignored', st.end, level="emerg"))
         elif v.startswith("so_keepalive="):
             if not _so_keepalive_ok(v[13:]):
                 raise ConfigError(f'invalid so_keepalive value: "{v[13:]}"', st.end)
@@ -599,7 +601,7 @@ def _internal(b: Builder, blk: Block, st: Statement) -> None:
 @directive("keepalive_timeout", ANY_HTTP, TAKE12)
 def _keepalive_timeout(b: Builder, blk: Block, st: Statement) -> None:
     t = parse_time(st.args[0].value)
-    h = parse_time(st.args[1].value) if len(st.args) > 1 else None
+    h = parse_time(st.args[1].value, allow_ms=False) if len(st.args) > 1 else None  # seconds
     if t is None or (len(st.args) > 1 and h is None):
         raise b.err(st, "invalid value")
     b.set(blk, st, "keepalive_timeout", t)

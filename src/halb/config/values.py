@@ -8,35 +8,61 @@ from __future__ import annotations
 
 import re
 
-_TIME_UNITS = {"y": 365 * 86400, "M": 30 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600,
-               "m": 60, "s": 1, "ms": 0.001}
-_TIME_ORDER = ["y", "M", "w", "d", "h", "m", "s", "ms"]
-_TIME_PART = re.compile(r"(\d+)(ms|[yMwdhms])?")
+_MAX = 2 ** 63 - 1  # NGX_MAX_INT_T_VALUE, NGX_MAX_SIZE_T_VALUE, NGX_MAX_OFF_T_VALUE
+# unit -> (step, seconds); the steps must go down, as in "1d 2h 30m"
+_TIME_UNITS = {"y": (1, 365 * 86400), "M": (2, 30 * 86400), "w": (3, 7 * 86400),
+               "d": (4, 86400), "h": (5, 3600), "m": (6, 60), "s": (7, 1)}
+_MSEC, _LAST = 8, 9
 
 
 def parse_time(text: str, allow_ms: bool = True) -> float | None:
-    """Seconds for an nginx time value, or None when it is invalid."""
-    if not text:
+    """Seconds for an nginx time value, or None when it is invalid (ngx_parse_time).
+
+    allow_ms=True reads it as nginx's msec values do (most timeouts): "ms" is allowed but "y"
+    and "M" are not; allow_ms=False as its sec values: "y" and "M" but no "ms". A bare number
+    is seconds, also after units ("1h30"); a space after a number ends it like "s" does, and
+    spaces after a unit are skipped ("1h 30m").
+    """
+    scale_ms = 1000 if allow_ms else 1  # nginx counts in ms or in s
+    step = 2 if allow_ms else 0  # msec values start past "y" and "M"
+    total = value = 0
+    valid = False
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        i += 1
+        if "0" <= ch <= "9":
+            value = value * 10 + int(ch)
+            if value > _MAX:
+                return None
+            valid = True
+            continue
+        if ch == "m" and i < n and text[i] == "s":
+            if not allow_ms or step >= _MSEC:
+                return None
+            i += 1
+            step, scale, limit = _MSEC, 1, _MAX
+        elif ch in _TIME_UNITS:
+            rank, seconds = _TIME_UNITS[ch]
+            if step >= rank:
+                return None
+            step, scale, limit = rank, seconds * scale_ms, _MAX // (seconds * scale_ms)
+        elif ch == " ":
+            if step >= _TIME_UNITS["s"][0]:
+                return None
+            step, scale, limit = _LAST, scale_ms, _MAX // scale_ms
+        else:
+            return None
+        if value > limit or total > _MAX - value * scale:
+            return None
+        total += value * scale
+        value = 0
+        while i < n and text[i] == " ":
+            i += 1
+    if not valid or value > _MAX // scale_ms or total > _MAX - value * scale_ms:
         return None
-    pos, total, last = 0, 0.0, -1
-    while pos < len(text):
-        m = _TIME_PART.match(text, pos)
-        if not m or m.end() == pos:
-            return None
-        unit = m.group(2) or "s"
-        if m.group(2) is None and m.end() != len(text):
-            return None
-        if unit == "ms" and not allow_ms:
-            return None
-        rank = _TIME_ORDER.index(unit)
-        if rank <= last:
-            return None
-        last = rank
-        total += int(m.group(1)) * _TIME_UNITS[unit]
-        pos = m.end()
-        if pos < len(text) and text[pos] == " ":
-            pos += 1
-    return total
+    total += value * scale_ms
+    return total / scale_ms
 
 
 _SIZE = re.compile(r"(\d+)([kKmMgG]?)")
@@ -50,6 +76,8 @@ def parse_size(text: str, allow_g: bool = False) -> int | None:
         return None
     unit = m.group(2).lower()
     if unit == "g" and not allow_g:
+        return None
+    if int(m.group(1)) > _MAX // _SIZE_SCALE[unit]:  # ngx_parse_size's overflow check
         return None
     return int(m.group(1)) * _SIZE_SCALE[unit]
 

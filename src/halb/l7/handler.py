@@ -200,7 +200,13 @@ def finalize(r: Request, fin: Finish, no_error_page: bool = False
                 return Redirect(uri, None, named=True)
             r.err_status = None
             return special(r, page.code if page.code in REDIRECT_CODES else 302, uri)
-    return special(r, status, fin.location)
+    # ngx_http_special_response_handler: the error answered is the final status, also after
+    # an error_page redirect that set another one
+    r.err_status = None
+    resp = special(r, status, fin.location)
+    if fin.content_range is not None:
+        resp.headers.append(("Content-Range", fin.content_range))
+    return resp
 
 
 def special(r: Request, status: int, location: str | None = None) -> Response:
@@ -211,6 +217,7 @@ def special(r: Request, status: int, location: str | None = None) -> Response:
     resp = Response(status, body=body or b"", content_type="text/html" if body else None)
     if location is not None:
         resp.location = absolute_location(r, location)
+        resp.location_early = resp.location is not location
     return apply_err_status(r, resp)
 
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections import deque
 from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -58,10 +60,10 @@ IDLE, READING_HEADER, READING_BODY, WRITING, LINGERING = range(5)
 
 class HttpConnection(asyncio.Protocol):
     __slots__ = (
-        "body_left", "closing", "conf", "cur", "deadline", "draining", "file_fd", "file_left",
-        "file_offset", "header_bytes", "header_count", "idle_since", "last_header_len",
-        "loop", "number", "parser", "paused_writing", "pipelined", "queue", "remote_addr",
-        "remote_port", "requests", "responding", "server", "server_addr", "server_port",
+        "body_left", "closing", "conf", "cur", "deadline", "draining", "escaping", "file_fd",
+        "file_left", "file_offset", "header_bytes", "header_count", "idle_since",
+        "last_header_len", "loop", "number", "parser", "paused_writing", "pipelined", "queue",
+        "remote_addr", "remote_port", "requests", "responding", "server", "server_addr", "server_port",
         "sock_fd", "started", "state", "table", "timer", "transport", "url_parts", "use_sendfile",
     )
 
@@ -84,6 +86,7 @@ class HttpConnection(asyncio.Protocol):
         self.paused_writing = False
         self.pipelined = False
         self.url_parts: list[bytes] = []
+        self.escaping = False  # feeding a request line whose bytes above 0x7f were %-escaped
         self.header_bytes = 0
         self.header_count = 0
         self.file_fd: int | None = None
@@ -91,7 +94,7 @@ class HttpConnection(asyncio.Protocol):
         self.file_left = 0
         self.use_sendfile = False
         self.sock_fd = -1
-        self.idle_since = self.started
+        self.idle_since = self.loop.time()
         self.remote_addr = ""
         self.remote_port = 0
         self.server_addr = ""
@@ -146,6 +149,12 @@ class HttpConnection(asyncio.Protocol):
         # close now if nothing is being answered; otherwise keep the write side open
         return not (self.state == LINGERING or self.responding is None)
 
+    def log_error(self, level: str, message: str, r: Request) -> None:
+        """An error log line about request r, with nginx's client/server/request context."""
+        log = self.server.error_log
+        if log.enabled(level):
+            log.log(level, message, self.number, request_context(r))
+
     # -- timers -------------------------------------------------------------------------------
 
     def arm(self, state: int, timeout: float) -> None:
@@ -183,7 +192,10 @@ class HttpConnection(asyncio.Protocol):
         if self.state == LINGERING:
             return  # lingering close: read and drop until the client stops
         try:
-            self.parser.feed_data(data)
+            if data.isascii():
+                self.parser.feed_data(data)
+            else:
+                self._feed_non_ascii(data)
         except httptools.HttpParserUpgrade:
             # an Upgrade request to a location that does not proxy: answered as a plain
             # request, then the connection closes (nothing after the headers is HTTP/1)
@@ -198,6 +210,35 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             self._abort(400, f"client sent invalid request: {e}", "info")
 
+    def _feed_non_ascii(self, data: bytes) -> None:
+        """llhttp refuses bytes above 0x7f in a request-target; nginx takes them as they are.
+        Such a request line is fed with "%" and those bytes %-escaped (on_url undoes it, so
+        $request_uri keeps the bytes as sent); header and body bytes go through unchanged."""
+        feed = self.parser.feed_data
+        i, n = 0, len(data)
+        while i < n:
+            r = self.cur
+            if r is not None and r.request_line:  # in the body: as much as belongs to it
+                end = n
+                if r.content_length is not None and not r.chunked:
+                    end = min(n, i + max(1, r.content_length - r.body_received))
+                feed(data[i:end])
+                i = end
+                continue
+            nl = data.find(b"\n", i)
+            end = n if nl < 0 else nl + 1
+            line = data[i:end]
+            i = end
+            if not line.isascii() and (r is None or (
+                    self.header_bytes == 0 and _rest_of_request_line(line))):
+                self.escaping = True
+                try:
+                    feed(_HIGH_BYTES.sub(_escape_byte, line))
+                finally:
+                    self.escaping = False
+                continue
+            feed(line)
+
     def on_message_begin(self) -> None:
         r = Request(self, time.monotonic())
         self.cur = r
@@ -210,6 +251,8 @@ class HttpConnection(asyncio.Protocol):
             self.pipelined = True
 
     def on_url(self, url: bytes) -> None:
+        if self.escaping:
+            url = unquote_to_bytes(url)
         self.url_parts.append(url)
         n = sum(len(p) for p in self.url_parts)
         if n + 16 > self.conf.large_client_header_buffers[1]:
@@ -360,10 +403,13 @@ class HttpConnection(asyncio.Protocol):
         if r is None:
             return
         r.body_expected = False
-        if self.responding is None and not self.queue and not self.closing:
-            self.arm(IDLE, self.conf.keepalive_timeout)
-        elif self.responding is r and self.state == READING_BODY:
-            self.arm(WRITING, self.conf.send_timeout)
+        if self.closing or self.state == LINGERING:
+            return
+        if self.responding is r:
+            if self.state == READING_BODY:
+                self.arm(WRITING, self.conf.send_timeout)
+        elif self.responding is None and not self.queue:
+            self._idle()
 
     # -- answering ----------------------------------------------------------------------------
 
@@ -422,17 +468,32 @@ class HttpConnection(asyncio.Protocol):
         if r.expect_continue and r.body_expected and resp.status < 300:
             t.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         conf = r.conf or self.conf
-        head = render_headers(resp, server_tokens=conf.server_tokens, keepalive=r.keepalive,
-                              keepalive_header=conf.keepalive_header)
+        chunked = False
+        if resp.unknown_length and not r.is_head:
+            # ngx_http_chunked_header_filter: chunked for HTTP/1.1, else the close ends it
+            if r.version >= 11 and conf.chunked_transfer_encoding:
+                chunked = True
+            else:
+                r.keepalive = False
         if resp.close:
             r.keepalive = False
+        head = render_headers(resp, server_tokens=conf.server_tokens, keepalive=r.keepalive,
+                              keepalive_header=conf.keepalive_header, chunked=chunked)
         r.bytes_sent = len(head)
-        if r.is_head or resp.no_body:
+        if r.is_head or resp.no_body or resp.status == 204:
             self._close_resp_file(resp)
             t.write(head)
             self._done(r, lingering)
             return
         if resp.file_fd is None:
+            if chunked:
+                body = resp.body
+                t.write(head + (b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n" if body
+                                else b"0\r\n\r\n"))
+                r.body_bytes_sent = len(body)
+                r.bytes_sent += len(body)
+                self._done(r, lingering)
+                return
             t.write(head + resp.body)
             r.body_bytes_sent = len(resp.body)
             r.bytes_sent += len(resp.body)
@@ -538,9 +599,11 @@ class HttpConnection(asyncio.Protocol):
         t = self.transport
         if t is None or self.closing:
             return
-        if not r.keepalive:
+        if not r.keepalive or self.draining:
             self._queue_clear()
-            if lingering or r.body_expected or self.cur is not None:
+            # the client may still be sending (a body we did not read, a pipelined request):
+            # nginx's lingering close keeps reading so that our answer is not lost to a reset
+            if lingering or self.cur is not None:
                 self._linger()
             else:
                 self.closing = True
@@ -552,13 +615,20 @@ class HttpConnection(asyncio.Protocol):
             self._start(nxt)
             return
         t.resume_reading()
-        if self.cur is not None:
-            state = READING_BODY if self.cur.body_expected else READING_HEADER
-            self.arm(state, self.conf.client_header_timeout)
-        elif self.draining:
+        cur = self.cur
+        if cur is r:  # answered before its body arrived: keep reading it
+            self.arm(READING_BODY, self.conf.client_body_timeout)
+        elif cur is not None:  # the next request is already being read
+            self.arm(READING_HEADER, self.conf.client_header_timeout)
+        else:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Between requests: keepalive_timeout runs (draining: close soon)."""
+        self.idle_since = self.loop.time()
+        if self.draining:
             self._close_idle_later()
         else:
-            self.idle_since = self.loop.time()
             self.arm(IDLE, self.conf.keepalive_timeout)
 
     def _queue_clear(self) -> None:
@@ -599,6 +669,21 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.arm(IDLE, self.GRACE - idle)
 
+
+
+_HIGH_BYTES = re.compile(rb"[%\x80-\xff]")
+_LINE_END = re.compile(rb" HTTP/\d\.\d\r?\n\Z")
+
+
+def _escape_byte(m: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % m.group()[0]
+
+
+def _rest_of_request_line(line: bytes) -> bool:
+    """Whether a line fed before any header is (the rest of) the request line."""
+    if line.endswith(b"\n"):
+        return _LINE_END.search(line) is not None
+    return b":" not in line
 
 
 def _valid_header_name(low: str, underscores: bool) -> bool:

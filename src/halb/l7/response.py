@@ -68,6 +68,10 @@ _MSIE_PADDING = (
 )
 
 
+# Page titles that differ from the status line's reason (ngx_http_special_response.c).
+PAGE_TITLES = {302: "302 Found", 401: "401 Authorization Required"}
+
+
 def error_page(code: int, server_tokens: str = "on", msie: bool = False) -> bytes | None:
     """The built-in page for `code`, or None when nginx sends none."""
     if code not in _PAGES:
@@ -78,7 +82,7 @@ def error_page(code: int, server_tokens: str = "on", msie: bool = False) -> byte
                 f"<center><h1>400 Bad Request</h1></center>\r\n"
                 f"<center>{SPECIAL_400[code]}</center>\r\n")
     else:
-        title = f"{code} {REASONS[code]}"
+        title = PAGE_TITLES.get(code) or f"{code} {REASONS[code]}"
         head = (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
                 f"<center><h1>{title}</h1></center>\r\n")
     token = SERVER_VERSION if server_tokens != "off" else SERVER_NAME
@@ -145,35 +149,49 @@ class Response:
     last_modified: float | None = None
     etag: str | None = None
     location: str | None = None
+    location_early: bool = False  # made absolute by the header filter: written before Connection
     file_fd: int | None = None  # an open file to send after the headers
     file_offset: int = 0
     file_count: int = 0
     close: bool = False  # close the connection after this response
     accept_ranges: bool = False
     no_body: bool = False  # HEAD, 304: headers only
+    unknown_length: bool = False  # no Content-Length: chunked for HTTP/1.1, else close
 
 
 def render_headers(resp: Response, *, server_tokens: str, keepalive: bool,
-                   keepalive_header: float | None = None) -> bytes:
-    """Serialize the status line and headers in nginx's order."""
-    out = [status_line(resp.status)]
+                   keepalive_header: float | None = None, chunked: bool = False) -> bytes:
+    """Serialize the status line and headers in nginx's order (ngx_http_header_filter): the
+    fixed ones, a Location the filter made absolute, Connection, Keep-Alive, then the list
+    (a Location that was already absolute, ETag, Accept-Ranges, the rest as added)."""
+    status = resp.status
+    out = [status_line(status)]
     if server_tokens != "off":
         out.append(b"Server: " + SERVER_VERSION.encode() + b"\r\n")
     else:
         out.append(b"Server: " + SERVER_NAME.encode() + b"\r\n")
     out.append(DATES.date_header)
-    if resp.content_type:
+    no_content = status == 204  # nginx drops the type, length and Last-Modified of a 204
+    if resp.content_type and not no_content:
         out.append(b"Content-Type: " + resp.content_type.encode("latin-1") + b"\r\n")
     length = resp.content_length if resp.content_length is not None else len(resp.body)
-    if resp.status != 304 and not (resp.status == 204 or 100 <= resp.status < 200):
+    if status != 304 and not (no_content or 100 <= status < 200 or resp.unknown_length):
         out.append(b"Content-Length: %d\r\n" % length)
-    if resp.last_modified is not None:
+    if resp.last_modified is not None and not no_content:
         out.append(b"Last-Modified: " + http_date(resp.last_modified).encode() + b"\r\n")
+    location = None
     if resp.location is not None:
-        out.append(b"Location: " + resp.location.encode("utf-8", "surrogateescape") + b"\r\n")
+        location = b"Location: " + resp.location.encode("utf-8", "surrogateescape") + b"\r\n"
+        if resp.location_early:
+            out.append(location)
+            location = None
+    if chunked:
+        out.append(b"Transfer-Encoding: chunked\r\n")
     out.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
     if keepalive and keepalive_header:
         out.append(b"Keep-Alive: timeout=%d\r\n" % int(keepalive_header))
+    if location is not None:
+        out.append(location)
     if resp.etag is not None:
         out.append(b"ETag: " + resp.etag.encode() + b"\r\n")
     if resp.accept_ranges:

@@ -32,7 +32,11 @@ EMPTY: Mapping[str, str | None] = MappingProxyType({})
 def _empty() -> Mapping[str, str | None]:
     return EMPTY
 
-# ngx_http_validate_host
+
+# -- hosts -----------------------------------------------------------------------------------
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9_.-]+(?::[0-9]*)?")
 
 
 def validate_host(host: str) -> str | None:
@@ -43,10 +47,10 @@ def validate_host(host: str) -> str | None:
     or a space. As nginx 1.22 on Unix, a leading ".", "\\" and a "[" without "]" are accepted
     ("[::1" stays "[::1"); "[::1]:80" is "[::1]".
     """
-    if _PLAIN_HOST.fullmatch(host) is not None:  # the common case, without the loop
+    if _PLAIN_HOST.fullmatch(host) is not None and ".." not in host:  # the common case
         colon = host.find(":")
         out = host if colon < 0 else host[:colon]
-        return (out[:-1] if out.endswith(".") else out).lower()
+        return (out[:-1] if out.endswith(".") else out).lower() or None
     if not host:
         return None
     host_len = len(host)
@@ -79,9 +83,6 @@ def validate_host(host: str) -> str | None:
     out = host[:host_len]
     return out.lower() if out.isascii() else out.translate(_ASCII_LOWER)
 
-
-_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
-_PLAIN_HOST = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?(?::[0-9]*)?")
 
 # -- locations -------------------------------------------------------------------------------
 
@@ -142,10 +143,10 @@ class _Level:
         nodes.update((n, (_OK, e)) for n, e in exact.items())
         # a URI one character shorter than an auto_redirect name: the "=" one, else the prefix
         redirects: dict[str, _Entry] = {}
-        for name in nodes:
-            ex, pre = exact.get(name), prefix.get(name)
-            if name and ((ex and ex.loc.auto_redirect) or (pre and pre.loc.auto_redirect)):
-                redirects.setdefault(name[:-1], ex or pre)  # type: ignore[arg-type]
+        for name, (_, first) in nodes.items():
+            pre = prefix.get(name)
+            if name and (first.loc.auto_redirect or (pre is not None and pre.loc.auto_redirect)):
+                redirects.setdefault(name[:-1], first)
         self.nodes = nodes
         self.prefixes = prefix
         self.lengths = tuple(sorted({len(n) for n in prefix}, reverse=True))

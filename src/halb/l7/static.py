@@ -11,7 +11,6 @@ such links; halb is stricter by default and says so in the README).
 from __future__ import annotations
 
 import errno
-import html
 import os
 import stat
 import time
@@ -42,6 +41,7 @@ class Finish:
     log: str | None = None
     level: str = "error"
     location: str | None = None  # for 301 to a directory
+    content_range: str | None = None  # for 416: kept on the error page
 
 
 def document_root(r: Request) -> str | None:
@@ -169,6 +169,8 @@ def file_response(r: Request, fd: int, st: os.stat_result, path: str) -> Respons
                     last_modified=int(st.st_mtime), file_fd=fd, file_count=st.st_size)
     if conf.etag:
         resp.etag = etag_for(st)
+    if r.err_status and r.err_status != 200:
+        return resp  # an error_page answer: its status is not 200, so no 304/412 or ranges
     status = not_modified(r, resp)
     if status:
         os.close(fd)
@@ -181,7 +183,7 @@ def file_response(r: Request, fd: int, st: os.stat_result, path: str) -> Respons
         resp.content_type = None
         return resp
     if conf.max_ranges != 0:
-        ranged = apply_range(r, resp, st.st_size)
+        ranged = apply_range(r, resp, st.st_size, conf.max_ranges)
         if ranged is not None:
             return ranged
         resp.accept_ranges = True
@@ -189,31 +191,41 @@ def file_response(r: Request, fd: int, st: os.stat_result, path: str) -> Respons
 
 
 def _etag_matches(header: str, etag: str | None, weak: bool) -> bool:
+    """ngx_http_test_if_match: "*" alone, or one of the listed tags (W/ skipped when weak)."""
     if etag is None:
         return False
-    value = header.strip()
-    if value == "*":
+    if header == "*":
         return True
-    tag = etag[2:] if etag.startswith("W/") else etag
-    for item in value.split(","):
-        item = item.strip()
-        if weak and item.startswith("W/"):
-            item = item[2:]
-        if item == tag:
-            return True
+    start, end = 0, len(header)
+    n = len(etag)
+    while start < end:
+        if weak and end - start > 2 and header.startswith("W/", start):
+            start += 2
+        if n > end - start:
+            return False
+        if header.startswith(etag, start):
+            start += n
+            while start < end and header[start] in " \t":
+                start += 1
+            if start == end or header[start] == ",":
+                return True
+        while start < end and header[start] != ",":
+            start += 1
+        while start < end and header[start] in " ,":
+            start += 1
     return False
 
 
 def not_modified(r: Request, resp: Response) -> int:
-    """ngx_http_not_modified_filter: 0, 304 or 412."""
+    """ngx_http_not_modified_header_filter: 0, 304 or 412."""
     conf = r.conf
     assert conf is not None
     h = r.headers
     lm = resp.last_modified
     ius = h.get("if-unmodified-since")
-    if ius is not None and lm is not None:
+    if ius is not None:  # an unparsable date fails the test
         t = parse_http_date(ius)
-        if t is not None and lm > t:
+        if lm is None or t is None or t < lm:
             return 412
     im = h.get("if-match")
     if im is not None and not _etag_matches(im, resp.etag, False):
@@ -226,77 +238,151 @@ def not_modified(r: Request, resp: Response) -> int:
         if conf.if_modified_since == "off" or lm is None:
             return 0
         t = parse_http_date(ims)
-        if t is None:
-            return 0
-        if conf.if_modified_since == "exact" and lm != t:
-            return 0
-        if conf.if_modified_since == "before" and lm > t:
+        if t != lm and (t is None or conf.if_modified_since == "exact" or t < lm):
             return 0
     if inm is not None and not _etag_matches(inm, resp.etag, True):
         return 0
     return 304
 
 
-def apply_range(r: Request, resp: Response, size: int) -> Response | None:
-    """A single byte range → 206 or 416 (ngx_http_range_filter). None: send the whole file."""
+_MAX_OFF = (1 << 63) - 1
+_boundary = 0
+
+
+def _parse_ranges(spec: str, size: int, limit: int | None) -> list[tuple[int, int]] | int:
+    """ngx_http_range_parse over what follows "bytes=": [start, end) pairs, or 416, or 0
+    (declined: send the whole file)."""
+    ranges: list[tuple[int, int]] = []
+    total = 0
+    p, n = 0, len(spec)
+    left = limit if limit is not None else -1
+
+    def at(i: int) -> str:
+        return spec[i] if i < n else "\0"
+
+    while True:
+        start = end = 0
+        suffix = False
+        while at(p) == " ":
+            p += 1
+        if at(p) != "-":
+            if not "0" <= at(p) <= "9":
+                return 416
+            while "0" <= at(p) <= "9":
+                start = start * 10 + ord(spec[p]) - 48
+                p += 1
+                if start > _MAX_OFF:
+                    return 416
+            while at(p) == " ":
+                p += 1
+            if at(p) != "-":
+                return 416
+            p += 1
+            while at(p) == " ":
+                p += 1
+            if at(p) in (",", "\0"):
+                end = size
+                found = True
+            else:
+                found = False
+        else:
+            suffix = True
+            p += 1
+            found = False
+        if not found:
+            if not "0" <= at(p) <= "9":
+                return 416
+            while "0" <= at(p) <= "9":
+                end = end * 10 + ord(spec[p]) - 48
+                p += 1
+                if end > _MAX_OFF:
+                    return 416
+            while at(p) == " ":
+                p += 1
+            if at(p) not in (",", "\0"):
+                return 416
+            if suffix:
+                start = size - end if end < size else 0
+                end = size - 1
+            end = size if end >= size else end + 1
+        if start < end:
+            ranges.append((start, end))
+            total += end - start
+            if left == 0:
+                return 0
+            left -= 1
+        elif start == 0:
+            return 0
+        if at(p) != ",":
+            break
+        p += 1
+    if not ranges:
+        return 416
+    if total > size:
+        return 0
+    return ranges
+
+
+def apply_range(r: Request, resp: Response, size: int, max_ranges: int | None = None
+                ) -> Response | Finish | None:
+    """ngx_http_range_header_filter: 206 (one range, or multipart/byteranges), 416, or None
+    to send the whole file with Accept-Ranges."""
     header = r.headers.get("range")
-    if header is None:
-        return None
-    if not header.lower().startswith("bytes="):
+    if header is None or len(header) < 7 or header[:6].lower() != "bytes=":
         return None
     if_range = r.headers.get("if-range")
     if if_range is not None:
-        if if_range.startswith('"') or if_range.startswith("W/"):
+        if len(if_range) >= 2 and if_range.endswith('"'):
             if resp.etag is None or if_range != resp.etag:
                 return None
-        else:
-            t = parse_http_date(if_range)
-            if t is None or t != resp.last_modified:
-                return None
-    spec = header[6:].strip()
-    ranges: list[tuple[int, int]] = []
-    for part in spec.split(","):
-        part = part.strip()
-        start_s, dash, end_s = part.partition("-")
-        start_s, end_s = start_s.strip(), end_s.strip()
-        if not dash or (not start_s and not end_s):
-            return _unsatisfiable(resp, size) if start_s or end_s else None
-        if not (start_s.isdigit() or not start_s) or not (end_s.isdigit() or not end_s):
+        elif resp.last_modified is None or parse_http_date(if_range) != resp.last_modified:
             return None
-        if not start_s:
-            n = int(end_s)
-            if n == 0:
-                continue
-            start, end = max(0, size - n), size - 1
-        else:
-            start = int(start_s)
-            end = int(end_s) if end_s else size - 1
-            if end < start:
-                return None
-            if start >= size:
-                continue
-            end = min(end, size - 1)
-        ranges.append((start, end))
-    if not ranges:
-        return _unsatisfiable(resp, size)
-    if len(ranges) > 1:
-        return None  # several ranges: the whole file (multipart/byteranges is not implemented)
-    start, end = ranges[0]
+    parsed = _parse_ranges(header[6:], size, max_ranges)
+    if parsed == 0:
+        return None
+    if parsed == 416:
+        if resp.file_fd is not None:
+            os.close(resp.file_fd)
+            resp.file_fd = None
+        return Finish(416, content_range=f"bytes */{size}")
+    assert isinstance(parsed, list)
     resp.status = 206
-    resp.file_offset = start
-    resp.file_count = end - start + 1
-    resp.content_length = resp.file_count
-    resp.headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
-    return resp
+    if len(parsed) == 1:
+        start, end = parsed[0]
+        resp.file_offset = start
+        resp.file_count = end - start
+        resp.content_length = resp.file_count
+        resp.headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+        return resp
+    return _multipart(resp, parsed, size)
 
 
-def _unsatisfiable(resp: Response, size: int) -> Response:
-    if resp.file_fd is not None:
-        os.close(resp.file_fd)
+def _multipart(resp: Response, ranges: list[tuple[int, int]], size: int) -> Response:
+    """ngx_http_range_multipart_header and its body, read into memory (it is never larger
+    than the file: nginx declines ranges that add up to more)."""
+    global _boundary
+    _boundary += 1
+    boundary = b"%020d" % _boundary
+    fd = resp.file_fd
+    assert fd is not None
+    part_head = b"\r\n--" + boundary + b"\r\n"
+    if resp.content_type:
+        part_head += b"Content-Type: " + resp.content_type.encode("latin-1") + b"\r\n"
+    part_head += b"Content-Range: bytes "
+    out = []
+    try:
+        for start, end in ranges:
+            out.append(part_head + b"%d-%d/%d\r\n\r\n" % (start, end - 1, size))
+            out.append(os.pread(fd, end - start, start))
+    finally:
+        os.close(fd)
         resp.file_fd = None
-    out = Response(416)
-    out.headers.append(("Content-Range", f"bytes */{size}"))
-    return out
+    out.append(b"\r\n--" + boundary + b"--\r\n")
+    resp.body = b"".join(out)
+    resp.content_length = len(resp.body)
+    resp.file_count = 0
+    resp.content_type = "multipart/byteranges; boundary=" + boundary.decode()
+    return resp
 
 
 # -- index and autoindex ---------------------------------------------------------------------
@@ -342,6 +428,7 @@ def index(r: Request) -> Redirect | Finish | None:
 
 
 def autoindex(r: Request) -> Response | Finish | None:
+    """ngx_http_autoindex_handler (html format): a listing of unknown length, sent chunked."""
     conf = r.conf
     assert conf is not None
     if not conf.autoindex or not r.uri.endswith("/") or r.method not in ("GET", "HEAD"):
@@ -357,10 +444,15 @@ def autoindex(r: Request) -> Response | Finish | None:
                 if e.name.startswith("."):
                     continue
                 try:
-                    st = e.stat()
+                    st = e.stat()  # nginx stat()s each entry: a link shows its target's size
                 except OSError:
-                    continue
-                entries.append((e.name, stat.S_ISDIR(st.st_mode), st.st_size, st.st_mtime))
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                # but "is a directory" comes from d_type: a link to a directory is not one
+                entries.append((os.fsencode(e.name), e.is_dir(follow_symlinks=False),
+                                st.st_size, int(st.st_mtime)))
     except FileNotFoundError as e:
         return Finish(404, f'opendir() "{path}" failed ({e.errno}: {e.strerror})')
     except NotADirectoryError as e:
@@ -368,39 +460,67 @@ def autoindex(r: Request) -> Response | Finish | None:
     except PermissionError as e:
         return Finish(403, f'opendir() "{path}" failed ({e.errno}: {e.strerror})')
     entries.sort(key=lambda x: (not x[1], x[0]))
-    body = _autoindex_html(r.uri, entries, conf.autoindex_exact_size, conf.autoindex_localtime)
-    return Response(200, body=body, content_type="text/html")
+    if r.is_head:
+        body = b""
+    else:
+        gmtoff = time.localtime().tm_gmtoff if conf.autoindex_localtime else 0
+        body = _autoindex_html(r.uri, entries, conf.autoindex_exact_size, gmtoff)
+    return Response(200, body=body, content_type="text/html", unknown_length=True)
 
 
-def _autoindex_html(uri: str, entries: list[tuple[str, bool, int, float]], exact: bool,
-                    localtime: bool) -> bytes:
-    title = html.escape(uri, quote=False)
-    lines = [f"<html>\r\n<head><title>Index of {title}</title></head>\r\n<body>\r\n"
-             f"<h1>Index of {title}</h1><hr><pre><a href=\"../\">../</a>\r\n"]
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_HTML_ESC = {ord("<"): "&lt;", ord(">"): "&gt;", ord("&"): "&amp;", ord('"'): "&quot;"}
+NAME_LEN = 50  # NGX_HTTP_AUTOINDEX_NAME_LEN
+
+
+def _escape_html(raw: bytes) -> bytes:
+    """ngx_escape_html: < > & and " only."""
+    if not any(c in raw for c in b'<>&"'):
+        return raw
+    return raw.decode("latin-1").translate(_HTML_ESC).encode("latin-1")
+
+
+def _autoindex_html(uri: str, entries: list[tuple[bytes, bool, int, int]], exact: bool,
+                    gmtoff: int) -> bytes:
+    """ngx_http_autoindex_html, byte for byte (names measured in bytes: halb sets no charset,
+    so nginx's UTF-8 length does not apply)."""
+    title = _escape_html(uri.encode("utf-8", "surrogateescape"))
+    out = [b"<html>\r\n<head><title>Index of ", title, b"</title></head>\r\n<body>\r\n"
+           b"<h1>Index of ", title, b'</h1><hr><pre><a href="../">../</a>\r\n']
     for name, is_dir, size, mtime in entries:
-        shown = name + ("/" if is_dir else "")
-        href = urllib.parse.quote(name, safe="/:@!$&'()*+,;=-._~") + ("/" if is_dir else "")
-        text = shown if len(shown) <= 50 else shown[:47] + "..>"
-        pad = " " * (51 - len(text))
-        t = time.localtime(mtime) if localtime else time.gmtime(mtime)
-        when = time.strftime("%d-%b-%Y %H:%M", t)
-        if is_dir:
-            sz = "-"
-        elif exact:
-            sz = str(size)
+        href = urllib.parse.quote_from_bytes(name, safe="").encode()
+        out.append(b'<a href="' + href + (b'/">' if is_dir else b'">'))
+        n = len(name)
+        if n > NAME_LEN:
+            out.append(_escape_html(name[:NAME_LEN - 3]) + b"..&gt;</a>")
         else:
-            sz = _human(size)
-        lines.append(f'<a href="{html.escape(href)}">{html.escape(text, quote=False)}</a>'
-                     f"{pad}{when} {sz:>19}\r\n")
-    lines.append("</pre><hr></body>\r\n</html>\r\n")
-    return "".join(lines).encode("utf-8", "surrogateescape")
+            out.append(_escape_html(name))
+            if is_dir and n < NAME_LEN:
+                out.append(b"/")
+                n += 1
+            out.append(b"</a>" + b" " * (NAME_LEN - n))
+        t = time.gmtime(mtime + gmtoff)
+        out.append(b" %02d-%s-%d %02d:%02d " % (t.tm_mday, _MONTHS[t.tm_mon - 1].encode(),
+                                                t.tm_year, t.tm_hour, t.tm_min))
+        if exact:
+            out.append(b"                  -" if is_dir else b"%19d" % size)
+        else:
+            out.append(b"      -" if is_dir else _human(size))
+        out.append(b"\r\n")
+    out.append(b"</pre><hr></body>\r\n</html>\r\n")
+    return b"".join(out)
 
 
-def _human(size: int) -> str:
-    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if size >= scale:
-            return f"{size // scale}{unit}"
-    return str(size)
+def _human(length: int) -> bytes:
+    """nginx's rounded sizes: K above 9999 bytes, M and G above 1 MiB and 1 GiB - 1."""
+    for scale, unit in ((1 << 30, b"G"), (1 << 20, b"M")):
+        if length > scale - 1:
+            size = length // scale + (1 if length % scale > scale // 2 - 1 else 0)
+            return b"%6d" % size + unit
+    if length > 9999:
+        size = length // 1024 + (1 if length % 1024 > 511 else 0)
+        return b"%6dK" % size
+    return b" %6d" % length
 
 
 # -- try_files -------------------------------------------------------------------------------
@@ -413,13 +533,15 @@ def try_files(r: Request) -> Redirect | Finish | None:
     items = conf.try_files
     for t in items[:-1]:
         value = expand(t, r)
-        test_dir = value.endswith("/")
+        # an item written with a trailing "/" tests a directory, and nginx drops that "/" at
+        # configuration time: "$uri/" for /dir sets $uri to /dir (then 301 to /dir/)
+        test_dir = t.raw.endswith("/")
+        if test_dir:
+            value = value[:-1]
         # the path is built from root/alias exactly as for the URI
         path = map_uri_to_path(r, value)
         if path is None:
             continue
-        if test_dir:
-            path = path.rstrip("/") or "/"
         try:
             if not _confined(r, path):
                 continue
@@ -436,4 +558,4 @@ def try_files(r: Request) -> Redirect | Finish | None:
     if last.startswith("@"):
         return Redirect(last, None, named=True)
     uri, q, args = last.partition("?")
-    return Redirect(uri, args if q else r.args)
+    return Redirect(uri, args if q else None)  # ngx_http_split_args: no "?", no args

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import halb.l7.routing as routing
 import halb.l7.uri as uri_module
@@ -552,6 +554,41 @@ HOSTS = [
 @pytest.mark.parametrize(("host", "expected"), HOSTS)
 def test_validate_host(host: str, expected: str | None) -> None:
     assert validate_host(host) == expected
+
+
+def _ngx_validate_host(host: str) -> str | None:
+    """A line-by-line port of ngx_http_validate_host (nginx 1.22, Unix) as the oracle."""
+    dot_pos = host_len = len(host)
+    state = "usual"
+    for i, ch in enumerate(host):
+        if ch == ".":
+            if dot_pos == i - 1:
+                return None
+            dot_pos = i
+        elif ch == ":":
+            if state == "usual":
+                host_len = i
+                state = "rest"
+        elif ch == "[":
+            if i == 0:
+                state = "literal"
+        elif ch == "]":
+            if state == "literal":
+                host_len = i + 1
+                state = "rest"
+        elif ch == "/" or ord(ch) <= 0x20 or ch == "\x7f":
+            return None
+    if dot_pos == host_len - 1:
+        host_len -= 1
+    if host_len <= 0:
+        return None
+    return "".join(c.lower() if "A" <= c <= "Z" else c for c in host[:host_len])
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aZ9.-_:[]/ \\\x00\x7f\u00e9")), max_size=12))
+def test_validate_host_matches_nginx_logic(host: str) -> None:
+    assert validate_host(host) == _ngx_validate_host(host)
 
 
 # -- purity ----------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""Fixtures for the side-by-side nginx/halb tests (see harness.py).
+
+- `docroot`: the document tree, built once per session; both servers serve it.
+- `pair`: nginx and halb started on the test module's `CONFIG` (the http block, with the
+  harness placeholders), once per module. It is created lazily through the `nginx_binary`
+  fixture, so a missing nginx skips (fails under CI=true) before anything is started.
+- `halb_only`: halb alone on the module's `HALB_CONFIG`, for deliberate differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import Pair, build_docroot
+
+
+@pytest.fixture(scope="session")
+def docroot(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_docroot(tmp_path_factory.mktemp("docroot"))
+
+
+class _Lazy:
+    """A Pair started on first use and stopped at the end of the module."""
+
+    def __init__(self, config: str, workdir: Path, dirs: dict[str, Path],
+                 with_nginx: bool) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.dirs = dirs
+        self.with_nginx = with_nginx
+        self.pair: Pair | None = None
+        self.failed: BaseException | None = None
+
+    def get(self, nginx: str | None) -> Pair:
+        if self.failed is not None:
+            raise RuntimeError("the servers did not start (see the first failure)") \
+                from self.failed
+        if self.pair is None:
+            pair = Pair(self.config, self.workdir, self.dirs,
+                        nginx if self.with_nginx else None)
+            try:
+                pair.start()
+            except BaseException as e:
+                self.failed = e
+                raise
+            self.pair = pair
+        return self.pair
+
+    def stop(self) -> None:
+        if self.pair is not None:
+            self.pair.stop()
+            self.pair = None
+
+
+@pytest.fixture(scope="module")
+def _lazy_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               docroot: dict[str, Path]) -> Iterator[_Lazy]:
+    config = request.module.CONFIG
+    lazy = _Lazy(config, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]),
+                 docroot, with_nginx=True)
+    try:
+        yield lazy
+    finally:
+        lazy.stop()
+
+
+@pytest.fixture
+def pair(nginx_binary: str, _lazy_pair: _Lazy) -> Pair:
+    return _lazy_pair.get(nginx_binary)
+
+
+@pytest.fixture(scope="module")
+def _lazy_halb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               docroot: dict[str, Path]) -> Iterator[_Lazy]:
+    lazy = _Lazy(request.module.HALB_CONFIG, tmp_path_factory.mktemp("halb_only"), docroot,
+                 with_nginx=False)
+    try:
+        yield lazy
+    finally:
+        lazy.stop()
+
+
+@pytest.fixture
+def halb_only(_lazy_halb: _Lazy) -> Pair:
+    return _lazy_halb.get(None)
