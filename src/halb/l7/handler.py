@@ -206,6 +206,7 @@ def finalize(r: Request, fin: Finish, no_error_page: bool = False
     resp = special(r, status, fin.location)
     if fin.content_range is not None:
         resp.headers.append(("Content-Range", fin.content_range))
+    resp.close = fin.close
     return resp
 
 
@@ -224,7 +225,7 @@ def special(r: Request, status: int, location: str | None = None) -> Response:
 def apply_err_status(r: Request, resp: Response) -> Response:
     """After an error_page redirect, the final status is the error's (or the `=code`)."""
     code = r.err_status
-    if code:
+    if code and not (code == 200 and resp.status in (206, 304)):  # filters run after it
         resp.status = code
         if code not in (200, 206, 304):
             resp.last_modified = None

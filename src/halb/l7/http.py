@@ -475,10 +475,10 @@ class HttpConnection(asyncio.Protocol):
                 chunked = True
             else:
                 r.keepalive = False
-        if resp.close:
-            r.keepalive = False
         head = render_headers(resp, server_tokens=conf.server_tokens, keepalive=r.keepalive,
                               keepalive_header=conf.keepalive_header, chunked=chunked)
+        if resp.close:  # after the headers: nginx says keep-alive, then closes
+            r.keepalive = False
         r.bytes_sent = len(head)
         if r.is_head or resp.no_body or resp.status == 204:
             self._close_resp_file(resp)

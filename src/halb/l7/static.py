@@ -42,6 +42,7 @@ class Finish:
     level: str = "error"
     location: str | None = None  # for 301 to a directory
     content_range: str | None = None  # for 416: kept on the error page
+    close: bool = False  # close after the answer, though it says keep-alive (nginx's 412)
 
 
 def document_root(r: Request) -> str | None:
@@ -177,7 +178,9 @@ def file_response(r: Request, fd: int, st: os.stat_result, path: str) -> Respons
         resp.file_fd = None
         resp.status = status
         if status != 304:
-            return Finish(status)
+            # ngx_http_filter_finalize_request: the 412 page is sent, then the request ends
+            # as an error and the connection closes (its header still says keep-alive)
+            return Finish(status, close=True)
         resp.no_body = True
         resp.content_length = 0
         resp.content_type = None
@@ -192,10 +195,10 @@ def file_response(r: Request, fd: int, st: os.stat_result, path: str) -> Respons
 
 def _etag_matches(header: str, etag: str | None, weak: bool) -> bool:
     """ngx_http_test_if_match: "*" alone, or one of the listed tags (W/ skipped when weak)."""
-    if etag is None:
-        return False
     if header == "*":
         return True
+    if etag is None:
+        return False
     start, end = 0, len(header)
     n = len(etag)
     while start < end:
