@@ -13,6 +13,7 @@ one it cannot feed at configuration time (L4 has no HTTP key).
 
 from __future__ import annotations
 
+import abc
 import enum
 import random
 from collections.abc import Callable, Sequence
@@ -95,8 +96,8 @@ class Needs(enum.Flag):
     TIMING = enum.auto()  # response times fed back through release()
 
 
-class Balancer:
-    """Base class: algorithms override pick() and whatever hooks they use."""
+class Balancer(abc.ABC):
+    """Base class: algorithms implement pick() and override the hooks they use."""
 
     name: ClassVar[str] = ""
     needs: ClassVar[Needs] = Needs.NOTHING
@@ -114,8 +115,9 @@ class Balancer:
 
     # -- the interface ------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def pick(self, ctx: PickContext) -> Peer | None:
-        raise NotImplementedError(f"{type(self).__name__} must implement pick()")
+        """The peer for this attempt (marked tried, conns counted), or None: no live peer."""
 
     def release(self, peer: Peer, outcome: Outcome, now: float, *,
                 header_time: float | None = None, response_time: float | None = None) -> None:
