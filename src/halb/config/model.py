@@ -222,10 +222,59 @@ class Server:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamServer:
+    """One `server` line of an upstream block; `addresses` are what its name resolved to."""
+
+    name: str  # as written: "10.0.0.1:8080", "backend.local", "unix:/tmp/app.sock"
+    addresses: tuple[tuple[str, int], ...]  # (host, port); host "unix:/path" with port 0
+    weight: int = 1
+    max_conns: int = 0
+    max_fails: int = 1
+    fail_timeout: float = 10.0
+    backup: bool = False
+    down: bool = False
+    slow_start: float = 0.0
+    pos: Pos | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """An `upstream` block, or the implicit one nginx makes for `proxy_pass http://host:port`."""
+
+    name: str
+    servers: tuple[UpstreamServer, ...]
+    method: str = "round_robin"  # round_robin ip_hash hash least_conn random least_time
+    key: Template | None = None  # `hash KEY`
+    params: MappingProxyType[str, Any] = field(default_factory=_empty)
+    keepalive: int = 0  # idle connections cached per worker (0: none)
+    keepalive_requests: int = 1000
+    keepalive_time: float = 3600.0
+    keepalive_timeout: float = 60.0
+    implicit: bool = False
+    pos: Pos | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyPass:
+    """`proxy_pass URL`, split as nginx splits it (ngx_http_proxy_pass)."""
+
+    url: Template
+    scheme: str = "http"  # http | https
+    upstream: str | None = None  # the Upstream name; None when the URL has variables
+    host: str = ""  # $proxy_host: "name" or "host:port" (no port for 80 / 443)
+    port: int = 80  # $proxy_port
+    uri: Template | None = None  # the URI part ("/" counts); None when absent
+    has_variables: bool = False
+    location_name: str = ""  # the prefix the URI part replaces
+    location_regex: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Http:
     servers: tuple[Server, ...]
     conf: LocConf
     log_formats: MappingProxyType[str, LogFormat] = field(default_factory=_empty)
+    upstreams: MappingProxyType[str, Upstream] = field(default_factory=_empty)
     extra: MappingProxyType[str, Any] = field(default_factory=_empty)
 
 

@@ -90,6 +90,10 @@ class Directive:
 
 
 DIRECTIVES: dict[str, Directive] = {}
+# A name that several modules define for different contexts (nginx keeps one table per module:
+# `keepalive_timeout` of the http core and of the upstream keepalive module): the entry in
+# DIRECTIVES is the first registered; the others are found here by context.
+ALTERNATIVES: dict[str, list[Directive]] = {}
 
 
 def directive(name: str, contexts: int, nargs: int, *, block: bool = False,
@@ -97,7 +101,11 @@ def directive(name: str, contexts: int, nargs: int, *, block: bool = False,
     """Register a handler for a directive (used by the modules that own directives)."""
 
     def register(fn: Handler) -> Handler:
-        DIRECTIVES[name] = Directive(name, contexts, nargs, fn, block, auto_redirect)
+        d = Directive(name, contexts, nargs, fn, block, auto_redirect)
+        if name in DIRECTIVES and DIRECTIVES[name].contexts & ~contexts == DIRECTIVES[name].contexts:
+            ALTERNATIVES.setdefault(name, []).append(d)  # disjoint contexts: a second module
+        else:
+            DIRECTIVES[name] = d
         return fn
 
     return register
@@ -192,6 +200,8 @@ class Builder:
         if d is None:
             raise ConfigError(f'unknown directive "{name}"', st.end)
         if not d.contexts & block.ctx:
+            d = next((a for a in ALTERNATIVES.get(name, ()) if a.contexts & block.ctx), d)
+        if not d.contexts & block.ctx:
             raise ConfigError(f'"{name}" directive is not allowed here', st.end)
         if d.block and st.block is None:
             raise ConfigError(f'directive "{name}" has no opening "{{"', st.end)
@@ -241,7 +251,11 @@ class Builder:
 
     def end_http(self, hb: Block) -> None:
         """What nginx checks once the http block is parsed (ngx_http_block), in its order:
-        duplicate locations, unknown variables, then server names per listen address."""
+        upstreams (ngx_http_upstream_init_main_conf), duplicate locations, unknown variables,
+        then server names per listen address."""
+        from halb.config.nginx_upstream import resolve_proxy_targets
+
+        resolve_proxy_targets(self)
         for sb in hb.servers:
             _check_locations(sb)
         for name in self.used_variables:
@@ -292,8 +306,11 @@ class Builder:
         servers: list[Server] = []
         for i, sb in enumerate(hb.servers):
             servers.append(self._freeze_server(sb, http_settings, i))
+        from halb.config.nginx_upstream import freeze_upstreams
+
         return Http(tuple(servers), _loc_conf(http_settings),
-                    MappingProxyType(dict(self.log_formats)))
+                    MappingProxyType(dict(self.log_formats)),
+                    MappingProxyType(freeze_upstreams(self)))
 
     def _freeze_server(self, sb: Block, inherited: dict[str, Any], index: int) -> Server:
         eff = _merge(inherited, sb.settings, top=True)
@@ -389,7 +406,7 @@ def load(conf_file: str, prefix: str | None = None, *, global_directives: str = 
          is_root: bool | None = None, reader: lexer.Reader | None = None) -> Loaded:
     """Read, parse and build an nginx configuration the way `nginx -c conf_file` does."""
     # Handlers register themselves on import.
-    from halb.config import nginx_directives  # noqa: F401
+    from halb.config import nginx_directives, nginx_upstream  # noqa: F401
 
     conf_file = os.path.abspath(conf_file)
     prefix = os.path.abspath(prefix) + os.sep if prefix else os.path.dirname(conf_file) + os.sep
