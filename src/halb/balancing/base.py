@@ -87,6 +87,9 @@ class PickContext:
     key: str | None = None  # the evaluated `hash` key
     port: int | None = None  # L4: client port (sh-port, mh-port)
     backup_tried: set[int] = field(default_factory=set)
+    # per-request algorithm scratch, kept across the attempts of one request (nginx's per-request
+    # peer data: ip_hash's running hash, hash's rehash count, the switch to the backup group...)
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 class Needs(enum.Flag):
