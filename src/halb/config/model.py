@@ -163,7 +163,9 @@ class LocConf:
     lingering_time: float = 30.0
     lingering_timeout: float = 5.0
     reset_timedout_connection: bool = False
-    disable_symlinks: str = "off"  # off | on | if_not_owner
+    # "" (not set): halb keeps files inside root/alias (stricter than nginx, see l7/static.py);
+    # "off" follows every link as nginx does
+    disable_symlinks: str = ""  # "" | off | on | if_not_owner
     error_log: tuple[ErrorLog, ...] | None = None
     # Settings added by later roles (proxy, upstream, gzip, headers, ...) live here,
     # keyed by directive name, so that the merge rules stay one mechanism.

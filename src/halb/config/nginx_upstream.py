@@ -288,7 +288,7 @@ def _proxy_pass(b: Builder, blk: Block, st: Statement) -> None:
     pending: list[tuple[str, Statement, str, int, bool]] = b.__dict__.setdefault(
         "proxy_targets", [])
     pending.append((host, st, hostport, port, given))
-    shown = hostport if given and port != default_port or host.startswith("unix:") else host
+    shown = hostport if (given and port != default_port) or host.startswith("unix:") else host
     if host.startswith("unix:"):
         shown = "localhost"
     blk.settings["proxy_pass"] = ProxyPass(

@@ -145,8 +145,10 @@ def do_return(r: Request, ret: Return) -> Response | Finish | object:
     if code == 444:
         return CLOSE
     if code in REDIRECT_CODES:
+        r.test_expect()  # ngx_http_send_response discards the body
         return Finish(code, location=expand(ret.text, r) if ret.text else "")
     if code < 400 or ret.text is not None:
+        r.test_expect()
         body = expand(ret.text, r).encode("utf-8", "surrogateescape") if ret.text else b""
         return Response(code, body=body, content_type=static.mime_type(r, r.uri))
     return Finish(code)
@@ -188,6 +190,8 @@ def finalize(r: Request, fin: Finish, no_error_page: bool = False
         if page is not None:
             r.error_page_done = True
             r.err_status = 0 if page.overwrite else (page.code or status)
+            if not (page.overwrite or page.code == 200):
+                r.expect_continue = False  # ngx_http_send_error_page: expect_tested
             uri = expand(page.uri, r)
             if uri.startswith("/"):
                 if r.method != "HEAD":
@@ -199,10 +203,12 @@ def finalize(r: Request, fin: Finish, no_error_page: bool = False
                     r.method = "GET"
                 return Redirect(uri, None, named=True)
             r.err_status = None
+            r.expect_continue = False
             return special(r, page.code if page.code in REDIRECT_CODES else 302, uri)
     # ngx_http_special_response_handler: the error answered is the final status, also after
-    # an error_page redirect that set another one
+    # an error_page redirect that set another one; no "100 Continue" before an error page
     r.err_status = None
+    r.expect_continue = False
     resp = special(r, status, fin.location)
     if fin.content_range is not None:
         resp.headers.append(("Content-Range", fin.content_range))

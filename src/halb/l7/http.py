@@ -1,10 +1,18 @@
 """The client side of the nginx role: one asyncio.Protocol per connection, httptools parsing.
 
-No Task per request: parser callbacks build the Request, the phases run synchronously at the
-end of the headers (l7/handler.py), and the response is written from the callbacks, with file
-bodies streamed under flow control (sendfile when `sendfile on` and the transport's buffer is
-empty, pread chunks otherwise). Keep-alive and pipelined requests are answered in order: while
-one request is answered asynchronously, later ones wait in a queue and reading pauses.
+No Task per request: parser callbacks build the Request; once the data that came with its
+headers is parsed (so a bad body already read fails the request, as in nginx), the phases run
+synchronously (l7/handler.py) and the response is written, with file bodies streamed under flow
+control (sendfile when `sendfile on` and the transport's buffer is empty, pread chunks
+otherwise). Keep-alive and pipelined requests are answered in order: while one request is
+answered asynchronously, later ones wait in a queue and reading pauses; a request that cannot
+be parsed is answered after those before it, then the connection closes.
+
+llhttp is stricter than nginx's parser. When it refuses data that starts a request, that data
+is parsed again line by line (_feed_slow) the way nginx would take it: unknown methods, raw
+bytes above 0x7f in the target, bare LF, control characters in header values, HTTP/1.x > 1.1,
+header lines nginx ignores. Header buffers are simulated (client_header_buffer_size, then
+large_client_header_buffers) so 414 and 494 come at nginx's boundaries.
 
 Limits and faults are answered as nginx answers them: 414 for a request line longer than a
 large header buffer, 400 "Request Header Or Cookie Too Large" for a header line or a header
@@ -55,16 +63,53 @@ UNIQUE_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "if-m
                             "if-unmodified-since", "content-range", "if-range"})
 
 # Connection states for the timer.
-IDLE, READING_HEADER, READING_BODY, WRITING, LINGERING = range(5)
+IDLE, READING_HEADER, READING_BODY, WRITING, LINGERING, DISCARDING = range(6)
 
 
 class HttpConnection(asyncio.Protocol):
     __slots__ = (
-        "body_left", "closing", "conf", "cur", "deadline", "draining", "escaping", "file_fd",
-        "file_left", "file_offset", "header_bytes", "header_count", "idle_since",
-        "last_header_len", "loop", "number", "parser", "paused_writing", "pipelined", "queue",
-        "remote_addr", "remote_port", "requests", "responding", "server", "server_addr", "server_port",
-        "sock_fd", "started", "state", "table", "timer", "transport", "url_parts", "use_sendfile",
+        "body_left",
+        "closing",
+        "conf",
+        "cur",
+        "deadline",
+        "draining",
+        "escaping",
+        "file_fd",
+        "file_left",
+        "file_offset",
+        "hb_busy",
+        "hb_cap",
+        "hb_pos",
+        "header_bytes",
+        "idle_since",
+        "last_header_len",
+        "line_seen",
+        "loop",
+        "method",
+        "number",
+        "parser",
+        "paused_writing",
+        "pending",
+        "pipelined",
+        "queue",
+        "remote_addr",
+        "remote_port",
+        "requests",
+        "responding",
+        "server",
+        "server_addr",
+        "server_port",
+        "slow",
+        "sock_fd",
+        "started",
+        "state",
+        "table",
+        "timer",
+        "transport",
+        "url_len",
+        "url_parts",
+        "use_sendfile",
     )
 
     def __init__(self, server: HttpServer, number: int) -> None:
@@ -72,7 +117,7 @@ class HttpConnection(asyncio.Protocol):
         self.number = number
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = _parser(self)
         self.cur: Request | None = None  # the request being parsed
         self.responding: Request | None = None  # the request being answered
         self.queue: deque[Request] = deque()  # parsed, waiting for their turn
@@ -87,8 +132,17 @@ class HttpConnection(asyncio.Protocol):
         self.pipelined = False
         self.url_parts: list[bytes] = []
         self.escaping = False  # feeding a request line whose bytes above 0x7f were %-escaped
+        self.slow = False  # parsing line by line the way nginx reads (see _feed_slow)
+        self.line_seen = False  # slow parsing: the request line has been fed
+        self.method: bytes | None = None  # slow parsing: a method llhttp does not know
+        self.pending: tuple[Request | None, int] | None = None  # an error to answer last
         self.header_bytes = 0
-        self.header_count = 0
+        self.url_len = 0
+        # nginx's header buffers, simulated: bytes used in the current one, its size, and how
+        # many large ones are busy (-1: the request line is not accounted yet)
+        self.hb_pos = 0
+        self.hb_cap = 0
+        self.hb_busy = -1
         self.file_fd: int | None = None
         self.file_offset = 0
         self.file_left = 0
@@ -187,20 +241,44 @@ class HttpConnection(asyncio.Protocol):
     # -- parsing ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
+        if self.closing or self.pending is not None:
+            return  # after a parse error nothing more is read as HTTP
         if self.state == LINGERING:
             return  # lingering close: read and drop until the client stops
+        queued, requests = len(self.queue), self.requests
+        retry = self.cur is None and not self.slow  # a message starts here
+        after_upgrade: bytes | None = None
         try:
-            if data.isascii():
-                self.parser.feed_data(data)
+            try:
+                if self.slow:
+                    self._feed_slow(data)
+                else:
+                    self.parser.feed_data(data)
+            except httptools.HttpParserCallbackError:
+                raise
+            except httptools.HttpParserError:
+                if not retry:
+                    raise
             else:
-                self._feed_non_ascii(data)
-        except httptools.HttpParserUpgrade:
-            # an Upgrade request to a location that does not proxy: answered as a plain
-            # request, then the connection closes (nothing after the headers is HTTP/1)
-            if self.cur is not None:
-                self.cur.keepalive = False
+                retry = False
+            if retry:  # (outside the except clause: an _Abort keeps its own context)
+                # llhttp is stricter than nginx (methods it does not know, bytes above 0x7f
+                # in the target, bare LF, control characters in values, HTTP/1.2): parse this
+                # data again, line by line, as nginx reads it (the requests it completed were
+                # only queued, nothing has been answered)
+                while len(self.queue) > queued:
+                    self.queue.pop()
+                self.requests = requests
+                self.cur = None
+                self.parser = _parser(self, lenient=True)
+                self.slow = True
+                self._feed_slow(data)
+        except httptools.HttpParserUpgrade as e:
+            # nginx's request parser knows nothing of Upgrade: the request is a plain one
+            # (a location that proxies switches protocols on the upstream's 101), and what
+            # follows it is read as the next request
+            offset = e.args[0] if e.args and isinstance(e.args[0], int) else len(data)
+            after_upgrade = b"" if self.slow else data[offset:]
         except httptools.HttpParserCallbackError as e:
             cause = e.__context__
             if isinstance(cause, _Abort):
@@ -209,19 +287,45 @@ class HttpConnection(asyncio.Protocol):
                 self._abort(500, f"internal error while parsing: {cause!r}", "alert")
         except httptools.HttpParserError as e:
             self._abort(400, f"client sent invalid request: {e}", "info")
+        except _Abort as e:
+            self._abort(e.status, e.log)
+        if after_upgrade is not None:
+            self.parser = _parser(self, lenient=self.slow)
+            if after_upgrade:
+                self.data_received(after_upgrade)
+                return
+        if self.slow and self.cur is None and self.pending is None:
+            self.slow = False  # back to the strict parser between requests
+            self.parser = _parser(self)
+        self._kick()
 
-    def _feed_non_ascii(self, data: bytes) -> None:
-        """llhttp refuses bytes above 0x7f in a request-target; nginx takes them as they are.
-        Such a request line is fed with "%" and those bytes %-escaped (on_url undoes it, so
-        $request_uri keeps the bytes as sent); header and body bytes go through unchanged."""
+    def _kick(self) -> None:
+        """Answer what was parsed, in order (requests start once their data is parsed, as
+        nginx handles a request after reading what the client sent with it)."""
+        if self.responding is None and not self.closing and self.state != LINGERING:
+            if self.queue:
+                self._start(self.queue.popleft())
+            elif self.pending is not None:
+                self._answer_pending()
+
+    def _feed_slow(self, data: bytes) -> None:
+        """Feed llhttp line by line, turning what nginx accepts and llhttp does not into what
+        llhttp takes: an unknown method (kept aside), bytes above 0x7f and "%" in the target
+        (%-escaped, undone in on_url so $request_uri keeps the bytes as sent), bare LF (CRLF),
+        header lines nginx ignores (dropped); folded and NUL-carrying lines are refused as
+        nginx refuses them. The parser is lenient about header values and versions."""
         feed = self.parser.feed_data
         i, n = 0, len(data)
         while i < n:
             r = self.cur
             if r is not None and r.request_line:  # in the body: as much as belongs to it
-                end = n
-                if r.content_length is not None and not r.chunked:
-                    end = min(n, i + max(1, r.content_length - r.body_received))
+                if r.chunked:
+                    nl = data.find(b"\n", i)
+                    end = n if nl < 0 else nl + 1
+                else:
+                    end = n
+                    if r.content_length is not None:
+                        end = min(n, i + max(1, r.content_length - r.body_received))
                 feed(data[i:end])
                 i = end
                 continue
@@ -229,22 +333,54 @@ class HttpConnection(asyncio.Protocol):
             end = n if nl < 0 else nl + 1
             line = data[i:end]
             i = end
-            if not line.isascii() and (r is None or (
-                    self.header_bytes == 0 and _rest_of_request_line(line))):
-                self.escaping = True
-                try:
-                    feed(_HIGH_BYTES.sub(_escape_byte, line))
-                finally:
-                    self.escaping = False
+            if line.endswith(b"\n") and not line.endswith(b"\r\n"):
+                line = line[:-1] + b"\r\n"
+            if r is None or not self.line_seen:
+                if r is None and line.strip(b"\r\n") == b"":
+                    feed(line)  # empty lines before a request
+                    continue
+                self._feed_request_line(line)
+                if line.endswith(b"\n") and self.cur is not None:
+                    self.line_seen = True
                 continue
+            if line in (b"\r\n", b"\r"):
+                feed(line)
+                continue
+            if line[:1] in (b" ", b"\t"):
+                raise _Abort(400, "client sent invalid header line")  # obsolete line folding
+            if b"\x00" in line:
+                raise _Abort(400, "client sent invalid header line")
+            colon = line.find(b":")
+            if colon == 0:
+                raise _Abort(400, "client sent invalid header line")
+            if colon < 0 or not line[:colon].isascii():
+                continue  # nginx ignores the line (ignore_invalid_headers)
             feed(line)
+
+    def _feed_request_line(self, line: bytes) -> None:
+        sp = line.find(b" ")
+        if sp > 0 and self.cur is None:
+            method = line[:sp]
+            if _NGINX_METHOD.fullmatch(method) and not _llhttp_knows(method):
+                self.method = method
+                line = b"GET" + line[sp:]
+        if line.isascii():
+            self.parser.feed_data(line)
+            return
+        self.escaping = True
+        try:
+            self.parser.feed_data(_HIGH_BYTES.sub(_escape_byte, line))
+        finally:
+            self.escaping = False
 
     def on_message_begin(self) -> None:
         r = Request(self, time.monotonic())
         self.cur = r
         self.url_parts = []
+        self.url_len = 0
         self.header_bytes = 0
-        self.header_count = 0
+        self.hb_busy = -1
+        self.line_seen = False
         if self.state == IDLE:
             self.arm(READING_HEADER, self.conf.client_header_timeout)
         if self.responding is not None or self.queue:
@@ -254,21 +390,49 @@ class HttpConnection(asyncio.Protocol):
         if self.escaping:
             url = unquote_to_bytes(url)
         self.url_parts.append(url)
-        n = sum(len(p) for p in self.url_parts)
-        if n + 16 > self.conf.large_client_header_buffers[1]:
+        self.url_len += len(url)
+        # a request line that cannot fit in a large header buffer whatever follows
+        if self.url_len + 2 > self.conf.large_client_header_buffers[1]:
+            raise _Abort(414, "client sent too long URI")
+
+    # nginx reads the request line and headers into a client_header_buffer_size buffer, then
+    # into up to `num` large_client_header_buffers of `size`: when a buffer fills, the line in
+    # progress moves to a new one. A request line that does not fit is 414, a header 494.
+
+    def _fits(self, length: int) -> bool:
+        """Place a line of `length` bytes in the simulated buffers."""
+        if length <= self.hb_cap - self.hb_pos:
+            self.hb_pos += length
+            return True
+        num, size = self.conf.large_client_header_buffers
+        if self.hb_busy >= num or length > size:
+            return False
+        self.hb_busy += 1
+        self.hb_cap = size
+        self.hb_pos = length
+        return True
+
+    def _request_line_fits(self) -> None:
+        # "METHOD SP target SP HTTP/1.x CRLF"
+        length = len(self.parser.get_method()) + self.url_len + 12
+        self.hb_busy = 0
+        self.hb_pos = 0
+        self.hb_cap = self.conf.client_header_buffer_size
+        if not self._fits(length):
             raise _Abort(414, "client sent too long URI")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         r = self.cur
         assert r is not None
-        size = len(name) + len(value) + 4
-        num, bufsize = self.conf.large_client_header_buffers
-        if size > bufsize:
-            raise _Abort(494, f'client sent too long header line: "{name[:32].decode("latin-1")}'
-                              '..."')
-        self.header_bytes += size
-        if self.header_bytes > num * bufsize:
+        if self.hb_busy < 0:
+            self._request_line_fits()
+        size = len(name) + len(value) + 4  # "Name: value CRLF"
+        if not self._fits(size):
+            if size > self.conf.large_client_header_buffers[1]:
+                raise _Abort(494, 'client sent too long header line: "'
+                                  f'{name[:32].decode("latin-1")}..."')
             raise _Abort(494, "client sent too large request")
+        self.header_bytes += size
         key = name.decode("latin-1")
         val = value.decode("latin-1").strip(" \t")
         low = key.lower()
@@ -286,10 +450,21 @@ class HttpConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         r = self.cur
         assert r is not None
+        if self.hb_busy < 0:
+            self._request_line_fits()
+        if not self._fits(2):  # the empty line that ends the header
+            raise _Abort(494, "client sent too large request")
         p = self.parser
         version = p.get_http_version()
-        r.version = 11 if version == "1.1" else 10 if version == "1.0" else 20
-        r.method = p.get_method().decode("latin-1")
+        major, _, minor = version.partition(".")
+        # nginx: 1.0, or 1.1 and later 1.x as 1.1; 0.x is invalid and 2.0 and up are 505
+        r.version = 10 if version == "1.0" else 11 if major == "1" else \
+            9 if major == "0" else 20
+        if self.method is not None:
+            r.method = self.method.decode("latin-1")
+            self.method = None
+        else:
+            r.method = p.get_method().decode("latin-1")
         r.target = b"".join(self.url_parts).decode("utf-8", "surrogateescape")
         r.request_line = f"{r.method} {r.target} HTTP/{version}"
         r.request_length = self.header_bytes + len(r.request_line) + 4
@@ -297,16 +472,15 @@ class HttpConnection(asyncio.Protocol):
         self.requests += 1
         if r.version == 20:
             raise _Abort(505, "client sent invalid HTTP version")
+        if r.version == 9 or len(minor) > 3:
+            raise _Abort(400, "client sent invalid request")
         status, message = self._process_header(r)
         if status:
             raise _Abort(status, message)
         r.body_expected = r.chunked or (r.content_length or 0) > 0
         if r.body_expected:
             self.arm(READING_BODY, self.conf.client_body_timeout)
-        if self.responding is None and not self.queue:
-            self._start(r)
-        else:
-            self.queue.append(r)
+        self.queue.append(r)  # started by _kick once this data is parsed
 
     def _process_header(self, r: Request) -> tuple[int, str | None]:
         """ngx_http_process_request_header and the URI checks: (0, None), or a status to
@@ -315,24 +489,27 @@ class HttpConnection(asyncio.Protocol):
         host = None
         if target.startswith("/"):
             path, args = split_target(target)
-        elif target[:7].lower() == "http://" or target[:8].lower() == "https://":
-            rest = target.split("://", 1)[1]
-            slash = rest.find("/")
-            hostport, path_q = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
-            host = validate_host(hostport)
-            if host is None:
-                return self._bad(r, "client sent invalid host in request line")
-            path, args = split_target(path_q)
         elif target == "*" and r.method == "OPTIONS":
             path, args = "*", None
         else:
-            return self._bad(r, "client sent invalid request")
-        header_host = r.headers.get("host")
-        if host is None and header_host is not None:
-            host = validate_host(header_host)
+            # an absolute-URI: any scheme, a host of letters, digits, "." and "-" (or an IP
+            # literal), an optional port, then "/", "?" or nothing (ngx_http_parse_request_line)
+            m = _ABSOLUTE_URI.match(target)
+            if m is None:
+                return self._bad(r, "client sent invalid request")
+            host = validate_host(m.group(1))
             if host is None:
+                return self._bad(r, "client sent invalid host in request line")
+            rest = m.group(2)
+            path, args = split_target("/" + rest if rest[:1] in ("?", "") else rest)
+        header_host = r.headers.get("host")
+        if header_host is not None:
+            valid = validate_host(header_host)
+            if valid is None:
                 return self._bad(r, "client sent invalid host header")
-        if host is None and r.version == 11:
+            if host is None:
+                host = valid
+        elif r.version >= 11:
             return self._bad(r, 'client sent HTTP/1.1 request without "Host" header')
         r.host = host or ""
         match = self.table.find(r.host)
@@ -390,8 +567,12 @@ class HttpConnection(asyncio.Protocol):
             return
         r.body_received += len(body)
         r.request_length += len(body)
-        self.deadline = self.loop.time() + self.conf.client_body_timeout
-        if r.chunked and r.conf is not None:
+        self.deadline = self.loop.time() + (self.conf.lingering_timeout
+                                            if self.state == DISCARDING
+                                            else self.conf.client_body_timeout)
+        # a chunked body is held to client_max_body_size only while a handler reads it (an
+        # answered request's body is discarded, and nginx does not count what it discards)
+        if r.chunked and r.conf is not None and self.responding is r and r.response is None:
             limit = r.conf.client_max_body_size
             if limit and r.body_received > limit and r.status == 0:
                 raise _Abort(413, "client intended to send too large chunked body: "
@@ -403,6 +584,9 @@ class HttpConnection(asyncio.Protocol):
         if r is None:
             return
         r.body_expected = False
+        if self.state == DISCARDING:
+            self._force_close()  # the body is read: the close that was due
+            return
         if self.closing or self.state == LINGERING:
             return
         if self.responding is r:
@@ -438,22 +622,39 @@ class HttpConnection(asyncio.Protocol):
         self.send(r, result)
 
     def _abort(self, status: int, log: str | None, level: str = "info") -> None:
-        """A request that cannot be parsed further: answer it (if possible) and close."""
+        """A request that cannot be parsed further: it is answered after the requests parsed
+        before it (nginx reads a pipelined request only after answering the previous one),
+        then the connection closes. Nothing more is read."""
         r = self.cur or Request(self, time.monotonic())
         self.cur = None
         r.keepalive = False
+        if not r.request_line and self.method is None:
+            with contextlib.suppress(Exception):  # a HEAD gets its error page without body
+                r.method = self.parser.get_method().decode("latin-1")
         if r.server is None:
             r.server = self.table.default
             r.conf = r.server.conf
         if log:
             self.server.error_log.log(level, log, self.number, request_context(r))
-        self.queue.clear()
-        if self.responding is not None:
-            self._force_close()  # the current answer is cut short; nothing more can follow
+        if r in self.queue:
+            self.queue.remove(r)  # its body is bad: the error is its answer
+        elif r.response is not None or r is self.responding:
+            # answered before its body went wrong: nginx finalizes it with the error and,
+            # the header being sent, closes the connection
+            self.pending = (None, 0)
+            if self.responding is None:
+                self._force_close()
+            return
+        self.pending = (r, status)
+
+    def _answer_pending(self) -> None:
+        assert self.pending is not None
+        r, status = self.pending
+        if r is None:
+            self._force_close()
             return
         self.responding = r
-        resp = handler.special(r, status)
-        self.send(r, resp, lingering=status == 413)
+        self.send(r, handler.special(r, status), lingering=True)
 
     def send(self, r: Request, resp: Response, lingering: bool = False) -> None:
         """Write a response; called by the phases or later by an asynchronous handler."""
@@ -465,7 +666,7 @@ class HttpConnection(asyncio.Protocol):
         r.status = resp.status
         if self.draining:
             r.keepalive = False
-        if r.expect_continue and r.body_expected and resp.status < 300:
+        if r.send_continue:
             t.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         conf = r.conf or self.conf
         chunked = False
@@ -601,9 +802,12 @@ class HttpConnection(asyncio.Protocol):
             return
         if not r.keepalive or self.draining:
             self._queue_clear()
+            if self.cur is r and not lingering and self.pending is None:
+                # its body is still coming: nginx reads and discards it, then closes
+                self._discard()
             # the client may still be sending (a body we did not read, a pipelined request):
             # nginx's lingering close keeps reading so that our answer is not lost to a reset
-            if lingering or self.cur is not None:
+            elif lingering or self.cur is not None:
                 self._linger()
             else:
                 self.closing = True
@@ -613,6 +817,9 @@ class HttpConnection(asyncio.Protocol):
             nxt = self.queue.popleft()
             t.resume_reading()
             self._start(nxt)
+            return
+        if self.pending is not None:
+            self._answer_pending()
             return
         t.resume_reading()
         cur = self.cur
@@ -633,6 +840,17 @@ class HttpConnection(asyncio.Protocol):
 
     def _queue_clear(self) -> None:
         self.queue.clear()
+
+    def _discard(self) -> None:
+        """Read the rest of the answered request's body (lingering_timeout between reads),
+        then close: nginx sends no FIN while it discards a body."""
+        t = self.transport
+        assert t is not None
+        self.state = DISCARDING
+        t.resume_reading()
+        self.deadline = self.loop.time() + self.conf.lingering_timeout
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
 
     def _linger(self) -> None:
         """nginx's lingering close: stop writing, read and drop what the client still sends."""
@@ -671,19 +889,40 @@ class HttpConnection(asyncio.Protocol):
 
 
 
+_ABSOLUTE_URI = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.\-]*://"
+    r"(\[[A-Za-z0-9:._~!$&'()*+,;=\-]*\]|[A-Za-z0-9.\-]*)(?::[0-9]*)?([/?].*|)\Z", re.S)
+
+
+def _parser(proto: HttpConnection, lenient: bool = False) -> httptools.HttpRequestParser:
+    p = httptools.HttpRequestParser(proto)
+    if lenient:  # control characters in header values, HTTP/1.2 (see _feed_slow)
+        p.set_dangerous_leniencies(lenient_headers=True, lenient_version=True)
+    return p
+
+
+_NGINX_METHOD = re.compile(rb"[A-Z_-]+")
+_LLHTTP_METHODS: dict[bytes, bool] = {}
+
+
+def _llhttp_knows(method: bytes) -> bool:
+    known = _LLHTTP_METHODS.get(method)
+    if known is None:
+        try:
+            httptools.HttpRequestParser(object()).feed_data(method + b" / HTTP/1.1\r\n")
+            known = True
+        except httptools.HttpParserError:
+            known = False
+        if len(_LLHTTP_METHODS) < 256:
+            _LLHTTP_METHODS[method] = known
+    return known
+
+
 _HIGH_BYTES = re.compile(rb"[%\x80-\xff]")
-_LINE_END = re.compile(rb" HTTP/\d\.\d\r?\n\Z")
 
 
 def _escape_byte(m: re.Match[bytes]) -> bytes:
     return b"%%%02X" % m.group()[0]
-
-
-def _rest_of_request_line(line: bytes) -> bool:
-    """Whether a line fed before any header is (the rest of) the request line."""
-    if line.endswith(b"\n"):
-        return _LINE_END.search(line) is not None
-    return b":" not in line
 
 
 def _valid_header_name(low: str, underscores: bool) -> bool:

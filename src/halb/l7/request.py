@@ -39,6 +39,7 @@ class Request:
         "request_length",
         "request_line",
         "response",
+        "send_continue",
         "server",
         "server_captures",
         "start",
@@ -67,7 +68,8 @@ class Request:
         self.keepalive = False
         self.content_length: int | None = None
         self.chunked = False
-        self.expect_continue = False
+        self.expect_continue = False  # "Expect: 100-continue" not yet tested (HTTP/1.1)
+        self.send_continue = False  # write "100 Continue" before the answer
         self.body_expected = False
         self.body_received = 0
         self.server: Server | None = None
@@ -101,3 +103,10 @@ class Request:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
+
+    def test_expect(self) -> None:
+        """ngx_http_test_expect, called where nginx reads or discards the body: the first
+        time, an "Expect: 100-continue" is answered with "100 Continue"."""
+        if self.expect_continue:
+            self.expect_continue = False
+            self.send_continue = True

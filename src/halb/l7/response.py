@@ -159,6 +159,9 @@ class Response:
     unknown_length: bool = False  # no Content-Length: chunked for HTTP/1.1, else close
 
 
+_LAST_MODIFIED: dict[float, bytes] = {}  # mtime -> its header line (files change rarely)
+
+
 def render_headers(resp: Response, *, server_tokens: str, keepalive: bool,
                    keepalive_header: float | None = None, chunked: bool = False) -> bytes:
     """Serialize the status line and headers in nginx's order (ngx_http_header_filter): the
@@ -178,7 +181,13 @@ def render_headers(resp: Response, *, server_tokens: str, keepalive: bool,
     if status != 304 and not (no_content or 100 <= status < 200 or resp.unknown_length):
         out.append(b"Content-Length: %d\r\n" % length)
     if resp.last_modified is not None and not no_content:
-        out.append(b"Last-Modified: " + http_date(resp.last_modified).encode() + b"\r\n")
+        line = _LAST_MODIFIED.get(resp.last_modified)
+        if line is None:
+            line = b"Last-Modified: " + http_date(resp.last_modified).encode() + b"\r\n"
+            if len(_LAST_MODIFIED) >= 4096:
+                _LAST_MODIFIED.clear()
+            _LAST_MODIFIED[resp.last_modified] = line
+        out.append(line)
     location = None
     if resp.location is not None:
         location = b"Location: " + resp.location.encode("utf-8", "surrogateescape") + b"\r\n"

@@ -79,9 +79,27 @@ def _base_dir(r: Request) -> str:
 
 
 _REAL_CACHE: dict[str, str] = {}
+_DIR_REAL: dict[str, tuple[float, str]] = {}
+DIR_CACHE_VALID = 1.0  # seconds a directory's resolved path is trusted (cf. open_file_cache)
 
 
-def _confined(r: Request, path: str) -> bool:
+def _real_dir(d: str) -> str:
+    """realpath(d) + "/", cached for DIR_CACHE_VALID seconds."""
+    now = time.monotonic()
+    hit = _DIR_REAL.get(d)
+    if hit is not None and now - hit[0] < DIR_CACHE_VALID:
+        return hit[1]
+    real = os.path.realpath(d).rstrip("/") + "/"
+    if len(_DIR_REAL) >= 4096:
+        _DIR_REAL.clear()
+    _DIR_REAL[d] = (now, real)
+    return real
+
+
+def _confined(r: Request, path: str, final_is_link: bool | None = None) -> bool:
+    """Whether path resolves inside the static part of root/alias (unless `disable_symlinks
+    off`). The directories are resolved once a second; the last component is lstat()ed (or
+    known from an O_NOFOLLOW open) and resolved only when it is a link."""
     conf = r.conf
     assert conf is not None
     if conf.disable_symlinks == "off":
@@ -89,20 +107,45 @@ def _confined(r: Request, path: str) -> bool:
     base = _base_dir(r)
     real_base = _REAL_CACHE.get(base)
     if real_base is None:
-        real_base = os.path.realpath(base)
+        real_base = os.path.realpath(base).rstrip("/") + "/"
         if len(_REAL_CACHE) < 1024:
             _REAL_CACHE[base] = real_base
-    real = os.path.realpath(path)
-    return real == real_base or real.startswith(real_base.rstrip("/") + "/")
+    if final_is_link is None:
+        try:
+            final_is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            final_is_link = False  # missing: the caller's own stat or open says so
+    if final_is_link:
+        real = os.path.realpath(path)
+        return real.startswith(real_base) or real + "/" == real_base
+    slash = path.rfind("/")
+    if slash < 0:
+        return False
+    real = _real_dir(path[:slash] or "/") + path[slash + 1:]
+    return real.startswith(real_base) or real + "/" == real_base
+
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _open(r: Request, path: str) -> tuple[int, os.stat_result] | Finish:
+    assert r.conf is not None
+    follow = r.conf.disable_symlinks == "off"
     try:
-        if not _confined(r, path):
-            return Finish(403, f'access to "{path}" is forbidden: it leaves the document root')
-        fd = os.open(path, OPEN_FLAGS)
+        fd = os.open(path, OPEN_FLAGS if follow else OPEN_FLAGS | NOFOLLOW)
     except OSError as e:
-        return _open_error(r, path, e)
+        if follow or e.errno != errno.ELOOP:
+            return _open_error(r, path, e)
+        fd = -1  # the last component is a link: resolve it
+    if not follow and not _confined(r, path, fd < 0):
+        if fd >= 0:
+            os.close(fd)
+        return Finish(403, f'access to "{path}" is forbidden: it leaves the document root')
+    if fd < 0:
+        try:
+            fd = os.open(path, OPEN_FLAGS)
+        except OSError as e:
+            return _open_error(r, path, e)
     try:
         st = os.fstat(fd)
     except OSError as e:
@@ -135,7 +178,7 @@ def mime_type(r: Request, path: str) -> str:
 
 
 def etag_for(st: os.stat_result) -> str:
-    return '"%x-%x"' % (int(st.st_mtime), st.st_size)
+    return f'"{int(st.st_mtime):x}-{st.st_size:x}"'
 
 
 def serve_static(r: Request) -> Response | Finish | None:
@@ -160,6 +203,7 @@ def serve_static(r: Request) -> Response | Finish | None:
     if r.method == "POST":
         os.close(fd)
         return Finish(405)
+    r.test_expect()  # ngx_http_discard_request_body
     return file_response(r, fd, st, path)
 
 
@@ -436,6 +480,7 @@ def autoindex(r: Request) -> Response | Finish | None:
     assert conf is not None
     if not conf.autoindex or not r.uri.endswith("/") or r.method not in ("GET", "HEAD"):
         return None
+    r.test_expect()  # ngx_http_discard_request_body
     path = map_uri_to_path(r, r.uri)
     assert path is not None
     try:

@@ -26,7 +26,7 @@ _HOSTNAME = socket.gethostname()
 
 def _remote_user(r: Request) -> str | None:
     auth = r.headers.get("authorization")
-    if not auth or not auth[:6].lower() == "basic ":
+    if not auth or auth[:6].lower() != "basic ":
         return None
     import base64
     import binascii
@@ -70,7 +70,7 @@ def _request_time(r: Request) -> str:
 
 
 def _status(r: Request) -> str:
-    return "%03d" % r.status if r.status else "000"
+    return f"{r.status:03d}" if r.status else "000"
 
 
 def _server_name(r: Request) -> str:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from harness import Pair, build_docroot
 
 
@@ -68,8 +67,13 @@ def _lazy_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture
-def pair(nginx_binary: str, _lazy_pair: _Lazy) -> Pair:
-    return _lazy_pair.get(nginx_binary)
+def pair(request: pytest.FixtureRequest, nginx_binary: str, _lazy_pair: _Lazy) -> Pair:
+    started = _lazy_pair.pair is not None
+    p = _lazy_pair.get(nginx_binary)
+    if not started:  # the module's table runs concurrently once; each test reads its answer
+        cases = getattr(request.module, "CASES", ())
+        p.prefetch(c.values[0] if hasattr(c, "values") else c for c in cases)
+    return p
 
 
 @pytest.fixture(scope="module")

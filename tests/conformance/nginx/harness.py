@@ -310,6 +310,8 @@ class Pair:
             argv = [*cmd, "-p", f"{prefix}/", "-c", f"{prefix}/nginx.conf", "-g", "daemon off;"]
             self.servers[name] = ServerProcess(name, argv, prefix, addr, used)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        self.results: dict[str, dict[str, Exchange]] = {}  # prefetched, by case name
+        self.fetched: set[str] = set()
 
     def start(self) -> None:
         try:
@@ -337,6 +339,17 @@ class Pair:
 
     def _port(self, case: Case) -> int:
         return self.ports[case.port_index]
+
+    def prefetch(self, cases: Iterable[Case], workers: int = 24) -> None:
+        """Run many cases at once (each on its own connections); compare() then reads the
+        answers. Cases are independent, so a table runs in the time of its slowest case."""
+        todo = [c for c in cases if c.name not in self.fetched]
+        self.fetched.update(c.name for c in todo)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {(c.name, name): pool.submit(exchange, srv.addr, self._port(c), c)
+                       for c in todo for name, srv in self.servers.items()}
+            for (case_name, name), f in futures.items():
+                self.results.setdefault(case_name, {})[name] = f.result()
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -386,6 +399,7 @@ class Case:
     pause: float = 0.05
     wait: float = 3.0  # how long a read may wait for the server
     port_index: int = 0
+    close_wait: float | None = None  # after the answers, how long to wait for a close
 
     @property
     def payload(self) -> bytes:
@@ -410,8 +424,9 @@ def scan_methods(data: bytes) -> list[str]:
         i = end + 4
         m = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
         if re.search(rb"(?im)^transfer-encoding:\s*chunked\s*$", head):
-            term = data.find(b"\r\n0\r\n\r\n", i - 2)
-            i = len(data) if term < 0 else term + 7
+            term = data.find(b"\r\n0\r\n", i - 2)  # the last chunk, then trailers
+            end = -1 if term < 0 else data.find(b"\r\n\r\n", term + 2)
+            i = len(data) if end < 0 else end + 4
         elif m:
             i += int(m.group(1))
     return out
@@ -601,8 +616,10 @@ def exchange(addr: str, port: int, case: Case) -> Exchange:
         # answered: does the connection stay open? (a close follows its response at once)
         last = ex.responses[-1] if ex.responses else None
         closing = last is None or (last.header("connection") or "").lower() != "keep-alive"
+        if case.close_wait is not None:
+            rd.wait = case.close_wait
         try:
-            rd._fill(1.5 if closing else 0.05)
+            rd._fill(case.close_wait or (1.5 if closing else 0.05))
         except _Closed:
             ex.closed = True
             if rd.reset:
@@ -718,9 +735,9 @@ def _page_delta(token: str, full: bool) -> int:
 
 
 def compare(pair: Pair, case: Case) -> dict[str, Exchange]:
-    """Run a case on both servers and assert the answers are the same."""
-    offset = pair["halb"].error_log_size()
-    got = pair.run(case)
+    """Run a case on both servers (or take its prefetched answers) and assert they are the
+    same."""
+    got = pair.results.pop(case.name, None) or pair.run(case)
     n, h = canonical(got["nginx"]), canonical(got["halb"])
     if n != h:  # a HEAD answer carrying a built-in page's length: with server_tokens on/off
         for full in (True, False):
@@ -731,14 +748,23 @@ def compare(pair: Pair, case: Case) -> dict[str, Exchange]:
                 break
     if n != h:
         time.sleep(0.1)  # the halb worker may still be writing its error log line
+        first = case.payload.split(b"\r\n", 1)[0].decode("latin-1")[:200]
+        log = [ln for ln in pair["halb"].error_log_since(0).splitlines()
+               if f'request: "{first}' in ln][-5:]
         raise AssertionError(
             f"{case.name}: halb differs from nginx\n"
             f"request: {case.payload[:600]!r}\n"
             f"=== nginx\n{n}\n=== halb\n{h}\n"
-            f"--- halb error.log during the case:\n{pair['halb'].error_log_since(offset)}")
+            f"--- halb error.log lines about this request line:\n" + "\n".join(log))
     check_expect(case, got["nginx"], pair.ports[case.port_index])
     return got
 
 
-def ids(cases: Iterable[Case]) -> list[str]:
-    return [c.name for c in cases]
+def ids(cases: Iterable[object]) -> list[str]:
+    """Test ids: the case names (also of cases wrapped in pytest.param)."""
+    out = []
+    for c in cases:
+        case = c.values[0] if hasattr(c, "values") else c  # type: ignore[attr-defined]
+        assert isinstance(case, Case)
+        out.append(case.name)
+    return out

@@ -34,6 +34,7 @@ CONFIG = r"""
         location ~ ^/re-img/(?<name>[a-z]+)\.(png|gif)$ { alias %ALIAS%/img/$name.$2; }
         location ~ ^/re-dir/(.*)$ { alias %ALIAS%/$1; }
         location /rooted/ { root %ALIAS%/..; }
+        location /follow/ { alias %WWW%/; disable_symlinks off; }
 
         location /dir/ { try_files $uri $uri/ =404; }
         location /spa/ { try_files $uri $uri/ /spa/index.html; }
@@ -84,6 +85,10 @@ CASES = [
     Case("symlink-file-inside", req("/link.txt"), {"body": b"hello from a.txt\n"}),
     Case("symlink-dir-inside", req("/dirlink/page.html"), {"status": 200}),
     Case("hidden-file", req("/.hidden"), {"status": 200}),
+    # a link out of the root, with `disable_symlinks off` (halb's own default refuses it:
+    # test_halb_only.py)
+    Case("symlink-out-disable-symlinks-off", req("/follow/escape/out.txt"),
+         {"body": b"outside the root\n"}),
     Case("dot-dir", req("/dot.dir/f.txt"), {"status": 200}),
     Case("missing-404", req("/nope.txt"), {"status": 404}),
     Case("missing-in-missing-dir", req("/nodir/nope.txt"), {"status": 404}),
