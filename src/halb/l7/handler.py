@@ -44,29 +44,40 @@ def error(status: int, log: str | None = None, level: str = "error") -> Finish:
 
 def handle(r: Request) -> Response | object:
     """Run the phases for a request whose server has been chosen."""
+    return run(r, None, 0)
+
+
+def resume(r: Request, result: Response | Finish | Redirect | object) -> Response | object:
+    """An asynchronous content handler's answer re-enters the phases here (error_page and
+    internal redirects apply to it as to any other)."""
+    return run(r, result, 2)
+
+
+def run(r: Request, result: Response | Finish | Redirect | object | None,
+        stage: int) -> Response | object:
     server = r.server
     assert server is not None
-    stage = 0  # 0 server rewrite, 1 find config, 2 location rewrite
-    result: Response | Finish | Redirect | object | None = None
+    # stage: 0 server rewrite, 1 find config, 2 location rewrite and on
     while True:
-        result = None
-        if stage == 0:
-            r.conf = server.conf
-            if server.conf.ret is not None:
-                result = do_return(r, server.conf.ret)
-            else:
-                stage = 1
-        if stage == 1:
-            result = find_config(r, server)
-            stage = 2
-        if result is None and stage == 2:
-            result = run_location(r)
+        if result is None:
+            if stage == 0:
+                r.conf = server.conf
+                if server.conf.ret is not None:
+                    result = do_return(r, server.conf.ret)
+                else:
+                    stage = 1
+            if stage == 1:
+                result = find_config(r, server)
+                stage = 2
+            if result is None and stage == 2:
+                result = run_location(r)
         if isinstance(result, Redirect):
             redirected = internal_redirect(r, result)
             if isinstance(redirected, Finish):
                 result = redirected
             else:
                 stage = 2 if result.named else 0
+                result = None
                 continue
         if isinstance(result, Finish):
             final = finalize(r, result)
@@ -75,6 +86,7 @@ def handle(r: Request) -> Response | object:
                 if isinstance(redirected, Finish):
                     return finalize(r, redirected, no_error_page=True)
                 stage = 2 if final.named else 0
+                result = None
                 continue
             return final
         if isinstance(result, Response):

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
@@ -37,25 +37,18 @@ import httptools
 
 from halb.config.model import LocConf
 from halb.l7 import handler
+from halb.l7.http_lenient import LenientParsing, make_parser
+from halb.l7.http_lenient import ParseAbort as _Abort
+from halb.l7.http_write import ResponseWriter
 from halb.l7.log import request_context
 from halb.l7.request import Request
-from halb.l7.response import DATES, Response, render_headers
+from halb.l7.response import DATES, Response
 from halb.l7.routing import validate_host
 from halb.l7.uri import BadURI, normalize, split_target
 
 if TYPE_CHECKING:
     from halb.l7.server import HttpServer
 
-SMALL_FILE = 64 * 1024  # read with the headers in one write
-CHUNK = 256 * 1024
-
-
-class _Abort(Exception):
-    """Raised from a parser callback to stop parsing with an HTTP status."""
-
-    def __init__(self, status: int, log: str | None = None) -> None:
-        self.status = status
-        self.log = log
 
 
 # Headers nginx refuses to see twice (400).
@@ -66,7 +59,7 @@ UNIQUE_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "if-m
 IDLE, READING_HEADER, READING_BODY, WRITING, LINGERING, DISCARDING = range(6)
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
     __slots__ = (
         "body_left",
         "closing",
@@ -88,6 +81,7 @@ class HttpConnection(asyncio.Protocol):
         "loop",
         "method",
         "number",
+        "on_writable",
         "parser",
         "paused_writing",
         "pending",
@@ -104,6 +98,7 @@ class HttpConnection(asyncio.Protocol):
         "sock_fd",
         "started",
         "state",
+        "stream_chunked",
         "table",
         "timer",
         "transport",
@@ -117,7 +112,7 @@ class HttpConnection(asyncio.Protocol):
         self.number = number
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
-        self.parser = _parser(self)
+        self.parser = make_parser(self)
         self.cur: Request | None = None  # the request being parsed
         self.responding: Request | None = None  # the request being answered
         self.queue: deque[Request] = deque()  # parsed, waiting for their turn
@@ -147,6 +142,8 @@ class HttpConnection(asyncio.Protocol):
         self.file_offset = 0
         self.file_left = 0
         self.use_sendfile = False
+        self.stream_chunked = False  # a streamed body is being chunk-encoded
+        self.on_writable: Callable[[], None] | None = None  # a streamed body waits for the client
         self.sock_fd = -1
         self.idle_since = self.loop.time()
         self.remote_addr = ""
@@ -270,7 +267,7 @@ class HttpConnection(asyncio.Protocol):
                     self.queue.pop()
                 self.requests = requests
                 self.cur = None
-                self.parser = _parser(self, lenient=True)
+                self.parser = make_parser(self, lenient=True)
                 self.slow = True
                 self._feed_slow(data)
         except httptools.HttpParserUpgrade as e:
@@ -290,13 +287,13 @@ class HttpConnection(asyncio.Protocol):
         except _Abort as e:
             self._abort(e.status, e.log)
         if after_upgrade is not None:
-            self.parser = _parser(self, lenient=self.slow)
+            self.parser = make_parser(self, lenient=self.slow)
             if after_upgrade:
                 self.data_received(after_upgrade)
                 return
         if self.slow and self.cur is None and self.pending is None:
             self.slow = False  # back to the strict parser between requests
-            self.parser = _parser(self)
+            self.parser = make_parser(self)
         self._kick()
 
     def _kick(self) -> None:
@@ -307,71 +304,6 @@ class HttpConnection(asyncio.Protocol):
                 self._start(self.queue.popleft())
             elif self.pending is not None:
                 self._answer_pending()
-
-    def _feed_slow(self, data: bytes) -> None:
-        """Feed llhttp line by line, turning what nginx accepts and llhttp does not into what
-        llhttp takes: an unknown method (kept aside), bytes above 0x7f and "%" in the target
-        (%-escaped, undone in on_url so $request_uri keeps the bytes as sent), bare LF (CRLF),
-        header lines nginx ignores (dropped); folded and NUL-carrying lines are refused as
-        nginx refuses them. The parser is lenient about header values and versions."""
-        feed = self.parser.feed_data
-        i, n = 0, len(data)
-        while i < n:
-            r = self.cur
-            if r is not None and r.request_line:  # in the body: as much as belongs to it
-                if r.chunked:
-                    nl = data.find(b"\n", i)
-                    end = n if nl < 0 else nl + 1
-                else:
-                    end = n
-                    if r.content_length is not None:
-                        end = min(n, i + max(1, r.content_length - r.body_received))
-                feed(data[i:end])
-                i = end
-                continue
-            nl = data.find(b"\n", i)
-            end = n if nl < 0 else nl + 1
-            line = data[i:end]
-            i = end
-            if line.endswith(b"\n") and not line.endswith(b"\r\n"):
-                line = line[:-1] + b"\r\n"
-            if r is None or not self.line_seen:
-                if r is None and line.strip(b"\r\n") == b"":
-                    feed(line)  # empty lines before a request
-                    continue
-                self._feed_request_line(line)
-                if line.endswith(b"\n") and self.cur is not None:
-                    self.line_seen = True
-                continue
-            if line in (b"\r\n", b"\r"):
-                feed(line)
-                continue
-            if line[:1] in (b" ", b"\t"):
-                raise _Abort(400, "client sent invalid header line")  # obsolete line folding
-            if b"\x00" in line:
-                raise _Abort(400, "client sent invalid header line")
-            colon = line.find(b":")
-            if colon == 0:
-                raise _Abort(400, "client sent invalid header line")
-            if colon < 0 or not line[:colon].isascii():
-                continue  # nginx ignores the line (ignore_invalid_headers)
-            feed(line)
-
-    def _feed_request_line(self, line: bytes) -> None:
-        sp = line.find(b" ")
-        if sp > 0 and self.cur is None:
-            method = line[:sp]
-            if _NGINX_METHOD.fullmatch(method) and not _llhttp_knows(method):
-                self.method = method
-                line = b"GET" + line[sp:]
-        if line.isascii():
-            self.parser.feed_data(line)
-            return
-        self.escaping = True
-        try:
-            self.parser.feed_data(_HIGH_BYTES.sub(_escape_byte, line))
-        finally:
-            self.escaping = False
 
     def on_message_begin(self) -> None:
         r = Request(self, time.monotonic())
@@ -656,142 +588,6 @@ class HttpConnection(asyncio.Protocol):
         self.responding = r
         self.send(r, handler.special(r, status), lingering=True)
 
-    def send(self, r: Request, resp: Response, lingering: bool = False) -> None:
-        """Write a response; called by the phases or later by an asynchronous handler."""
-        t = self.transport
-        if t is None or self.closing:
-            self._close_resp_file(resp)
-            return
-        r.response = resp
-        r.status = resp.status
-        if self.draining:
-            r.keepalive = False
-        if r.send_continue:
-            t.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        conf = r.conf or self.conf
-        chunked = False
-        if resp.unknown_length and not r.is_head:
-            # ngx_http_chunked_header_filter: chunked for HTTP/1.1, else the close ends it
-            if r.version >= 11 and conf.chunked_transfer_encoding:
-                chunked = True
-            else:
-                r.keepalive = False
-        head = render_headers(resp, server_tokens=conf.server_tokens, keepalive=r.keepalive,
-                              keepalive_header=conf.keepalive_header, chunked=chunked)
-        if resp.close:  # after the headers: nginx says keep-alive, then closes
-            r.keepalive = False
-        r.bytes_sent = len(head)
-        if r.is_head or resp.no_body or resp.status == 204:
-            self._close_resp_file(resp)
-            t.write(head)
-            self._done(r, lingering)
-            return
-        if resp.file_fd is None:
-            if chunked:
-                body = resp.body
-                t.write(head + (b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n" if body
-                                else b"0\r\n\r\n"))
-                r.body_bytes_sent = len(body)
-                r.bytes_sent += len(body)
-                self._done(r, lingering)
-                return
-            t.write(head + resp.body)
-            r.body_bytes_sent = len(resp.body)
-            r.bytes_sent += len(resp.body)
-            self._done(r, lingering)
-            return
-        count = resp.file_count
-        if count <= SMALL_FILE:
-            try:
-                data = os.pread(resp.file_fd, count, resp.file_offset)
-            except OSError as e:
-                self._close_resp_file(resp)
-                self.server.error_log.log("crit", f"pread() failed ({e.errno}: {e.strerror})",
-                                          self.number, request_context(r))
-                self._force_close()
-                return
-            self._close_resp_file(resp)
-            t.write(head + data)
-            r.body_bytes_sent = len(data)
-            r.bytes_sent += len(data)
-            self._done(r, lingering)
-            return
-        t.write(head)
-        self.file_fd = resp.file_fd
-        resp.file_fd = None
-        self.file_offset = resp.file_offset
-        self.file_left = count
-        self.use_sendfile = conf.sendfile and self.sock_fd >= 0 and \
-            t.get_extra_info("sslcontext") is None
-        self._pump_file()
-
-    def _pump_file(self) -> None:
-        r = self.responding
-        t = self.transport
-        if r is None or t is None or self.file_fd is None:
-            return
-        fd = self.file_fd
-        while self.file_left > 0 and not self.paused_writing:
-            if self.closing or t.is_closing():
-                self._close_file()
-                return
-            if self.use_sendfile and t.get_write_buffer_size() == 0:
-                try:
-                    n = os.sendfile(self.sock_fd, fd, self.file_offset, min(self.file_left,
-                                                                            1 << 20))
-                except BlockingIOError:
-                    n = 0
-                except OSError:
-                    self._close_file()
-                    self._force_close()
-                    return
-                if n > 0:
-                    self._sent_file(r, n)
-                    continue
-            try:
-                data = os.pread(fd, min(self.file_left, CHUNK), self.file_offset)
-            except OSError:
-                data = b""
-            if not data:  # the file shrank under us: the response cannot be completed
-                self._close_file()
-                self._force_close()
-                return
-            t.write(data)
-            self._sent_file(r, len(data))
-        if self.file_left == 0:
-            self._close_file()
-            self._done(r, False)
-
-    def _sent_file(self, r: Request, n: int) -> None:
-        self.file_offset += n
-        self.file_left -= n
-        r.body_bytes_sent += n
-        r.bytes_sent += n
-        self.deadline = self.loop.time() + self.conf.send_timeout
-
-    def pause_writing(self) -> None:
-        self.paused_writing = True
-
-    def resume_writing(self) -> None:
-        self.paused_writing = False
-        self.deadline = self.loop.time() + self.conf.send_timeout
-        if self.file_fd is not None:
-            self._pump_file()
-
-    def _close_file(self) -> None:
-        if self.file_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.file_fd)
-            self.file_fd = None
-            self.file_left = 0
-
-    @staticmethod
-    def _close_resp_file(resp: Response) -> None:
-        if resp.file_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(resp.file_fd)
-            resp.file_fd = None
-
     def _done(self, r: Request, lingering: bool) -> None:
         """The response is written: log, then the next request, idle, or close."""
         self.responding = None
@@ -892,37 +688,6 @@ class HttpConnection(asyncio.Protocol):
 _ABSOLUTE_URI = re.compile(
     r"[A-Za-z][A-Za-z0-9+.\-]*://"
     r"(\[[A-Za-z0-9:._~!$&'()*+,;=\-]*\]|[A-Za-z0-9.\-]*)(?::[0-9]*)?([/?].*|)\Z", re.S)
-
-
-def _parser(proto: HttpConnection, lenient: bool = False) -> httptools.HttpRequestParser:
-    p = httptools.HttpRequestParser(proto)
-    if lenient:  # control characters in header values, HTTP/1.2 (see _feed_slow)
-        p.set_dangerous_leniencies(lenient_headers=True, lenient_version=True)
-    return p
-
-
-_NGINX_METHOD = re.compile(rb"[A-Z_-]+")
-_LLHTTP_METHODS: dict[bytes, bool] = {}
-
-
-def _llhttp_knows(method: bytes) -> bool:
-    known = _LLHTTP_METHODS.get(method)
-    if known is None:
-        try:
-            httptools.HttpRequestParser(object()).feed_data(method + b" / HTTP/1.1\r\n")
-            known = True
-        except httptools.HttpParserError:
-            known = False
-        if len(_LLHTTP_METHODS) < 256:
-            _LLHTTP_METHODS[method] = known
-    return known
-
-
-_HIGH_BYTES = re.compile(rb"[%\x80-\xff]")
-
-
-def _escape_byte(m: re.Match[bytes]) -> bytes:
-    return b"%%%02X" % m.group()[0]
 
 
 def _valid_header_name(low: str, underscores: bool) -> bool:

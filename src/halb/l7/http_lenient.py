@@ -1,0 +1,136 @@
+"""nginx-compatible request reading where llhttp is stricter than nginx.
+
+httptools (llhttp) refuses things nginx accepts: methods it does not know, bytes above 0x7f in
+the request-target, bare LF line endings, control characters in header values, HTTP/1.2. When
+the fast parser refuses data that starts a request, the connection feeds that data again line by
+line through this mixin, rewriting what nginx accepts into what llhttp takes, and refusing what
+nginx refuses (obsolete line folding, NUL, empty header names) with nginx's 400.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httptools
+
+
+class ParseAbort(Exception):
+    """Raised from a parser callback to stop parsing with an HTTP status."""
+
+    def __init__(self, status: int, log: str | None = None) -> None:
+        super().__init__(status, log)
+        self.status = status
+        self.log = log
+
+
+_Abort = ParseAbort
+
+
+class LenientParsing:
+    """Mixin for HttpConnection: the line-by-line feeder (see the module docstring)."""
+
+    __slots__ = ()
+    cur: Any
+    parser: Any
+    line_seen: bool
+    method: bytes | None
+    escaping: bool
+
+    def _feed_slow(self, data: bytes) -> None:
+        """Feed llhttp line by line, turning what nginx accepts and llhttp does not into what
+        llhttp takes: an unknown method (kept aside), bytes above 0x7f and "%" in the target
+        (%-escaped, undone in on_url so $request_uri keeps the bytes as sent), bare LF (CRLF),
+        header lines nginx ignores (dropped); folded and NUL-carrying lines are refused as
+        nginx refuses them. The parser is lenient about header values and versions."""
+        feed = self.parser.feed_data
+        i, n = 0, len(data)
+        while i < n:
+            r = self.cur
+            if r is not None and r.request_line:  # in the body: as much as belongs to it
+                if r.chunked:
+                    nl = data.find(b"\n", i)
+                    end = n if nl < 0 else nl + 1
+                else:
+                    end = n
+                    if r.content_length is not None:
+                        end = min(n, i + max(1, r.content_length - r.body_received))
+                feed(data[i:end])
+                i = end
+                continue
+            nl = data.find(b"\n", i)
+            end = n if nl < 0 else nl + 1
+            line = data[i:end]
+            i = end
+            if line.endswith(b"\n") and not line.endswith(b"\r\n"):
+                line = line[:-1] + b"\r\n"
+            if r is None or not self.line_seen:
+                if r is None and line.strip(b"\r\n") == b"":
+                    feed(line)  # empty lines before a request
+                    continue
+                self._feed_request_line(line)
+                if line.endswith(b"\n") and self.cur is not None:
+                    self.line_seen = True
+                continue
+            if line in (b"\r\n", b"\r"):
+                feed(line)
+                continue
+            if line[:1] in (b" ", b"\t"):
+                raise _Abort(400, "client sent invalid header line")  # obsolete line folding
+            if b"\x00" in line:
+                raise _Abort(400, "client sent invalid header line")
+            colon = line.find(b":")
+            if colon == 0:
+                raise _Abort(400, "client sent invalid header line")
+            if colon < 0 or not line[:colon].isascii():
+                continue  # nginx ignores the line (ignore_invalid_headers)
+            feed(line)
+
+    def _feed_request_line(self, line: bytes) -> None:
+        sp = line.find(b" ")
+        if sp > 0 and self.cur is None:
+            method = line[:sp]
+            if _NGINX_METHOD.fullmatch(method) and not _llhttp_knows(method):
+                self.method = method
+                line = b"GET" + line[sp:]
+        if line.isascii():
+            self.parser.feed_data(line)
+            return
+        self.escaping = True
+        try:
+            self.parser.feed_data(_HIGH_BYTES.sub(_escape_byte, line))
+        finally:
+            self.escaping = False
+
+
+def make_parser(proto: object, lenient: bool = False) -> httptools.HttpRequestParser:
+    p = httptools.HttpRequestParser(proto)
+    if lenient:  # control characters in header values, HTTP/1.2 (see _feed_slow)
+        p.set_dangerous_leniencies(lenient_headers=True, lenient_version=True)
+    return p
+
+
+_NGINX_METHOD = re.compile(rb"[A-Z_-]+")
+_LLHTTP_METHODS: dict[bytes, bool] = {}
+
+
+def _llhttp_knows(method: bytes) -> bool:
+    known = _LLHTTP_METHODS.get(method)
+    if known is None:
+        try:
+            httptools.HttpRequestParser(object()).feed_data(method + b" / HTTP/1.1\r\n")
+            known = True
+        except httptools.HttpParserError:
+            known = False
+        if len(_LLHTTP_METHODS) < 256:
+            _LLHTTP_METHODS[method] = known
+    return known
+
+
+_HIGH_BYTES = re.compile(rb"[%\x80-\xff]")
+
+
+def _escape_byte(m: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % m.group()[0]
+
+
