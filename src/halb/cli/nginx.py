@@ -125,7 +125,9 @@ def _paths(o: Options) -> tuple[str, str]:
 
 def load(o: Options) -> tuple[NginxConfig, list[ConfigError]]:
     from halb.config import nginx as nginx_config
+    from halb.runtime.resolver import install
 
+    install()
     prefix, conf = _paths(o)
     loaded = nginx_config.load(conf, prefix, global_directives=o.directives)
     return loaded.config, loaded.warnings

@@ -24,7 +24,8 @@ KNOWN_VARIABLES = frozenset({
     "server_protocol", "status", "time_iso8601", "time_local", "uri", "pipe",
     "limit_rate", "tcpinfo_rtt",
     # proxy and upstream (issue: nginx role, part 2)
-    "proxy_host", "proxy_port", "proxy_add_x_forwarded_for", "upstream_addr", "upstream_status",
+    "proxy_host", "proxy_port", "proxy_add_x_forwarded_for", "proxy_internal_body_length",
+    "proxy_internal_chunked", "upstream_addr", "upstream_status",
     "upstream_response_time", "upstream_connect_time", "upstream_header_time",
     "upstream_response_length", "upstream_bytes_received", "upstream_bytes_sent",
     "upstream_cache_status",

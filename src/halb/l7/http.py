@@ -186,6 +186,8 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             self.timer = None
         self._close_file()
         r = self.responding
+        if r is not None and r.proxy is not None:
+            r.proxy.client_gone()
         if r is not None and r.status and r.response is not None:
             # the client went away mid-response: log what was sent (nginx logs it too)
             self.responding = None
@@ -499,6 +501,10 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             return
         r.body_received += len(body)
         r.request_length += len(body)
+        if r.on_body is not None:
+            r.on_body(body)
+        elif r.response is None and self.responding is not r:
+            r.body_chunks.append(body)  # not started yet: its handler may want the body
         self.deadline = self.loop.time() + (self.conf.lingering_timeout
                                             if self.state == DISCARDING
                                             else self.conf.client_body_timeout)
@@ -516,6 +522,11 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         if r is None:
             return
         r.body_expected = False
+        r.body_complete = True
+        if r.on_body_done is not None:
+            r.on_body_done()
+        if self.responding is r and r.response is None and self.transport is not None:
+            self.transport.pause_reading()  # answered later: read no further request yet
         if self.state == DISCARDING:
             self._force_close()  # the body is read: the close that was due
             return
@@ -552,6 +563,35 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             return
         assert isinstance(result, Response)
         self.send(r, result)
+
+    def finish_request(self, r: Request, result: object) -> None:
+        """The final answer of an asynchronous content handler (proxy_pass)."""
+        if self.responding is not r or self.closing:
+            return
+        try:
+            final = handler.resume(r, result)
+        except Exception as e:
+            self.server.error_log.log("alert", f"request failed: {e!r}", self.number,
+                                      request_context(r))
+            r.keepalive = False
+            final = handler.special(r, 500)
+        if final is handler.PENDING:
+            return
+        if final is handler.CLOSE:
+            r.status = 444
+            self.server.access_log(r)
+            self.responding = None
+            self._force_close()
+            return
+        assert isinstance(final, Response)
+        self.send(r, final)
+
+    def send_continue(self, r: Request) -> None:
+        """nginx reads a body it needs after answering "Expect: 100-continue"."""
+        r.test_expect()
+        if r.send_continue and self.transport is not None and not self.closing:
+            r.send_continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _abort(self, status: int, log: str | None, level: str = "info") -> None:
         """A request that cannot be parsed further: it is answered after the requests parsed

@@ -196,7 +196,7 @@ class ResponseWriter:
             r.keepalive = False
         conf = r.conf or self.conf
         chunked = False
-        if resp.content_length is None and not (r.is_head or resp.no_body):
+        if resp.unknown_length and not (r.is_head or resp.no_body):
             if r.version >= 11 and conf.chunked_transfer_encoding:
                 chunked = True
             else:

@@ -6,6 +6,7 @@ server, location, status and what was sent; variables and the access log read it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,6 +18,8 @@ class Request:
     __slots__ = (
         "args",
         "body_bytes_sent",
+        "body_chunks",
+        "body_complete",
         "body_expected",
         "body_received",
         "bytes_sent",
@@ -36,6 +39,9 @@ class Request:
         "location",
         "method",
         "named_captures",
+        "on_body",
+        "on_body_done",
+        "proxy",
         "request_length",
         "request_line",
         "response",
@@ -72,6 +78,11 @@ class Request:
         self.send_continue = False  # write "100 Continue" before the answer
         self.body_expected = False
         self.body_received = 0
+        self.body_complete = False
+        self.body_chunks: list[bytes] = []  # body read before a handler asked for it
+        self.on_body: Callable[[bytes], None] | None = None  # a handler reading the body
+        self.on_body_done: Callable[[], None] | None = None
+        self.proxy: Any = None  # the ProxyRequest answering this request
         self.server: Server | None = None
         self.server_captures: tuple[Any, Any] | None = None
         self.location: Location | None = None

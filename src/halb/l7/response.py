@@ -157,6 +157,8 @@ class Response:
     accept_ranges: bool = False
     no_body: bool = False  # HEAD, 304: headers only
     unknown_length: bool = False  # no Content-Length: chunked for HTTP/1.1, else close
+    status_line: bytes | None = None  # a proxied response keeps the upstream's reason phrase
+    last_modified_raw: str | None = None  # a proxied Last-Modified, as the upstream wrote it
 
 
 _LAST_MODIFIED: dict[float, bytes] = {}  # mtime -> its header line (files change rarely)
@@ -168,7 +170,7 @@ def render_headers(resp: Response, *, server_tokens: str, keepalive: bool,
     fixed ones, a Location the filter made absolute, Connection, Keep-Alive, then the list
     (a Location that was already absolute, ETag, Accept-Ranges, the rest as added)."""
     status = resp.status
-    out = [status_line(status)]
+    out = [resp.status_line or status_line(status)]
     if server_tokens != "off":
         out.append(b"Server: " + SERVER_VERSION.encode() + b"\r\n")
     else:
@@ -188,6 +190,8 @@ def render_headers(resp: Response, *, server_tokens: str, keepalive: bool,
                 _LAST_MODIFIED.clear()
             _LAST_MODIFIED[resp.last_modified] = line
         out.append(line)
+    elif resp.last_modified_raw is not None and not no_content:
+        out.append(b"Last-Modified: " + resp.last_modified_raw.encode("latin-1") + b"\r\n")
     location = None
     if resp.location is not None:
         location = b"Location: " + resp.location.encode("utf-8", "surrogateescape") + b"\r\n"

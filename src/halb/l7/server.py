@@ -44,6 +44,10 @@ class HttpServer:
         self.loop = loop
         self.error_log = error_log
         self.listen_table = ListenTable(config.http)
+        from halb.l7 import proxy  # noqa: F401  (registers the proxy_pass content handler)
+        from halb.l7.upstream import Upstreams
+
+        self.upstreams = Upstreams(dict(config.http.upstreams), loop)
         self.connections: set[HttpConnection] = set()
         self.max_connections = config.worker_connections
         self.numbers = itertools.count(1 + worker * 10_000_000)
@@ -122,6 +126,7 @@ class HttpServer:
             conn._force_close()
 
     def close(self) -> None:
+        self.upstreams.close()
         if self._flusher is not None:
             self._flusher.cancel()
         self.access_logs.close()

@@ -129,7 +129,13 @@ def http_header(r: Request, name: str) -> str | None:
     return r.headers.get(header)
 
 
+def _proxy_add_x_forwarded_for(r: Request) -> str:
+    xff = http_header(r, "x_forwarded_for")
+    return f"{xff}, {r.conn.remote_addr}" if xff else r.conn.remote_addr
+
+
 VARIABLES: dict[str, Getter] = {
+    "proxy_add_x_forwarded_for": _proxy_add_x_forwarded_for,
     "args": lambda r: r.args,
     "query_string": lambda r: r.args,
     "is_args": lambda r: "?" if r.args else "",
