@@ -30,7 +30,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -77,6 +77,8 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         "header_bytes",
         "idle_since",
         "last_header_len",
+        "last_host",
+        "last_match",
         "line_seen",
         "loop",
         "method",
@@ -146,6 +148,8 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         self.on_writable: Callable[[], None] | None = None  # a streamed body waits for the client
         self.sock_fd = -1
         self.idle_since = self.loop.time()
+        self.last_host: tuple[str | None, str | None] = (None, None)  # Host -> validated
+        self.last_match: tuple[str | None, Any] = (None, None)  # host -> ServerMatch
         self.remote_addr = ""
         self.remote_port = 0
         self.server_addr = ""
@@ -361,18 +365,24 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         if self.hb_busy < 0:
             self._request_line_fits()
         size = len(name) + len(value) + 4  # "Name: value CRLF"
-        if not self._fits(size):
+        if size <= self.hb_cap - self.hb_pos:  # _fits, inlined for the common case
+            self.hb_pos += size
+        elif not self._fits(size):
             if size > self.conf.large_client_header_buffers[1]:
                 raise _Abort(494, 'client sent too long header line: "'
                                   f'{name[:32].decode("latin-1")}..."')
             raise _Abort(494, "client sent too large request")
         self.header_bytes += size
-        key = name.decode("latin-1")
-        val = value.decode("latin-1").strip(" \t")
-        low = key.lower()
-        if not _valid_header_name(low, self.conf.underscores_in_headers) \
+        known = _NAMES.get(name)
+        if known is None:
+            known = _header_name(name)
+        key, low, plain_ok, underscore_ok = known
+        if not plain_ok and not (underscore_ok and self.conf.underscores_in_headers) \
                 and self.conf.ignore_invalid_headers:
             return
+        val = value.decode("latin-1")
+        if val[:1] in (" ", "\t") or val[-1:] in (" ", "\t"):
+            val = val.strip(" \t")
         r.header_list.append((key, val))
         if low in r.headers:
             if low in UNIQUE_HEADERS:  # ngx_http_process_unique_header_line
@@ -438,7 +448,11 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             path, args = split_target("/" + rest if rest[:1] in ("?", "") else rest)
         header_host = r.headers.get("host")
         if header_host is not None:
-            valid = validate_host(header_host)
+            if header_host == self.last_host[0]:  # keep-alive clients repeat their Host
+                valid = self.last_host[1]
+            else:
+                valid = validate_host(header_host)
+                self.last_host = (header_host, valid)
             if valid is None:
                 return self._bad(r, "client sent invalid host header")
             if host is None:
@@ -446,7 +460,11 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         elif r.version >= 11:
             return self._bad(r, 'client sent HTTP/1.1 request without "Host" header')
         r.host = host or ""
-        match = self.table.find(r.host)
+        if r.host == self.last_match[0]:
+            match = self.last_match[1]
+        else:
+            match = self.table.find(r.host)
+            self.last_match = (r.host, match)
         r.server = match.server
         if match.captures or match.named:
             r.captures = tuple(match.captures)
@@ -740,3 +758,15 @@ def _valid_header_name(low: str, underscores: bool) -> bool:
             return False
     return True
 
+
+# Header names repeat from request to request: their decoded forms and validity are cached.
+_NAMES: dict[bytes, tuple[str, str, bool, bool]] = {}
+
+
+def _header_name(name: bytes) -> tuple[str, str, bool, bool]:
+    key = name.decode("latin-1")
+    low = key.lower()
+    entry = (key, low, _valid_header_name(low, False), _valid_header_name(low, True))
+    if len(_NAMES) < 4096:
+        _NAMES[name] = entry
+    return entry

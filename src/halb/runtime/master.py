@@ -28,7 +28,7 @@ from halb.config.model import Listen, NginxConfig
 from halb.l7.log import ErrorLogger
 from halb.runtime.listeners import ListenerSet, to_bind
 from halb.runtime.process import die_with_parent, lookup_user, remove_pid, write_pid
-from halb.runtime.worker import Worker
+from halb.runtime.worker import WORKER_SIGNALS, Worker
 
 Loader = Callable[[], NginxConfig]
 
@@ -86,7 +86,12 @@ class Master:
     # -- workers ------------------------------------------------------------------------------
 
     def spawn(self, gen: Generation, index: int) -> None:
+        # Signals stay blocked across fork: a worker that gets QUIT before it has installed its
+        # handlers must not die of the default action; it unblocks them once they are in place.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if pid == 0:  # the worker
             code = 1
             try:

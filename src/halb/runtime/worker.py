@@ -18,6 +18,9 @@ from halb.l7.server import HttpServer
 from halb.runtime.loop import new_event_loop
 from halb.runtime.process import drop_privileges
 
+WORKER_SIGNALS = {signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP,
+                  signal.SIGWINCH}
+
 Reloader = Callable[[], "tuple[NginxConfig, list[tuple[Listen, socket.socket]]] | None"]
 
 
@@ -49,6 +52,10 @@ class Worker:
                             (signal.SIGINT, self.terminate), (signal.SIGUSR1, self.reopen),
                             (signal.SIGHUP, self.reload), (signal.SIGWINCH, self.quit)):
                 self.loop.add_signal_handler(sig, fn)
+            # a forked worker starts with these blocked (see Master.spawn); what arrived
+            # meanwhile is delivered when they are unblocked, which must happen while the loop
+            # runs: uvloop only listens to its signal wake-up fd inside run_until_complete
+            self.loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, WORKER_SIGNALS)
             self.loop.run_until_complete(self.stopped)
             return 0
         finally:

@@ -123,7 +123,8 @@ def test_quit_lets_a_download_finish(tmp_path: Path) -> None:
                 break
             got += len(chunk)
         s.close()
-        assert got == 8 * 1024 * 1024, "QUIT must let the response in flight complete"
+        assert got == 8 * 1024 * 1024, ("QUIT must let the response in flight complete",
+                                         srv.log(), (tmp_path / "stderr.log").read_text())
         assert srv.proc is not None
         assert srv.proc.wait(timeout=10) == 0
 
@@ -257,3 +258,23 @@ def test_stop_helper_leaves_nothing(tmp_path: Path) -> None:
     stop(srv)
     for pid in [srv.pid, *workers]:
         assert gone(pid)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGHUP])
+def test_signals_during_worker_start_are_not_lost(tmp_path: Path, sig: int) -> None:
+    """A signal that reaches a worker before it has installed its handlers is handled once they
+    are (the master blocks them across fork), never by the default action (which kills)."""
+    port = free_port()
+    with running(tmp_path, base_conf(port, workers=2), port=port) as srv:
+        for _ in range(5):  # new workers start on each HUP: signal them right away
+            srv.signal(signal.SIGHUP)
+            time.sleep(0.05)
+        srv.signal(sig)
+        if sig == signal.SIGQUIT:
+            assert srv.proc is not None
+            assert srv.proc.wait(timeout=15) == 0
+        else:
+            assert wait_for(lambda: srv.get()[0] == 200)
+            time.sleep(1.5)
+        log = srv.log()
+        assert "exited on signal" not in log, log

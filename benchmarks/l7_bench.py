@@ -1,0 +1,197 @@
+"""nginx vs `halb nginx`, side by side in one run: requests/s, CPU time per request, p99.
+
+    .venv/bin/python benchmarks/l7_bench.py [--rounds 3] [--seconds 5] [--scenario all]
+
+Each round starts nginx and halb on the same configuration (one worker each), alternating, with
+the server pinned to CPU 0 and the load (wrk -t1 -c50, keep-alive) plus any backend pinned to
+CPU 1. CPU time is the server's utime+stime from /proc over the measured run, so the figure is
+"server CPU-seconds per request" and does not depend on how busy the other core is. Ratios are
+halb / nginx from the same round; the report gives the median over rounds.
+
+Scenarios: `return` (return 200 "hello"), `static` (a 1 KiB file), `proxy` (proxy_pass to an
+nginx backend with upstream keep-alive). Loopback only; every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def tree(pid: int) -> list[int]:
+    out = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(entry))
+    return out
+
+
+def conf(port: int, scenario: str, www: Path, backend: int) -> str:
+    body = {
+        "return": 'location / { return 200 "hello\\n"; }',
+        "static": f"location / {{ root {www}; }}",
+        "proxy": ("location / { proxy_pass http://bk; proxy_http_version 1.1; "
+                  'proxy_set_header Connection ""; }'),
+    }[scenario]
+    ups = (f"upstream bk {{ server 127.0.0.1:{backend}; keepalive 32; }}"
+           if scenario == "proxy" else "")
+    user = "user root;" if os.geteuid() == 0 else ""
+    return f"""{user} worker_processes 1; daemon off; error_log stderr crit; pid {{prefix}}/pid;
+events {{ worker_connections 1024; }}
+http {{ access_log off; {ups}
+  server {{ listen 127.0.0.1:{port}; {body} }} }}
+"""
+
+
+def start(kind: str, text: str, cpu: int) -> tuple[subprocess.Popen[bytes], Path]:
+    prefix = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
+    (prefix / "nginx.conf").write_text(text.replace("{prefix}", str(prefix)))
+    if kind == "nginx":
+        argv = ["nginx", "-p", f"{prefix}/", "-c", f"{prefix}/nginx.conf"]
+    else:
+        argv = [PYTHON, "-m", "halb", "nginx", "-p", f"{prefix}/", "-c", "nginx.conf"]
+    proc = subprocess.Popen(["taskset", "-c", str(cpu), *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return proc, prefix
+
+
+def stop(proc: subprocess.Popen[bytes], prefix: Path) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    shutil.rmtree(prefix, ignore_errors=True)
+
+
+def wrk(port: int, seconds: int) -> tuple[float, float]:
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{seconds}s",
+                          "--latency", f"http://127.0.0.1:{port}/index.html"],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert m, out
+    p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+    if "Socket errors" in out or "Non-2xx" in out:
+        print(out, file=sys.stderr)
+    return rps, p99
+
+
+def measure(kind: str, scenario: str, www: Path, backend: int, seconds: int) -> dict[str, float]:
+    port = free_port()
+    proc, prefix = start(kind, conf(port, scenario, www, backend), cpu=0)
+    try:
+        wait_port(port)
+        time.sleep(0.5)
+        wrk(port, 1)  # warm up (and fill the upstream keep-alive cache)
+        pids = tree(proc.pid)
+        before = cpu_seconds(pids)
+        t0 = time.monotonic()
+        rps, p99 = wrk(port, seconds)
+        elapsed = time.monotonic() - t0
+        used = cpu_seconds(pids) - before
+        requests = rps * seconds
+        return {"rps": rps, "p99_ms": p99, "cpu_us_per_req": used / requests * 1e6,
+                "cpu_util": used / elapsed}
+    finally:
+        stop(proc, prefix)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--scenario", default="all", choices=["all", "return", "static", "proxy"])
+    args = ap.parse_args()
+    scenarios = ["return", "static", "proxy"] if args.scenario == "all" else [args.scenario]
+    www = Path(tempfile.mkdtemp(prefix="bench-www-"))
+    (www / "index.html").write_bytes(b"x" * 1024)
+    backend_port = free_port()
+    bk_prefix = Path(tempfile.mkdtemp(prefix="bench-backend-"))
+    (bk_prefix / "nginx.conf").write_text(
+        f"daemon off; worker_processes 1; error_log stderr crit; pid {bk_prefix}/pid;"
+        f"{'user root;' if os.geteuid() == 0 else ''}"
+        f"events {{}} http {{ access_log off; server {{ listen 127.0.0.1:{backend_port}; "
+        f'location / {{ return 200 "hello\\n"; }} }} }}')
+    backend = subprocess.Popen(["taskset", "-c", "1", "nginx", "-p", f"{bk_prefix}/", "-c",
+                                f"{bk_prefix}/nginx.conf"], start_new_session=True)
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    try:
+        wait_port(backend_port)
+        for scenario in scenarios:
+            results[scenario] = {"nginx": [], "halb": []}
+            for _ in range(args.rounds):
+                for kind in ("nginx", "halb"):
+                    results[scenario][kind].append(
+                        measure(kind, scenario, www, backend_port, args.seconds))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(backend.pid, signal.SIGTERM)
+        backend.wait(5)
+        shutil.rmtree(www, ignore_errors=True)
+        shutil.rmtree(bk_prefix, ignore_errors=True)
+    print(f"# l7 benchmark: {args.rounds} rounds x {args.seconds}s, wrk -t1 -c50 keep-alive, "
+          f"server on CPU0, load on CPU1, {os.cpu_count()} CPUs")
+    print("| scenario | server | req/s | server CPU µs/req | p99 ms | ratio halb/nginx "
+          "(req/s, CPU/req) |")
+    print("|---|---|---|---|---|---|")
+    for scenario, by in results.items():
+        med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in by.items()}
+        ratios = [(h["rps"] / n["rps"], h["cpu_us_per_req"] / n["cpu_us_per_req"])
+                  for h, n in zip(by["halb"], by["nginx"], strict=True)]
+        rr = statistics.median(r[0] for r in ratios)
+        rc = statistics.median(r[1] for r in ratios)
+        for kind in ("nginx", "halb"):
+            m = med[kind]
+            extra = f"{rr:.2f} , {rc:.2f}" if kind == "halb" else ""
+            print(f"| {scenario} | {kind} | {m['rps']:.0f} | {m['cpu_us_per_req']:.1f} | "
+                  f"{m['p99_ms']:.2f} | {extra} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
