@@ -12,13 +12,14 @@ client: 127.0.0.1, server: localhost, request: "GET /x HTTP/1.1", host: "localho
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, BinaryIO
 
 from halb.config.model import AccessLog, ErrorLog, LogFormat
 from halb.config.template import Var
-from halb.l7.variables import expand, get
+from halb.l7.variables import VARIABLES, Getter, expand, get
 
 if TYPE_CHECKING:
     from halb.l7.request import Request
@@ -34,8 +35,6 @@ def escape(value: bytes, mode: str) -> bytes:
     if mode == "none":
         return value
     table = _DEFAULT_ESC if mode == "default" else _JSON_ESC
-    if not any(b in table or (mode == "json" and b < 32) for b in value):
-        return value
     out = bytearray()
     for b in value:
         rep = table.get(b)
@@ -48,19 +47,50 @@ def escape(value: bytes, mode: str) -> bytes:
     return bytes(out)
 
 
-def format_line(fmt: LogFormat, r: Request) -> bytes:
-    out = []
+# Characters that need escaping: for `default` controls, '"', '\\', DEL and every non-ASCII
+# character (nginx escapes bytes above 126); for `json` controls, '"' and '\\'.
+_NEEDS = {"default": re.compile(r'[\x00-\x1f"\\\x7f-\U0010ffff]'),
+          "json": re.compile(r'[\x00-\x1f"\\]')}
+
+_Part = tuple[bool, str, "Getter | None"]
+_COMPILED: dict[int, tuple[LogFormat, list[_Part]]] = {}
+
+
+def _compile(fmt: LogFormat) -> list[_Part]:
+    hit = _COMPILED.get(id(fmt))
+    if hit is not None and hit[0] is fmt:
+        return hit[1]
+    parts: list[_Part] = []
     for p in fmt.template.parts:
         if isinstance(p, Var):
-            v = get(r, p.name)
-            if not v:
-                out.append(b"-" if fmt.escape != "json" else b"")
-            else:
-                out.append(escape(v.encode("utf-8", "surrogateescape"), fmt.escape))
+            parts.append((True, p.name, VARIABLES.get(p.name)))
         else:
-            out.append(p.encode("utf-8", "surrogateescape"))
-    out.append(b"\n")
-    return b"".join(out)
+            parts.append((False, p, None))
+    _COMPILED[id(fmt)] = (fmt, parts)
+    return parts
+
+
+def format_line(fmt: LogFormat, r: Request) -> bytes:
+    """One log line: the values are checked for characters to escape with one regex search
+    each, and the line is encoded once (values with such characters go byte by byte)."""
+    mode = fmt.escape
+    needs = _NEEDS.get(mode)
+    missing = "" if mode == "json" else "-"
+    out: list[str] = []
+    for is_var, text, getter in _compile(fmt):
+        if not is_var:
+            out.append(text)
+            continue
+        v = getter(r) if getter is not None else get(r, text)
+        if not v:
+            out.append(missing)
+        elif needs is None or needs.search(v) is None:
+            out.append(v)
+        else:
+            raw = escape(v.encode("utf-8", "surrogateescape"), mode)
+            out.append(raw.decode("utf-8", "surrogateescape"))
+    out.append("\n")
+    return "".join(out).encode("utf-8", "surrogateescape")
 
 
 class LogFile:
