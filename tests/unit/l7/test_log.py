@@ -1,0 +1,73 @@
+"""Access log lines: nginx's escaping (default / json / none) and "-" for missing values."""
+
+from __future__ import annotations
+
+import pytest
+
+from halb.config.model import LogFormat
+from halb.config.template import compile_template
+from halb.l7.log import escape, format_line
+from halb.l7.request import Request
+
+
+class Conn:
+    remote_addr = "127.0.0.1"
+    remote_port = 5555
+    server_addr = "127.0.0.1"
+    server_port = 80
+    number = 1
+    requests = 1
+    pipelined = False
+
+
+def req(**headers: str) -> Request:
+    r = Request(Conn(), 0.0)
+    r.method = "GET"
+    r.request_line = "GET /a HTTP/1.1"
+    r.status = 200
+    for k, v in headers.items():
+        name = k.replace("_", "-")
+        r.headers[name] = v
+        r.header_list.append((name, v))
+    return r
+
+
+@pytest.mark.parametrize(("raw", "mode", "expected"), [
+    (b"plain", "default", b"plain"),
+    (b'a"b', "default", b"a\\x22b"),
+    (b"a\\b", "default", b"a\\x5Cb"),
+    (b"\x01\x1f\x7f", "default", b"\\x01\\x1F\\x7F"),
+    ("é".encode(), "default", b"\\xC3\\xA9"),
+    (b'a"b\\c\n', "json", b'a\\"b\\\\c\\n'),
+    (b"\x01", "json", b"\\u0001"),
+    ("é".encode(), "json", "é".encode()),
+    (b'a"\x01', "none", b'a"\x01'),
+])
+def test_escape(raw: bytes, mode: str, expected: bytes) -> None:
+    assert escape(raw, mode) == expected
+
+
+def fmt(text: str, mode: str = "default") -> LogFormat:
+    return LogFormat("t", compile_template(text), mode)
+
+
+def test_missing_values_are_dashes() -> None:
+    line = format_line(fmt('$remote_addr "$http_referer" $status'), req())
+    assert line == b'127.0.0.1 "-" 200\n'
+
+
+def test_json_missing_values_are_empty() -> None:
+    assert format_line(fmt('{"ref":"$http_referer"}', "json"), req()) == b'{"ref":""}\n'
+
+
+@pytest.mark.parametrize(("ua", "mode", "expected"), [
+    ("curl/8", "default", b'"curl/8"\n'),
+    ('evil" injected', "default", b'"evil\\x22 injected"\n'),
+    ("line\nbreak", "default", b'"line\\x0Abreak"\n'),
+    ("naïve", "default", b'"na\\xC3\\xAFve"\n'),
+    ('q"ñ', "json", b'"q\\"\xc3\xb1"\n'),
+])
+def test_hostile_header_values_cannot_forge_lines(ua: str, mode: str, expected: bytes) -> None:
+    line = format_line(fmt('"$http_user_agent"', mode), req(user_agent=ua))
+    assert line == expected
+    assert line.count(b"\n") == 1
