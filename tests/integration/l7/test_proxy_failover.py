@@ -13,14 +13,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-from halbproc import free_port, running, wait_port  # noqa: E402
+from halbproc import free_port, running, wait_port
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 

@@ -1,0 +1,6 @@
+"""Integration tests share tests/integration/runtime/halbproc.py (start/stop halb processes)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime"))
