@@ -370,7 +370,7 @@ def _wildcard_ok(name: str) -> bool:
 
 
 # Directives that a level does not hand down to the levels below it.
-_NOT_INHERITED = frozenset({"ret", "try_files", "internal"})
+_NOT_INHERITED = frozenset({"ret", "try_files", "internal", "proxy_pass"})
 
 
 def _merge(parent: dict[str, Any], own: dict[str, Any], top: bool = False) -> dict[str, Any]:

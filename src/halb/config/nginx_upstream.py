@@ -414,8 +414,10 @@ for _n in ("proxy_buffer_size", "proxy_busy_buffers_size", "proxy_max_temp_file_
 @directive("proxy_buffers", ANY_LOC, TAKE2)
 def _proxy_buffers(b: Builder, blk: Block, st: Statement) -> None:
     n, size = st.args[0].value, parse_size(st.args[1].value)
-    if not n.isdigit() or int(n) < 2 or size is None:
+    if not n.isdigit() or size is None:
         raise b.err(st, "invalid value")
+    if int(n) < 2:  # nginx says so when it merges, at the end of the http block
+        raise ConfigError('there must be at least 2 "proxy_buffers"', st.end)
     b.set(blk, st, "proxy_buffers", (int(n), size))
 
 
@@ -430,6 +432,13 @@ def _proxy_redirect(b: Builder, blk: Block, st: Statement) -> None:
         if vals[0] == "off":
             blk.settings["proxy_redirect"] = ["off"]
         elif vals[0] == "default":
+            pp = blk.settings.get("proxy_pass")
+            if pp is not None and pp.has_variables:
+                raise ConfigError('"proxy_redirect default" cannot be used with "proxy_pass" '
+                                  'directive with variables', st.end)
+            if pp is None:
+                raise ConfigError('"proxy_redirect default" should be placed after the '
+                                  '"proxy_pass" directive', st.end)
             rules.append("default")
         else:
             raise ConfigError(f'invalid parameter "{vals[0]}"', st.end)
@@ -440,6 +449,17 @@ def _proxy_redirect(b: Builder, blk: Block, st: Statement) -> None:
 @directive("proxy_method", ANY_LOC, TAKE1)
 def _proxy_method(b: Builder, blk: Block, st: Statement) -> None:
     b.set(blk, st, "proxy_method", b.template(st.args[0], st.end))
+
+
+@directive("proxy_bind", ANY_LOC, TAKE12)
+def _proxy_bind(b: Builder, blk: Block, st: Statement) -> None:
+    vals = st.values
+    if vals[0] == "off":
+        b.set(blk, st, "proxy_bind", None)
+        return
+    if len(vals) == 2 and vals[1] != "transparent":
+        raise ConfigError(f'invalid parameter "{vals[1]}"', st.end)
+    b.set(blk, st, "proxy_bind", b.template(st.args[0], st.end))
 
 
 @directive("proxy_temp_path", ANY_LOC, TAKE123 | ONEMORE)

@@ -39,7 +39,7 @@ from halb.config.model import LocConf
 from halb.l7 import handler
 from halb.l7.http_lenient import LenientParsing, make_parser
 from halb.l7.http_lenient import ParseAbort as _Abort
-from halb.l7.http_write import ResponseWriter
+from halb.l7.http_write import STATES, ResponseWriter
 from halb.l7.log import request_context
 from halb.l7.request import Request
 from halb.l7.response import DATES, Response
@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 UNIQUE_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "if-modified-since",
                             "if-unmodified-since", "content-range", "if-range"})
 
-# Connection states for the timer.
-IDLE, READING_HEADER, READING_BODY, WRITING, LINGERING, DISCARDING = range(6)
+# Connection states for the timer (defined with the writer, which moves them too).
+IDLE, READING_HEADER, READING_BODY, WRITING, LINGERING, DISCARDING = STATES
 
 
 class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
@@ -101,9 +101,11 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         "started",
         "state",
         "stream_chunked",
+        "stream_pending",
         "table",
         "timer",
         "transport",
+        "tunnel",
         "url_len",
         "url_parts",
         "use_sendfile",
@@ -145,6 +147,8 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         self.file_left = 0
         self.use_sendfile = False
         self.stream_chunked = False  # a streamed body is being chunk-encoded
+        self.stream_pending = b""  # a streamed response's header, not written yet
+        self.tunnel: Any = None  # an upgraded connection's upstream side (proxy_pass)
         self.on_writable: Callable[[], None] | None = None  # a streamed body waits for the client
         self.sock_fd = -1
         self.idle_since = self.loop.time()
@@ -203,6 +207,12 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         self.server.unregister(self)
 
     def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            self.tunnel.tunnel_eof()
+            return True
+        r = self.responding
+        if r is not None and r.proxy is not None and r.proxy.client_eof():
+            return False  # nginx closes a proxied request whose client went away (499)
         # close now if nothing is being answered; otherwise keep the write side open
         return not (self.state == LINGERING or self.responding is None)
 
@@ -219,6 +229,14 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         self.deadline = self.loop.time() + timeout
         if self.timer is None:
             self.timer = self.loop.call_at(self.deadline, self._on_timer)
+
+    def wait_upstream(self) -> None:
+        """A proxied request waits for its upstream: no client timer runs (send_timeout is
+        for writing; proxy_*_timeout bound the wait)."""
+        self.state = WRITING
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -239,11 +257,18 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             self.server.access_log(r)
         elif self.state == READING_BODY and self.responding is not None:
             self.responding.status = self.responding.status or 408
+        elif self.state == WRITING and self.on_writable is not None and \
+                not self.paused_writing:
+            return  # a streamed (proxied) body waits for its upstream, not for the client
         self._force_close()
 
     # -- parsing ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:  # upgraded (101): the bytes are the upstream's
+            self.tunnel.tunnel_data(data)
+            return
+        waiting = self.responding
         if self.closing or self.pending is not None:
             return  # after a parse error nothing more is read as HTTP
         if self.state == LINGERING:
@@ -301,6 +326,12 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             self.slow = False  # back to the strict parser between requests
             self.parser = make_parser(self)
         self._kick()
+        r = self.responding
+        if r is not None and r is waiting and r.proxy is not None and self.cur is not r and \
+                self.transport is not None:
+            # a proxied request keeps reading so that the client's FIN is noticed (nginx's
+            # check for a broken connection); what comes instead waits after one read
+            self.transport.pause_reading()
 
     def _kick(self) -> None:
         """Answer what was parsed, in order (requests start once their data is parsed, as
@@ -376,6 +407,8 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         known = _NAMES.get(name)
         if known is None:
             known = _header_name(name)
+        if r.request_line:  # a chunked body's trailer: nginx does not read it as headers
+            return
         key, low, plain_ok, underscore_ok = known
         if not plain_ok and not (underscore_ok and self.conf.underscores_in_headers) \
                 and self.conf.ignore_invalid_headers:
@@ -543,7 +576,8 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         r.body_complete = True
         if r.on_body_done is not None:
             r.on_body_done()
-        if self.responding is r and r.response is None and self.transport is not None:
+        if self.responding is r and r.response is None and self.transport is not None \
+                and r.proxy is None:  # (a proxied request keeps reading: a FIN aborts it)
             self.transport.pause_reading()  # answered later: read no further request yet
         if self.state == DISCARDING:
             self._force_close()  # the body is read: the close that was due
@@ -552,7 +586,10 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             return
         if self.responding is r:
             if self.state == READING_BODY:
-                self.arm(WRITING, self.conf.send_timeout)
+                if r.proxy is not None and r.response is None:
+                    self.wait_upstream()
+                else:
+                    self.arm(WRITING, self.conf.send_timeout)
         elif self.responding is None and not self.queue:
             self._idle()
 
@@ -570,8 +607,11 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             r.keepalive = False
             result = handler.special(r, 500)
         if result is handler.PENDING:
-            if self.transport is not None and self.cur is not r:
-                self.transport.pause_reading()
+            if self.cur is not r:
+                if r.proxy is not None:
+                    self.wait_upstream()
+                elif self.transport is not None:
+                    self.transport.pause_reading()
             return
         if result is handler.CLOSE:
             r.status = 444
@@ -582,12 +622,16 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
         assert isinstance(result, Response)
         self.send(r, result)
 
-    def finish_request(self, r: Request, result: object) -> None:
-        """The final answer of an asynchronous content handler (proxy_pass)."""
+    def finish_request(self, r: Request, result: object,
+                       amend: Callable[[Response], None] | None = None) -> None:
+        """The final answer of an asynchronous content handler (proxy_pass); `amend` may
+        adjust the response the phases produce (X-Accel-Redirect keeps some headers)."""
         if self.responding is not r or self.closing:
             return
         try:
             final = handler.resume(r, result)
+            if amend is not None and isinstance(final, Response):
+                amend(final)
         except Exception as e:
             self.server.error_log.log("alert", f"request failed: {e!r}", self.number,
                                       request_context(r))

@@ -13,6 +13,11 @@ from halb.l7.log import request_context
 from halb.l7.request import Request
 from halb.l7.response import Response, render_headers
 
+# the connection's states for its timer: IDLE, READING_HEADER, READING_BODY, WRITING,
+# LINGERING, DISCARDING (l7/http.py)
+STATES = tuple(range(6))
+WRITING = STATES[3]
+
 SMALL_FILE = 64 * 1024  # read with the headers in one write
 CHUNK = 256 * 1024
 
@@ -37,9 +42,15 @@ class ResponseWriter:
     sock_fd: int
     deadline: float
     stream_chunked: bool
+    stream_pending: bytes
+    tunnel: Any
     on_writable: Callable[[], None] | None
 
     if TYPE_CHECKING:  # provided by HttpConnection
+        cur: Request | None
+        state: int
+
+        def arm(self, state: int, timeout: float) -> None: ...
         def _done(self, r: Request, lingering: bool) -> None: ...
         def _force_close(self) -> None: ...
 
@@ -184,62 +195,118 @@ class ResponseWriter:
 
     # -- streamed bodies (proxy_pass) ---------------------------------------------------------
 
-    def stream_begin(self, r: Request, resp: Response, chunked_hint: bool,
+    def stream_start(self, r: Request, resp: Response, head: bytes, chunked: bool,
                      on_writable: Callable[[], None] | None) -> None:
-        """The header of a response whose body follows in pieces."""
-        t = self.transport
-        if t is None or self.closing:
-            return
+        """A response whose header the handler rendered and whose body follows in pieces.
+        Nothing is written yet: the header goes out with the first stream_body(), or at
+        stream_end(); a stream_abort() before that sends nothing (nginx's postponed output)."""
         r.response = resp
         r.status = resp.status
-        if self.draining:
-            r.keepalive = False
-        conf = r.conf or self.conf
-        chunked = False
-        if resp.unknown_length and not (r.is_head or resp.no_body):
-            if r.version >= 11 and conf.chunked_transfer_encoding:
-                chunked = True
-            else:
-                r.keepalive = False  # the close ends the body
-        head = render_headers(resp, server_tokens=conf.server_tokens, keepalive=r.keepalive,
-                              keepalive_header=conf.keepalive_header, chunked=chunked)
-        r.bytes_sent = len(head)
-        t.write(head)
+        self.stream_pending = head
         self.stream_chunked = chunked
         self.on_writable = on_writable
 
     def stream_body(self, r: Request, data: bytes) -> bool:
-        """Write a piece of the body; False when the client is not keeping up."""
+        """Write a piece of the body (after the header if still pending); False when the
+        client is not keeping up."""
         t = self.transport
-        if t is None or self.closing or not data:
-            return not self.closing
-        if r.is_head:
-            return True
-        if self.stream_chunked:
-            t.write(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
+        if t is None or self.closing:
+            return False
+        head = self.stream_pending
+        n = len(data)
+        if self.stream_chunked and n:
+            data = b"%x\r\n%b\r\n" % (n, data)
+        if head:
+            self.stream_pending = b""
+            r.bytes_sent += len(head)
+            data = head + data
+        if data:
             t.write(data)
-        r.body_bytes_sent += len(data)
-        r.bytes_sent += len(data)
+            if self.paused_writing and self.cur is not r:
+                # send_timeout runs while the client does not take what is written
+                self.arm(WRITING, (r.conf or self.conf).send_timeout)
+        r.body_bytes_sent += n
+        r.bytes_sent += len(data) - (len(head) if head else 0)
         return not self.paused_writing
 
-    def stream_end(self, r: Request) -> None:
+    def stream_end(self, r: Request, tail: bytes = b"") -> None:
+        """The last piece of the body, then the end (the chunked terminator)."""
         t = self.transport
         self.on_writable = None
-        if t is not None and not self.closing and self.stream_chunked and not r.is_head:
-            t.write(b"0\r\n\r\n")
+        if t is not None and not self.closing:
+            head = self.stream_pending
+            self.stream_pending = b""
+            n = len(tail)
+            if self.stream_chunked:
+                tail = (b"%x\r\n%b\r\n0\r\n\r\n" % (n, tail)) if n else b"0\r\n\r\n"
+            data = head + tail if head else tail
+            if data:
+                t.write(data)
+            r.body_bytes_sent += n
+            r.bytes_sent += len(data)
         self.stream_chunked = False
-        self._done(r, False)
+        if self.responding is r:
+            self._done(r, False)
 
     def stream_abort(self, r: Request) -> None:
-        """The body cannot be completed (the upstream failed mid-way): like nginx, close."""
+        """The body cannot be completed (the upstream failed mid-way): like nginx, close; a
+        header still pending is never sent."""
         self.on_writable = None
         self.stream_chunked = False
+        self.stream_pending = b""
         r.keepalive = False
-        self.responding = None
-        self.server.access_log(r)
+        if self.responding is r:
+            self.responding = None
+            self.server.access_log(r)
         self._force_close()
 
     def write_buffered(self) -> int:
         t = self.transport
         return t.get_write_buffer_size() if t is not None else 0
+
+    # -- an upgraded connection (proxy_pass and 101 Switching Protocols) ----------------------
+
+    def tunnel_start(self, r: Request, peer: Any) -> None:
+        """From now on the client's bytes go to peer.tunnel_data() (its EOF to tunnel_eof())
+        and tunnel_write() passes the upstream's bytes; the header is written now."""
+        t = self.transport
+        head = self.stream_pending
+        self.stream_pending = b""
+        self.tunnel = peer
+        if self.timer is not None:  # the proxy's timeouts govern an upgraded connection
+            self.timer.cancel()
+            self.timer = None
+        if t is not None and not self.closing:
+            if head:
+                t.write(head)
+                r.bytes_sent += len(head)
+            t.resume_reading()
+
+    def tunnel_write(self, data: bytes) -> None:
+        t = self.transport
+        if t is not None and not self.closing:
+            t.write(data)
+            r = self.responding
+            if r is not None:
+                r.body_bytes_sent += len(data)
+                r.bytes_sent += len(data)
+
+    def tunnel_pause(self, pause: bool) -> None:
+        """Stop (or resume) reading the client while the upstream does not keep up."""
+        t = self.transport
+        if t is not None and not self.closing:
+            if pause:
+                t.pause_reading()
+            else:
+                t.resume_reading()
+
+    def tunnel_end(self, r: Request) -> None:
+        self.tunnel = None
+        r.keepalive = False
+        if self.responding is r:
+            self.responding = None
+            self.server.access_log(r)
+        t = self.transport
+        if t is not None and not self.closing:
+            self.closing = True
+            t.close()  # after what is buffered

@@ -1,34 +1,67 @@
 """proxy_pass: nginx's upstream module for HTTP/1.x backends.
 
-One ProxyRequest per client request drives: body buffering (proxy_request_buffering) → pick a
-peer (balancing/) → a cached keep-alive connection or a new one (proxy_connect_timeout) → send
-(proxy_send_timeout) → read the response (proxy_read_timeout) → stream it to the client with
-flow control. Failures follow ngx_http_upstream_next: `error`, `timeout` and `invalid_header`
-always count against the peer (max_fails); `http_5xx`/`http_429` retry only when listed and
-more tries remain, `http_403/404` retry without counting; a POST/LOCK/PATCH already sent is
-retried only with `non_idempotent`; proxy_next_upstream_tries / _timeout bound the attempts.
-Errors end with 502 (504 for timeouts), or the status nginx passes through.
+One ProxyRequest per client request (ngx_http_upstream_t) drives: reading the request body
+(proxy_request_buffering) → pick a peer (balancing/) → a cached keep-alive connection or a new
+one (proxy_connect_timeout) → send → read the response header (proxy_read_timeout, parsed as
+nginx parses it: l7/proxy_response.py) → pass the body to the client.
 
-No Task per request when the keep-alive cache is used: callbacks all the way. A new upstream
-connection is made with loop.create_connection, the one coroutine on this path.
+Failures follow ngx_http_upstream_next: `error`, `timeout` and `invalid_header` always count
+against the peer (max_fails); `http_5xx`/`http_429` retry only when listed and more than one try
+remains, `http_403/404` retry without counting; a POST/LOCK/PATCH already sent is retried only
+with `non_idempotent`; a cached connection that fails does not use up a try;
+proxy_next_upstream_tries / _timeout bound the attempts. Errors end with 502 (504 for
+timeouts) or, for the http_* kinds, the status (nginx's own page). A failure after the header
+went out closes the client connection.
+
+Output follows nginx's buffering: the header and small pieces of body are held until
+postpone_output bytes are pending or the response ends (so an upstream that fails early leaves
+nothing half-sent), with proxy_buffering off (or X-Accel-Buffering: no) every read is passed on
+at once. Also: X-Accel-Redirect (an internal redirect keeping Content-Type, Set-Cookie, ...),
+proxy_intercept_errors, 101 Switching Protocols as a tunnel when the client asked to upgrade,
+an answer without a valid status line passed through as HTTP/0.9, and the $upstream_*
+variables of every attempt.
+
+No Task per request when a cached keep-alive connection is used: callbacks all the way. A new
+upstream connection is made with loop.create_connection, the one coroutine on this path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import time
-from typing import TYPE_CHECKING, Any
-
-import httptools
+from typing import TYPE_CHECKING
 
 from halb.balancing import Outcome, Peer, PickContext
 from halb.config.model import ProxyPass
-from halb.l7 import handler, proxy_headers
-from halb.l7.log import request_context
+from halb.l7 import handler
+from halb.l7.proxy_headers import (
+    ACCEL_KEEP,
+    CONSUMED,
+    plan_for,
+    render_head,
+    request_head,
+    rewrite_redirect,
+    upstream_uri,
+)
+from halb.l7.proxy_response import (
+    CHUNKED,
+    DONE,
+    EMPTY,
+    HTTP09,
+    INVALID,
+    LENGTH,
+    NEED_MORE,
+    TOO_BIG,
+    UNTIL_CLOSE,
+    BodyReader,
+    ResponseHead,
+    parse_head,
+)
 from halb.l7.response import Response
-from halb.l7.static import Finish
-from halb.l7.upstream import UpstreamGroup
+from halb.l7.static import Finish, Redirect
+from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
 from halb.l7.variables import expand
 
 if TYPE_CHECKING:
@@ -38,109 +71,58 @@ if TYPE_CHECKING:
 NON_IDEMPOTENT = frozenset({"POST", "LOCK", "PATCH"})
 STATUS_FT = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
              403: "http_403", 404: "http_404", 429: "http_429"}
+FT_STATUS = {"timeout": 504, "http_504": 504, "http_500": 500, "http_503": 503,
+             "http_403": 403, "http_404": 404, "http_429": 429}
 DEFAULT_NEXT = frozenset({"error", "timeout"})
-PAUSE_BUFFERED = 1 << 20  # proxy_buffering on: read ahead of a slow client up to this much
+READ_AHEAD = 1 << 20  # proxy_buffering on: read ahead of a slow client up to this much
 
-
-class UpstreamConnection(asyncio.Protocol):
-    """A connection to one peer; parses one response at a time for its current owner."""
-
-    def __init__(self, peer: Peer, group: UpstreamGroup) -> None:
-        self.peer = peer
-        self.group = group
-        self.transport: asyncio.Transport | None = None
-        self.owner: ProxyRequest | None = None
-        self.parser: httptools.HttpResponseParser | None = None
-        self.requests = 0
-        self.created = time.monotonic()
-        self.closed = False
-        self.idle_handle: asyncio.TimerHandle | None = None
-        self.paused = False
-
-    # transport events
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        owner = self.owner
-        if owner is None or self.parser is None:
-            self.close()  # data on an idle connection: it cannot be reused
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            owner.fail("invalid_header", "upstream sent an upgrade response")
-        except httptools.HttpParserError as e:
-            if self.owner is owner:
-                owner.fail("invalid_header", f"upstream sent invalid header: {e}")
-
-    def eof_received(self) -> bool | None:
-        owner = self.owner
-        if owner is not None:
-            owner.upstream_eof(self)
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.idle_timer_cancel()
-        owner = self.owner
-        self.owner = None
-        if owner is not None:
-            owner.upstream_lost(self, exc)
-        else:
-            self.group.forget(self)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-
-    # parser events → owner
-    def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.owner is not None
-        self.owner.resp_headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_status(self, status: bytes) -> None:
-        assert self.owner is not None
-        self.owner.resp_reason = status.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        if self.owner is not None:
-            self.owner.upstream_headers(self)
-
-    def on_body(self, body: bytes) -> None:
-        if self.owner is not None:
-            self.owner.upstream_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.owner is not None:
-            self.owner.upstream_done(self)
-
-    # the cache
-    def usable(self) -> bool:
-        return not self.closed and self.transport is not None and not self.transport.is_closing()
-
-    def go_idle(self, group: UpstreamGroup, timeout: float) -> None:
-        self.owner = None
-        self.parser = None
-        loop = group.loop
-        self.idle_handle = loop.call_later(timeout, self.close)
-
-    def idle_timer_cancel(self) -> None:
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
-
-    def close(self) -> None:
-        self.closed = True
-        self.idle_timer_cancel()
-        if self.transport is not None:
-            self.transport.close()
+# ProxyRequest phases
+BODY, CONNECT, HEADER, STREAM, TUNNEL, OVER = range(6)
 
 
 class ProxyRequest:
     """The upstream side of one client request (ngx_http_upstream_t)."""
+
+    __slots__ = (
+        "att",
+        "body",
+        "body_done",
+        "body_len",
+        "buffering",
+        "cached",
+        "conn",
+        "connecting",
+        "ctx",
+        "deadline",
+        "group",
+        "hbuf",
+        "head",
+        "header_committed",
+        "kept",
+        "loop",
+        "out",
+        "out_len",
+        "paused",
+        "peer",
+        "phase",
+        "plan",
+        "pp",
+        "proxy_host",
+        "proxy_port",
+        "r",
+        "reader",
+        "request_sent",
+        "resp",
+        "started",
+        "states",
+        "streaming",
+        "timer",
+        "timer_what",
+        "tries",
+        "up",
+        "upchunked",
+        "uri_part",
+    )
 
     def __init__(self, conn: HttpConnection, r: Request, pp: ProxyPass, group: UpstreamGroup,
                  host: str, port: int, uri_part: str | None) -> None:
@@ -150,123 +132,185 @@ class ProxyRequest:
         self.group = group
         conf = r.conf
         assert conf is not None
-        extra = conf.extra
-        self.extra = extra
+        plan = self.plan = plan_for(conf.extra, DEFAULT_NEXT)
         self.loop = conn.loop
-        self.next_upstream: frozenset[str] = extra.get("proxy_next_upstream", DEFAULT_NEXT)
-        self.connect_timeout = extra.get("proxy_connect_timeout", 60.0)
-        self.read_timeout = extra.get("proxy_read_timeout", 60.0)
-        self.send_timeout = extra.get("proxy_send_timeout", 60.0)
-        self.next_timeout = extra.get("proxy_next_upstream_timeout", 0.0)
-        self.buffering = extra.get("proxy_buffering", True)
-        self.http_version = extra.get("proxy_http_version", "1.0")
-        tries = group.balancer.tries()
-        cap = extra.get("proxy_next_upstream_tries", 0)
+        cap = plan.tries_cap
+        tries = group.tries
         self.tries = min(tries, cap) if cap else tries
-        self.started = time.monotonic()
+        self.buffering = plan.buffering
+        self.started = 0.0
         self.proxy_host = host
         self.proxy_port = port
         self.uri_part = uri_part
-        self.ctx = PickContext(now=time.monotonic(), rng=group.rng, client=_client_bytes(conn))
-        key = group.config.key
-        if key is not None:
-            self.ctx.key = expand(key, r)
+        self.ctx: PickContext | None = None
         self.peer: Peer | None = None
-        self.upstream: UpstreamConnection | None = None
+        self.up: UpstreamConnection | None = None
+        self.cached = False
         self.request_sent = False
-        self.header_sent = False
-        self.keepalive_ok = False
+        self.header_committed = False  # the client's response has started (or was decided)
         self.timer: asyncio.TimerHandle | None = None
-        self.connecting: asyncio.Task[Any] | None = None
-        self.attempt_start = 0.0
-        self.connect_done = 0.0
-        self.resp_headers: list[tuple[str, str]] = []
-        self.resp_reason = ""
-        self.resp_status = 0
-        self.head: bytes = b""
+        self.deadline = 0.0
+        self.timer_what = ""
+        self.connecting: asyncio.Task[None] | None = None
+        self.head = b""
         self.body: list[bytes] = []
-        self.body_len = 0
-        self.finished = False
-        self.log_addrs: list[str] = []
-        self.log_status: list[str] = []
-        self.log_times: list[str] = []
-        self.log_connect: list[str] = []
-        self.log_header: list[str] = []
+        self.body_done = False
+        self.streaming = False  # proxy_request_buffering off: the body goes up as it comes
+        self.upchunked = False  # ... chunked (a chunked request body with HTTP/1.1)
+        self.body_len: int | None = None
+        self.hbuf: bytearray | None = None
+        self.resp: ResponseHead | None = None
+        self.reader: BodyReader | None = None
+        self.out: list[bytes] = []
+        self.out_len = 0
+        self.paused = False
+        self.phase = BODY
+        self.att: Attempt | None = None
+        prev = r.proxy  # an earlier proxy_pass of this request (error_page, X-Accel-Redirect)
+        self.states: list[Attempt | None] = (
+            [*prev.states, None] if isinstance(prev, ProxyRequest) and prev.states else [])
+        # headers an X-Accel-Redirect kept, for the response of the redirected request
+        self.kept: list[tuple[str, str]] | None = prev.kept if isinstance(
+            prev, ProxyRequest) else None
 
-    # -- start --------------------------------------------------------------------------------
+    # -- the request body ---------------------------------------------------------------------
 
     def start(self) -> object:
         r = self.r
-        self.r.var_cache = {**(r.var_cache or {}), "proxy_host": self.proxy_host,
-                            "proxy_port": str(self.proxy_port)}
+        self.conn.send_continue(r)  # ngx_http_read_client_request_body tests Expect first
+        if r.chunked:
+            conf = r.conf
+            assert conf is not None
+            limit = conf.client_max_body_size
+            if limit and r.body_received > limit:
+                return self._too_large()
+        for chunk in r.body_chunks:
+            self._body_chunk(chunk)
+        r.body_chunks = []
+        if self.phase == OVER:
+            return handler.PENDING
         if r.body_expected and not r.body_complete:
-            self.conn.send_continue(r)
-            self._take_buffered_body()
             r.on_body = self._body_chunk
             r.on_body_done = self._body_done
+            plan = self.plan
+            if not plan.request_buffering and plan.pass_body and (
+                    not r.chunked or plan.version_tail == b" HTTP/1.1\r\n"):
+                # (a body that came whole with the header is sent as a buffered one)
+                self.streaming = True
+                self.upchunked = r.chunked
+                self._begin()
             return handler.PENDING
-        self._take_buffered_body()
-        self.connect_next()
+        self.body_done = True
+        self._begin()
         return handler.PENDING
 
-    def _take_buffered_body(self) -> None:
-        for chunk in self.r.body_chunks:
-            self._body_chunk(chunk)
-        self.r.body_chunks = []
+    def _too_large(self) -> Finish:
+        r = self.r
+        r.keepalive = False
+        self._over()
+        return Finish(413, "client intended to send too large chunked body: "
+                           f"{r.body_received} bytes")
 
     def _body_chunk(self, data: bytes) -> None:
-        if self.extra.get("proxy_pass_request_body", True):
+        if self.phase == OVER:
+            return
+        r = self.r
+        if r.chunked and r.on_body is not None:
+            conf = r.conf
+            assert conf is not None
+            limit = conf.client_max_body_size
+            if limit and r.body_received > limit:
+                r.on_body = None
+                r.on_body_done = None
+                self.conn.finish_request(r, self._too_large())
+                return
+        if self.plan.pass_body:
             self.body.append(data)
-            self.body_len += len(data)
+            up = self.up
+            if self.streaming and up is not None and self.phase in (HEADER, STREAM):
+                self._send_body(up, data)
+                if self.phase == HEADER:
+                    self._arm(self.plan.send_timeout, "sending request to upstream")
+
+    def _send_body(self, up: UpstreamConnection, data: bytes) -> None:
+        if self.upchunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        if self.body_done and self.upchunked:
+            data += b"0\r\n\r\n"
+        if data:
+            up.write(data)
+            att = self.att
+            if att is not None:
+                att.sent += len(data)
 
     def _body_done(self) -> None:
-        self.r.on_body = None
-        self.r.on_body_done = None
-        if not self.finished:
-            self.connect_next()
-
-    def _build_head(self) -> bytes:
         r = self.r
-        uri = proxy_headers.upstream_uri(r, self.pp, self.uri_part)
-        has_body = r.content_length is not None or r.chunked
-        if not self.extra.get("proxy_pass_request_body", True):
-            has_body = False
-        method_t = self.extra.get("proxy_method")
-        method = expand(method_t, r) if method_t is not None else r.method
-        return proxy_headers.request_head(
-            r, method, uri, self.http_version, proxy_headers.set_headers(self.extra),
-            self.body_len if has_body else None,
-            self.extra.get("proxy_pass_request_headers", True))
+        r.on_body = None
+        r.on_body_done = None
+        self.body_done = True
+        if self.phase == BODY:
+            self._begin()
+        elif self.streaming and self.up is not None and self.phase in (HEADER, STREAM):
+            self._send_body(self.up, b"")
+            if self.phase == HEADER:
+                self._arm(self.plan.read_timeout, "reading response header from upstream")
+
+    def _begin(self) -> None:
+        r = self.r
+        # $proxy_internal_body_length: the client's length (also with pass_request_body off)
+        self.body_len = None if self.upchunked else \
+            r.body_received if r.chunked else r.content_length
+        group = self.group
+        self.ctx = PickContext(now=time.monotonic(), rng=group.rng, client=_client_bytes(
+            self.conn.remote_addr) if group.needs_client else None)
+        key = self.group.config.key
+        if key is not None:
+            self.ctx.key = expand(key, r)
+        self.connect_next()
 
     # -- connecting ---------------------------------------------------------------------------
 
     def connect_next(self) -> None:
-        if self.finished:
+        if self.phase == OVER:
             return
-        self.ctx.now = time.monotonic()
-        peer = self.group.balancer.pick(self.ctx)
+        now = time.monotonic()
+        if not self.started:
+            self.started = now
+        ctx = self.ctx
+        assert ctx is not None
+        ctx.now = now
+        peer = self.group.balancer.pick(ctx)
         if peer is None:
-            self.conn.server.error_log.log(
-                "error", f'no live upstreams while connecting to upstream, upstream: '
-                f'"{self.pp.scheme}://{self.group.name}{self.r.uri}"', self.conn.number,
-                request_context(self.r))
-            self.log_addrs.append(self.group.name)
-            self.log_status.append("502")
-            self.log_times.append("0.000")
+            att = Attempt(self.group.name, now)
+            att.status = 502
+            att.response = 0.0
+            self.states.append(att)
+            self.conn.log_error("error", 'no live upstreams while connecting to upstream, '
+                                f'upstream: "{self.pp.scheme}://{self.group.name}'
+                                f'{self.r.uri}"', self.r)
             self._finish_error(502)
             return
         self.peer = peer
-        self.attempt_start = time.monotonic()
-        self.log_addrs.append(peer.address)
+        att = self.att = Attempt(peer.address, now)
+        self.states.append(att)
+        self.phase = CONNECT
         if not self.head:
             self.head = self._build_head()
         cached = self.group.take_idle(peer)
         if cached is not None:
-            self.connect_done = self.attempt_start
+            self.cached = True
             self._attach(cached)
             return
-        self._arm(self.connect_timeout, "connecting to upstream")
+        self.cached = False
+        self._arm(self.plan.connect_timeout, "connecting to upstream")
         self.connecting = self.loop.create_task(self._connect(peer))
+
+    def _build_head(self) -> bytes:
+        r = self.r
+        plan = self.plan
+        uri = upstream_uri(r, self.pp, self.uri_part)
+        method = expand(plan.method, r) if plan.method is not None else r.method
+        return request_head(r, plan, method, uri, self.body_len, self.upchunked)
 
     async def _connect(self, peer: Peer) -> None:
         up = UpstreamConnection(peer, self.group)
@@ -274,299 +318,619 @@ class ProxyRequest:
             if peer.host.startswith("unix:"):
                 await self.loop.create_unix_connection(lambda: up, peer.host[5:])
             else:
-                await self.loop.create_connection(lambda: up, peer.host, peer.port)
+                bind = self.plan.bind
+                local = (expand(bind, self.r), 0) if bind is not None else None
+                await self.loop.create_connection(lambda: up, peer.host, peer.port,
+                                                  local_addr=local)
         except asyncio.CancelledError:
             up.close()
             raise
         except OSError as e:
-            if not self.finished and self.peer is peer:
+            if self.phase == CONNECT and self.peer is peer:
+                self.connecting = None
                 self.fail("error", f"connect() failed ({e.errno}: {e.strerror}) while "
-                          "connecting to upstream")
+                                   "connecting to upstream")
+            return
+        except Exception as e:
+            self.connecting = None
+            up.close()
+            self.crashed(e)
             return
         self.connecting = None
-        if self.finished or self.peer is not peer:
+        if self.phase != CONNECT or self.peer is not peer:
             up.close()
             return
-        self.connect_done = time.monotonic()
-        self._attach(up)
+        try:
+            self._attach(up)
+        except Exception as e:
+            self.crashed(e)
 
     def _attach(self, up: UpstreamConnection) -> None:
-        self.upstream = up
+        att = self.att
+        assert att is not None
+        self.up = up
         up.owner = self
-        up.parser = httptools.HttpResponseParser(up)
         up.requests += 1
-        self.resp_headers = []
-        self.resp_status = 0
-        self.log_connect.append(f"{self.connect_done - self.attempt_start:.3f}")
-        assert up.transport is not None
-        data = self.head + b"".join(self.body) if self.body else self.head
-        up.transport.write(data)
+        self.hbuf = None
+        self.resp = None
+        self.reader = None
+        self.phase = HEADER
+        att.connect = time.monotonic() - att.start
+        sent = up.sent
+        if self.streaming:
+            up.write(self.head)
+            self._send_body(up, b"".join(self.body))
+        elif self.body:
+            up.write(self.head + b"".join(self.body))
+        else:
+            up.write(self.head)
+        att.sent += up.sent - sent
         self.request_sent = True
-        self._arm(self.read_timeout, "reading response header from upstream")
+        if self.body_done:
+            self._arm(self.plan.read_timeout, "reading response header from upstream")
+        else:
+            self._arm(self.plan.send_timeout, "sending request to upstream")
 
-    # -- timers -------------------------------------------------------------------------------
+    # -- timers (one handle, moved by deadline) -----------------------------------------------
 
     def _arm(self, timeout: float, what: str) -> None:
+        self.deadline = self.loop.time() + timeout
+        self.timer_what = what
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+
+    def _disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.loop.call_later(timeout, self._timed_out, what)
+            self.timer = None
 
-    def _timed_out(self, what: str) -> None:
+    def _on_timer(self) -> None:
         self.timer = None
-        if self.finished:
+        if self.phase == OVER or self.paused:
             return
-        self.fail("timeout", f"upstream timed out (110: Connection timed out) while {what}")
-
-    # -- response -----------------------------------------------------------------------------
-
-    def upstream_headers(self, up: UpstreamConnection) -> None:
-        assert up.parser is not None
-        status = up.parser.get_status_code()
-        if 100 <= status < 200:
-            self.resp_headers = []
-            return  # an interim response: the final one follows
-        self.resp_status = status
-        self.log_header.append(f"{time.monotonic() - self.attempt_start:.3f}")
-        ft = STATUS_FT.get(status)
-        if ft is not None and self._should_retry(ft, status_based=True):
-            self._next(ft, f"upstream answered {status}", log=False)
+        now = self.loop.time()
+        if now < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
             return
-        self._arm(self.read_timeout, "reading upstream")
-        self._send_header(up)
-        if self.r.method == "HEAD" or status in (204, 304):
-            self.keepalive_ok = False
-            self._complete(up, clean=status in (204, 304))
+        self.fail("timeout", f"upstream timed out (110: Connection timed out) while "
+                             f"{self.timer_what}")
 
-    def _send_header(self, up: UpstreamConnection) -> None:
+    # -- the response header ------------------------------------------------------------------
+
+    def upstream_data(self, up: UpstreamConnection, data: bytes) -> None:
+        if up is not self.up:
+            up.close()
+            return
+        att = self.att
+        assert att is not None
+        att.received += len(data)
+        phase = self.phase
+        if phase == STREAM:
+            self._body_data(data)
+            return
+        if phase == TUNNEL:
+            self.conn.tunnel_write(data)
+            self._arm(self.plan.read_timeout, "reading upstream")
+            if self.conn.write_buffered() > READ_AHEAD and up.transport is not None:
+                up.transport.pause_reading()  # until the client takes it (_client_writable)
+                self.paused = True
+            return
+        if phase != HEADER:
+            return
+        hbuf = self.hbuf
+        if hbuf is None:
+            buf: bytes | bytearray = data
+        else:
+            hbuf += data
+            buf = hbuf
+        status, head, message = parse_head(buf, self.plan.buffer_size)
+        if status == NEED_MORE:
+            if hbuf is None:
+                self.hbuf = bytearray(data)
+            return
+        if status == DONE:
+            assert head is not None
+            rest = bytes(buf[head.size:]) if len(buf) > head.size else b""
+            self.hbuf = None
+            self._got_head(head, rest)
+        elif status == HTTP09:
+            self.hbuf = None
+            self._http09(bytes(buf))
+        elif status == TOO_BIG:
+            self.hbuf = None
+            self.resp = head  # the lines that fitted ($upstream_http_*)
+            att.received = min(att.received, self.plan.buffer_size)  # nginx read no further
+            self.fail("invalid_header", "upstream sent too big header while reading response "
+                                        "header from upstream")
+        elif status == INVALID:
+            self.fail("invalid_header", f"{message} while reading response header from "
+                                        "upstream")
+
+    def _got_head(self, head: ResponseHead, rest: bytes) -> None:
         r = self.r
-        status = self.resp_status
-        resp = Response(status)
-        resp.status_line = (f"HTTP/1.1 {status} {self.resp_reason}\r\n".encode("latin-1")
-                            if self.resp_reason else None)
-        hide = proxy_headers.HIDDEN.difference(self.extra.get("proxy_pass_header", ()))
-        hide = hide.union(self.extra.get("proxy_hide_header", ()))
-        length: int | None = None
-        rules: list[tuple[str, str]] | None = None
-        for name, value in self.resp_headers:
-            low = name.lower()
+        att = self.att
+        assert att is not None
+        now = time.monotonic()
+        att.header = now - att.start
+        status = head.status
+        att.status = status
+        self.resp = head
+        ft = STATUS_FT.get(status)
+        if ft is not None and self.tries > 1 and self._retry_allowed(ft):
+            self._next(ft, None)
+            return
+        plan = self.plan
+        conf = r.conf
+        assert conf is not None
+        if plan.intercept_errors and status >= 300 and status in conf.error_pages:
+            self._done_with_upstream(head, rest, Outcome.SUCCESS)
+            auth = head.get("www-authenticate") if status == 401 else None
+
+            def amend(resp: Response) -> None:  # a 401's challenge stays with the page
+                if auth is not None:
+                    _prepend(resp, [("WWW-Authenticate", auth)])
+
+            self.conn.finish_request(r, Finish(status), amend if auth is not None else None)
+            return
+        accel = head.get("x-accel-redirect") if head.accel else None
+        if accel is not None:
+            self._done_with_upstream(head, rest, Outcome.SUCCESS)
+            self._accel_redirect(head, accel)
+            return
+        if status == 101 and "upgrade" in r.headers:
+            self._tunnel(head, rest)
+            return
+        if r.method == "HEAD" or status in (204, 304):
+            mode = EMPTY
+        elif head.chunked:
+            mode = CHUNKED
+        elif head.content_length == 0:
+            mode = EMPTY
+        elif head.content_length > 0:
+            mode = LENGTH
+        else:
+            mode = UNTIL_CLOSE
+        self.reader = BodyReader(mode, head.content_length)
+        buffering = head.get("x-accel-buffering") if head.accel else None
+        if buffering is not None:
+            low = buffering.lower()
+            if low in ("yes", "no"):
+                self.buffering = low == "yes"
+        self._send_head(head)
+        self.phase = STREAM
+        self._arm(plan.read_timeout, "reading upstream")
+        if rest:
+            self._body_data(rest)
+        elif self.reader.done:
+            self._complete()
+
+    def _retry_allowed(self, ft: str) -> bool:
+        """ngx_http_upstream_next's conditions, except tries (the caller's)."""
+        wanted = self.plan.next_upstream
+        if ft not in wanted or (self.streaming and self.request_sent):
+            return False
+        if self.request_sent and self.r.method in NON_IDEMPOTENT and \
+                "non_idempotent" not in wanted:
+            return False
+        timeout = self.plan.next_timeout
+        return not (timeout and time.monotonic() - self.started >= timeout)
+
+    def _send_head(self, head: ResponseHead) -> None:
+        r = self.r
+        conf = r.conf
+        assert conf is not None
+        plan = self.plan
+        status = head.status
+        line: str | None = head.status_line
+        if r.err_status:  # ngx_http_send_header: an error_page's status replaces it
+            status = r.err_status
+            line = None
+        hide = plan.hide
+        content_type: str | None = None
+        location: str | None = None
+        rules = plan.redirects
+        out: list[tuple[str, str]] = []
+        for low, (name, value) in zip(head.lows, head.headers, strict=True):
             if low in hide:
                 continue
-            if low in proxy_headers.CONSUMED:
-                if low == "content-length" and value.strip().isdigit():
-                    length = int(value.strip())
-                elif low == "content-type":
-                    resp.content_type = value
-                elif low == "last-modified":
-                    resp.last_modified_raw = value
-                elif low == "location":
-                    if rules is None:
-                        rules = proxy_headers.redirect_rules(r, self.pp, self.extra)
-                    value = proxy_headers.rewrite_location(value, rules)
-                    conf = r.conf
-                    if value.startswith("/") and conf is not None and conf.absolute_redirect:
-                        resp.location = handler.absolute_location(r, value)
-                        resp.location_early = True  # the header filter's fixed position
-                    else:
-                        resp.headers.append((name, value))
+            if low in CONSUMED:
+                if low == "content-type":
+                    content_type = value
                 continue
-            if low == "refresh":
-                if rules is None:
-                    rules = proxy_headers.redirect_rules(r, self.pp, self.extra)
-                value = proxy_headers.rewrite_location(value, rules)
-            resp.headers.append((name, value))
-        assert up.parser is not None
-        no_body = r.method == "HEAD" or status in (204, 304) or 100 <= status < 200
-        if length is not None:
-            resp.content_length = length
-        else:  # chunked to an HTTP/1.1 client, else ended by close (none for HEAD, 204, 304)
-            resp.unknown_length = True
-        resp.no_body = no_body
-        self.header_sent = True
-        self.conn.stream_begin(r, resp, False, self._client_writable)
+            if rules is not None and low in ("location", "refresh"):
+                if low == "location":
+                    new = rewrite_redirect(r, rules, value)
+                    if new is not None:
+                        if new.startswith("/") and conf.absolute_redirect:
+                            location = handler.absolute_location(r, new)
+                            continue
+                        value = new
+                else:
+                    at = value.lower().find("url=")
+                    if at >= 0:
+                        new = rewrite_redirect(r, rules, value, at + 4)
+                        if new is not None:
+                            value = new
+            out.append((name, value))
+        kept = self.kept
+        if kept:  # an earlier X-Accel-Redirect's headers come first
+            out[:0] = [(n, v) for n, v in kept if n.lower() != "content-type"]
+            if content_type is None:
+                content_type = next((v for n, v in kept if n.lower() == "content-type"), None)
+        length = head.content_length
+        if self.conn.draining:
+            r.keepalive = False
+        chunked = False
+        if length < 0 and not (r.method == "HEAD" or status in (204, 304) or status < 200):
+            if r.version >= 11 and conf.chunked_transfer_encoding:
+                chunked = True
+            else:
+                r.keepalive = False
+        resp = Response(status, headers=out, content_type=content_type,
+                        content_length=length if length >= 0 else None)
+        resp.unknown_length = length < 0
+        data = render_head(r, status, line, content_type, length, location, out, plan,
+                           chunked, r.keepalive)
+        self.header_committed = True
+        self.conn.stream_start(r, resp, data, chunked, self._client_writable)
+        self.out_len = len(data)
 
-    def upstream_body(self, data: bytes) -> None:
-        self._arm(self.read_timeout, "reading upstream")
-        more = self.conn.stream_body(self.r, data)
-        if not more and self.upstream is not None and self.upstream.transport is not None:
-            limit = PAUSE_BUFFERED if self.buffering else 0
-            if self.conn.write_buffered() > limit:
-                self.upstream.transport.pause_reading()
+    def _http09(self, data: bytes) -> None:
+        """ngx_http_proxy_process_status_line: no status line, the bytes are the body."""
+        r = self.r
+        att = self.att
+        assert att is not None
+        self.conn.log_error("error", "upstream sent no valid HTTP/1.0 header while reading "
+                                     "response header from upstream", r)
+        att.header = time.monotonic() - att.start
+        att.status = 200  # the client's keep-alive stays (the response's status is 0)
+        self.resp = ResponseHead()
+        self.resp.connection_close = True
+        self.reader = BodyReader(UNTIL_CLOSE)
+        self.header_committed = True
+        self.conn.stream_start(r, Response(9), b"", False, self._client_writable)
+        self.out_len = 0
+        self.phase = STREAM
+        self._arm(self.plan.read_timeout, "reading upstream")
+        self._body_data(data)
+
+    # -- the body -----------------------------------------------------------------------------
+
+    def _body_data(self, data: bytes) -> None:
+        reader = self.reader
+        assert reader is not None
+        if reader.mode != EMPTY:  # $upstream_response_length: what was read after the header
+            self.att.length += len(data)  # type: ignore[union-attr]
+        body = reader.feed(data)
+        if reader.error:
+            self._mid_body_failure(f"{reader.error} while reading upstream")
+            return
+        if body and not self.r.is_head:
+            if self.buffering:
+                self.out.append(body)
+                self.out_len += len(body)
+                if self.out_len >= self.plan.postpone:
+                    self._flush()
+            else:
+                self.out.append(body)
+                self._flush()
+        if reader.done:
+            self._complete()
+        elif self.phase == STREAM:
+            self._arm(self.plan.read_timeout, "reading upstream")
+
+    def _flush(self) -> None:
+        out = self.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.out_len = 0
+        if not self.conn.stream_body(self.r, data):
+            up = self.up
+            if up is not None and up.transport is not None and \
+                    (not self.buffering or self.conn.write_buffered() > READ_AHEAD):
+                up.transport.pause_reading()
+                self.paused = True
 
     def _client_writable(self) -> None:
-        up = self.upstream
+        if not self.paused:
+            return
+        self.paused = False
+        up = self.up
         if up is not None and up.transport is not None and not up.closed:
             up.transport.resume_reading()
+            self._arm(self.plan.read_timeout, "reading upstream")
 
-    def upstream_done(self, up: UpstreamConnection) -> None:
-        if not self.header_sent:
+    def _complete(self) -> None:
+        """The whole response has been read."""
+        if self.phase == OVER:
             return
-        assert up.parser is not None
-        self.keepalive_ok = bool(up.parser.should_keep_alive()) and self.http_version == "1.1"
-        self._complete(up, clean=True)
+        reader = self.reader
+        head = self.resp
+        assert reader is not None and head is not None
+        keep = (not head.connection_close and reader.done and not reader.extra
+                and head.status != 101 and reader.mode != UNTIL_CLOSE)
+        self._done_with_upstream(head, None, Outcome.SUCCESS, keep)
+        out = self.out
+        tail = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.conn.stream_end(self.r, tail)
 
-    def _complete(self, up: UpstreamConnection, clean: bool) -> None:
-        if self.finished:
+    def _done_with_upstream(self, head: ResponseHead | None, rest: bytes | None,
+                            outcome: Outcome, keep: bool | None = None) -> None:
+        """Free the peer and the connection (to the cache when the response ended cleanly);
+        with `rest` (the body was not read): keep-alive only for a response without one."""
+        att = self.att
+        now = time.monotonic()
+        if att is not None:
+            att.response = now - att.start
+        self._release(outcome, now)
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.owner = None
+            if keep is None:
+                keep = head is not None and not head.connection_close and not rest and (
+                    self.r.method == "HEAD" or head.status in (204, 304)
+                    or (head.content_length == 0 and not head.chunked))
+            if not (keep and up.usable() and self.group.put_idle(up)):
+                up.close()
+        self._over()
+
+    def _release(self, outcome: Outcome, now: float) -> None:
+        peer = self.peer
+        if peer is None:
             return
-        self._release(Outcome.SUCCESS)
-        self.log_status.append(str(self.resp_status))
-        self.upstream = None
-        up.owner = None
-        if clean and self.keepalive_ok and up.usable() and self.group.put_idle(up):
-            pass
+        self.peer = None
+        att = self.att
+        header_time = att.header if att is not None and att.header >= 0 else None
+        self.group.balancer.release(peer, outcome, now, header_time=header_time,
+                                    response_time=now - att.start if att else None)
+
+    def _over(self) -> None:
+        self.phase = OVER
+        self._disarm()
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+
+    # -- X-Accel-Redirect, the tunnel ---------------------------------------------------------
+
+    def _accel_redirect(self, head: ResponseHead, uri: str) -> None:
+        r = self.r
+        kept = self.kept = [(n, v) for n, v in head.headers if n.lower() in ACCEL_KEEP]
+        if uri.startswith("@"):
+            red = Redirect(uri, None, named=True)
         else:
-            up.close()
-        self._end()
-        self.conn.stream_end(self.r)
+            path, q, args = uri.partition("?")
+            if "/../" in path + "/" or not path.startswith("/"):
+                self.conn.finish_request(r, Finish(404))
+                return
+            red = Redirect(path, args if q else None)
+        if r.method != "HEAD":
+            r.method = "GET"
+
+        def amend(resp: Response) -> None:
+            if resp.status < 300 or resp.status == 304:  # an error page stays text/html
+                for name, value in kept:
+                    if name.lower() == "content-type":
+                        resp.content_type = value
+            _prepend(resp, [(n, v) for n, v in kept if n.lower() != "content-type"])
+
+        self.conn.finish_request(r, red, amend)
+
+    def _tunnel(self, head: ResponseHead, rest: bytes) -> None:
+        """101 to a client that asked to upgrade: both directions are passed as they come."""
+        r = self.r
+        r.keepalive = False
+        self.reader = BodyReader(UNTIL_CLOSE)
+        self._send_head(head)
+        self.phase = TUNNEL
+        self.conn.tunnel_start(r, self)
+        if rest:
+            self.conn.tunnel_write(rest)
+        self._arm(self.plan.read_timeout, "reading upstream")
+
+    def tunnel_data(self, data: bytes) -> None:
+        """Bytes from the client of an upgraded connection."""
+        up = self.up
+        if up is not None and not up.closed:
+            up.write(data)
+            if self.att is not None:
+                self.att.sent += len(data)
+            self._arm(self.plan.read_timeout, "proxying upgraded connection")
+            t = up.transport
+            if t is not None and t.get_write_buffer_size() > READ_AHEAD:
+                self.conn.tunnel_pause(True)  # until the upstream takes it (upstream_writable)
+
+    def upstream_writable(self) -> None:
+        if self.phase == TUNNEL:
+            self.conn.tunnel_pause(False)
+
+    def tunnel_eof(self) -> None:
+        """The client closed its side: nginx ends the upgraded connection once what the client
+        sent is passed on (the upstream's late answer is not waited for)."""
+        if self.phase == TUNNEL:
+            self._tunnel_end()
+
+    def _tunnel_end(self) -> None:
+        self._done_with_upstream(self.resp, None, Outcome.SUCCESS, False)
+        self.conn.tunnel_end(self.r)
+
+    # -- the upstream going away --------------------------------------------------------------
 
     def upstream_eof(self, up: UpstreamConnection) -> None:
-        if self.finished or up is not self.upstream:
+        if up is not self.up:
             return
-        if self.header_sent:
-            assert up.parser is not None
-            if not up.parser.should_keep_alive() and up.parser.get_status_code() and \
-                    self.resp_status and self._close_delimited():
-                self._complete(up, clean=False)
-                return
-            self._mid_body_failure("upstream prematurely closed connection while reading "
-                                   "upstream")
-            return
-        self.fail("error", "upstream prematurely closed connection while reading response "
-                  "header from upstream")
-
-    def _close_delimited(self) -> bool:
-        return all(n.lower() not in ("content-length", "transfer-encoding")
-                   for n, _ in self.resp_headers)
+        phase = self.phase
+        if phase == STREAM:
+            reader = self.reader
+            assert reader is not None
+            if reader.mode == UNTIL_CLOSE:
+                reader.done = True
+                self._complete()
+            else:  # what was read is passed on (an error or a timeout drops it)
+                self._mid_body_failure("upstream prematurely closed connection while reading "
+                                       "upstream", flush=True)
+        elif phase == TUNNEL:
+            self._tunnel_end()
+        elif phase == HEADER:
+            self.fail("error", "upstream prematurely closed connection while reading response "
+                               "header from upstream")
 
     def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
-        if self.finished or up is not self.upstream:
+        if up is not self.up or self.phase == OVER:
             return
-        reason = f"recv() failed ({exc})" if exc else "upstream prematurely closed connection"
-        if self.header_sent:
+        if exc is None:
+            self.upstream_eof(up)
+            return
+        errno = getattr(exc, "errno", None) or 104
+        what = getattr(exc, "strerror", None) or "Connection reset by peer"
+        reason = f"recv() failed ({errno}: {what})"
+        if self.phase in (STREAM, TUNNEL):
+            if self.phase == TUNNEL:
+                self._tunnel_end()
+                return
             self._mid_body_failure(f"{reason} while reading upstream")
         else:
             self.fail("error", f"{reason} while reading response header from upstream")
 
-    def _mid_body_failure(self, message: str) -> None:
-        self.conn.server.error_log.log("error", message, self.conn.number,
-                                       request_context(self.r))
-        self._release(Outcome.FAILED)
-        self._end()
-        if self.upstream is not None:
-            self.upstream.owner = None
-            self.upstream.close()
-            self.upstream = None
+    def _mid_body_failure(self, message: str, flush: bool = False) -> None:
+        """The header has gone (or is going) to the client: the response cannot be completed;
+        nginx closes the client connection (the peer is not blamed)."""
+        if self.phase == OVER:
+            return
+        self.conn.log_error("error", message + self._upstream_ctx(), self.r)
+        self._done_with_upstream(self.resp, None, Outcome.SUCCESS, False)
+        if flush and (self.out or self.conn.stream_pending):
+            self._flush()
+        self.out.clear()
         self.conn.stream_abort(self.r)
 
-    # -- failures -----------------------------------------------------------------------------
-
-    def _should_retry(self, ft: str, status_based: bool = False) -> bool:
-        if self.header_sent:
-            return False
-        wanted = {ft}
-        if self.request_sent and self.r.method in NON_IDEMPOTENT:
-            wanted.add("non_idempotent")
-        if "off" in self.next_upstream or not wanted <= self.next_upstream:
-            return False
-        tries_left = self.tries - 1
-        if status_based and tries_left < 1:
-            return False
-        if not status_based and tries_left <= 0:
-            return False
-        return not (self.next_timeout and time.monotonic() - self.started >= self.next_timeout)
+    # -- failures before the response started ------------------------------------------------
 
     def fail(self, ft: str, message: str) -> None:
-        """An attempt failed before the response header reached the client."""
-        if self.finished:
+        if self.phase == OVER:
             return
-        if self.header_sent:
-            self._mid_body_failure(message)
+        if self.phase == STREAM or self.phase == TUNNEL:
+            if self.phase == TUNNEL:
+                self._tunnel_end()
+            else:
+                self._mid_body_failure(message)
             return
         self._next(ft, message)
 
-    def _next(self, ft: str, message: str, log: bool = True) -> None:
+    def _next(self, ft: str, message: str | None) -> None:
         """ngx_http_upstream_next: free the peer, then try another or finish."""
-        if log:
-            self.conn.server.error_log.log("error", message, self.conn.number,
-                                           request_context(self.r) + self._upstream_ctx())
-        outcome = Outcome.NEXT if ft in ("http_403", "http_404") else Outcome.FAILED
-        status = {"timeout": 504, "http_500": 500, "http_503": 503, "http_403": 403,
-                  "http_404": 404, "http_429": 429}.get(ft, 502)
-        self.log_status.append(str(self.resp_status or status) if ft.startswith("http_")
-                               else str(status))
-        retry = self._should_retry(ft)
-        self._release(outcome)
-        self.tries -= 1
-        if self.upstream is not None:
-            self.upstream.owner = None
-            self.upstream.close()
-            self.upstream = None
+        r = self.r
+        if message:
+            self.conn.log_error("error", message + self._upstream_ctx(), r)
+        status = FT_STATUS.get(ft, 502)
+        att = self.att
+        now = time.monotonic()
+        if att is not None:
+            att.status = status
+            att.response = now - att.start
+        self._release(Outcome.NEXT if ft in ("http_403", "http_404") else Outcome.FAILED, now)
+        if self.tries:
+            self.tries -= 1
+        if self.cached and ft == "error":
+            self.tries += 1  # a cached connection's failure does not use up a try
+            peer = self.group.balancer.peers[0] if self.group.single else None
+            if peer is not None and self.ctx is not None:
+                self.ctx.tried.discard(id(peer))  # nginx's single peer ignores "tried"
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.owner = None
+            up.close()
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
-        if retry:
+        self._disarm()
+        if self.tries and self._retry_allowed(ft):
             self.connect_next()
             return
         self._finish_error(status)
 
     def _upstream_ctx(self) -> str:
-        if self.peer is None:
+        att = self.att
+        if att is None:
             return ""
-        return f', upstream: "{self.pp.scheme}://{self.peer.address}{self.r.uri}"'
-
-    def _release(self, outcome: Outcome) -> None:
-        peer = self.peer
-        if peer is None:
-            return
-        self.peer = None
-        now = time.monotonic()
-        elapsed = now - self.attempt_start
-        self.log_times.append(f"{elapsed:.3f}")
-        header_time = None
-        if self.log_header:
-            with contextlib.suppress(ValueError):
-                header_time = float(self.log_header[-1])
-        self.group.balancer.release(peer, outcome, now, header_time=header_time,
-                                    response_time=elapsed)
+        return f', upstream: "{self.pp.scheme}://{att.addr}{self.r.uri}"'
 
     def _finish_error(self, status: int) -> None:
-        self._end()
+        self._over()
         self.conn.finish_request(self.r, Finish(status))
 
-    def _end(self) -> None:
-        self.finished = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    def crashed(self, exc: Exception) -> None:
+        """A bug in this module: the request ends (500, or a closed connection once the
+        response started), the worker goes on."""
         r = self.r
-        cache = r.var_cache if r.var_cache is not None else {}
-        cache["upstream_addr"] = ", ".join(self.log_addrs) or None
-        cache["upstream_status"] = ", ".join(self.log_status) or None
-        cache["upstream_response_time"] = ", ".join(self.log_times) or None
-        cache["upstream_connect_time"] = ", ".join(self.log_connect) or None
-        cache["upstream_header_time"] = ", ".join(self.log_header) or None
-        r.var_cache = cache
+        self.conn.log_error("alert", f"proxy failed: {exc!r}", r)
+        if self.phase == OVER:
+            return
+        header = self.header_committed
+        with contextlib.suppress(Exception):  # the request is being abandoned anyway
+            self._done_with_upstream(None, None, Outcome.SUCCESS, False)
+        if header:
+            self.conn.stream_abort(r)
+        else:
+            r.keepalive = False
+            self.conn.finish_request(r, Finish(500))
 
     def client_gone(self) -> None:
         """The client closed its connection (nginx logs 499 unless ignore_client_abort)."""
-        if self.finished:
+        if self.phase == OVER:
             return
-        if self.extra.get("proxy_ignore_client_abort", False) and not self.header_sent:
+        if self.plan.ignore_client_abort and self.phase in (BODY, CONNECT, HEADER):
             return
-        self._release(Outcome.SUCCESS)
-        self._end()
-        if self.connecting is not None:
-            self.connecting.cancel()
-        if self.upstream is not None:
-            self.upstream.owner = None
-            self.upstream.close()
-            self.upstream = None
+        self._done_with_upstream(self.resp, None, Outcome.SUCCESS, False)
+
+    def client_eof(self) -> bool:
+        """The client half-closed while its request is proxied (nginx's check for a broken
+        connection): close the upstream and the client (499) unless ignore_client_abort."""
+        if self.phase == OVER or self.phase == BODY or self.plan.ignore_client_abort:
+            return False
+        r = self.r
+        self.conn.log_error("info", "client prematurely closed connection, so upstream "
+                                    "connection is closed too", r)
+        self.client_gone()
+        if not self.header_committed or self.conn.stream_pending:
+            r.status = 0  # nothing was sent: logged as 499
+            r.response = None
+        return True
+
+    # -- $upstream_* --------------------------------------------------------------------------
+
+    def variable(self, name: str) -> str | None:
+        """$upstream_addr, _status, _response_time, ... of every attempt."""
+        return format_states(self.states, name, self.phase == OVER)
+
+    def upstream_header(self, name: str) -> str | None:
+        """$upstream_http_NAME."""
+        head = self.resp
+        if head is None:
+            return None
+        return head.get(name.replace("_", "-"))
 
 
-def _client_bytes(conn: HttpConnection) -> bytes | None:
-    import ipaddress
+def _prepend(resp: Response, headers: list[tuple[str, str]]) -> None:
+    """Headers nginx put in the list before the handler that answers added its own (the ETag
+    and Accept-Ranges of a static file come after them)."""
+    if not headers:
+        return
+    if resp.etag is not None:
+        headers.append(("ETag", resp.etag))
+        resp.etag = None
+    if resp.accept_ranges:
+        headers.append(("Accept-Ranges", "bytes"))
+        resp.accept_ranges = False
+    resp.headers[:0] = headers
 
+
+def _client_bytes(addr: str) -> bytes | None:
     try:
-        return ipaddress.ip_address(conn.remote_addr).packed
+        return ipaddress.ip_address(addr).packed
     except ValueError:
         return None
 
@@ -580,8 +944,7 @@ def proxy_pass(r: Request, pp: ProxyPass) -> object:
         url = expand(pp.url, r)
         scheme, _, rest = url.partition("://")
         if scheme not in ("http", "https") or not rest:
-            conn.server.error_log.log("error", f'invalid URL prefix in "{url}"', conn.number,
-                                      request_context(r))
+            conn.log_error("error", f'invalid URL prefix in "{url}"', r)
             return Finish(500)
         slash = rest.find("/")
         hostport, uri_part = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
@@ -593,8 +956,7 @@ def proxy_pass(r: Request, pp: ProxyPass) -> object:
             h, p, _ = split_host_port(hostport, 443 if scheme == "https" else 80)
             addrs = resolve(h) if p is not None else []
             if not addrs:
-                conn.server.error_log.log("error", f"no resolver defined to resolve {h}",
-                                          conn.number, request_context(r))
+                conn.log_error("error", f"no resolver defined to resolve {h}", r)
                 return Finish(502)
             group = upstreams.adhoc(addrs[0], p or 80)
             port = p or 80
@@ -605,8 +967,7 @@ def proxy_pass(r: Request, pp: ProxyPass) -> object:
             return Finish(500, f'upstream "{pp.upstream}" is not configured')
         host, port = pp.host, pp.port
     if pp.scheme == "https":
-        conn.server.error_log.log("error", "https upstreams are not supported yet", conn.number,
-                                  request_context(r))
+        conn.log_error("error", "https upstreams are not supported yet", r)
         return Finish(502)
     proxy = ProxyRequest(conn, r, pp, group, host, port, uri_part)
     r.proxy = proxy

@@ -1,4 +1,5 @@
-"""Upstream groups of one worker: peers, their balancer, and idle keep-alive connections.
+"""Upstream groups of one worker: peers, their balancer, connections to peers and the idle
+keep-alive ones; what each attempt leaves for the $upstream_* variables.
 
 Built once per worker from the configuration's `upstream` blocks (and the implicit ones nginx
 makes for `proxy_pass http://host:port`). The keep-alive cache follows nginx's keepalive module:
@@ -20,7 +21,107 @@ from halb.balancing import Balancer, Peer
 from halb.config.model import Upstream
 
 if TYPE_CHECKING:
-    from halb.l7.proxy import UpstreamConnection
+    from halb.l7.proxy import ProxyRequest
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A connection to one peer; passes what it reads to its current owner."""
+
+    __slots__ = ("closed", "created", "group", "idle_handle", "owner", "peer", "requests",
+                 "sent", "transport")
+
+    def __init__(self, peer: Peer, group: UpstreamGroup) -> None:
+        self.peer = peer
+        self.group = group
+        self.transport: asyncio.Transport | None = None
+        self.owner: ProxyRequest | None = None
+        self.requests = 0
+        self.created = time.monotonic()
+        self.closed = False
+        self.idle_handle: asyncio.TimerHandle | None = None
+        self.sent = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if owner is None:
+            self.close()  # data on an idle connection: it cannot be reused
+            return
+        try:
+            owner.upstream_data(self, data)
+        except Exception as e:  # a bug must cost one request, never the worker
+            owner.crashed(e)
+
+    def eof_received(self) -> bool | None:
+        owner = self.owner
+        if owner is not None:
+            try:
+                owner.upstream_eof(self)
+            except Exception as e:
+                owner.crashed(e)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.idle_timer_cancel()
+        owner = self.owner
+        self.owner = None
+        if owner is not None:
+            try:
+                owner.upstream_lost(self, exc)
+            except Exception as e:
+                owner.crashed(e)
+        else:
+            self.group.forget(self)
+
+    def resume_writing(self) -> None:
+        owner = self.owner
+        if owner is not None:
+            owner.upstream_writable()
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.sent += len(data)
+        self.transport.write(data)
+
+    # the cache
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def go_idle(self, group: UpstreamGroup, timeout: float) -> None:
+        self.owner = None
+        self.idle_handle = group.loop.call_later(timeout, self.close)
+
+    def idle_timer_cancel(self) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+
+    def close(self) -> None:
+        self.closed = True
+        self.idle_timer_cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Attempt:
+    """One try (ngx_http_upstream_state_t): what the $upstream_* variables show."""
+
+    __slots__ = ("addr", "connect", "header", "length", "received", "response", "sent",
+                 "start", "status")
+
+    def __init__(self, addr: str, start: float) -> None:
+        self.addr = addr
+        self.start = start
+        self.status = 0
+        self.connect = -1.0
+        self.header = -1.0
+        self.response = -1.0
+        self.length = 0
+        self.received = 0
+        self.sent = 0
 
 
 class UpstreamGroup:
@@ -39,6 +140,9 @@ class UpstreamGroup:
                 (backup if srv.backup else primary).append(peer)
         self.balancer: Balancer = balancing.create(ups.method, primary, backup,
                                                    **dict(ups.params))
+        self.tries = self.balancer.tries()  # nginx's retry budget (peers do not change)
+        self.single = len(primary) == 1 and not backup
+        self.needs_client = bool(self.balancer.needs & balancing.Needs.CLIENT)
         self.idle: deque[UpstreamConnection] = deque()
         self.keepalive = ups.keepalive
 
@@ -112,3 +216,38 @@ class Upstreams:
     def close(self) -> None:
         for g in self.groups.values():
             g.close()
+
+
+def format_states(states: list[Attempt | None], name: str, over: bool) -> str | None:
+    """An $upstream_* variable (ngx_http_upstream_addr_variable and friends): one value per
+    attempt joined by ", ", and " : " where an internal redirect started another proxy_pass;
+    "-" for what an attempt never got (a status, a connection, a header)."""
+    if not states:
+        return None
+    parts: list[str] = []
+    sep = ""
+    for st in states:
+        if st is None:
+            sep = " : "
+            continue
+        parts.append(sep)
+        sep = ", "
+        if name == "addr":
+            parts.append(st.addr)
+        elif name == "status":
+            parts.append(str(st.status) if st.status else "-")
+        elif name in ("response_time", "connect_time", "header_time"):
+            v = st.response if name == "response_time" else \
+                st.connect if name == "connect_time" else st.header
+            if v < 0 and name == "response_time" and not over:
+                v = time.monotonic() - st.start
+            parts.append(f"{v:.3f}" if v >= 0 else "-")
+        elif name == "response_length":
+            parts.append(str(st.length))
+        elif name == "bytes_received":
+            parts.append(str(st.received))
+        elif name == "bytes_sent":
+            parts.append(str(st.sent))
+        else:
+            return None
+    return "".join(parts)

@@ -134,8 +134,30 @@ def _proxy_add_x_forwarded_for(r: Request) -> str:
     return f"{xff}, {r.conn.remote_addr}" if xff else r.conn.remote_addr
 
 
+def _upstream(name: str) -> Getter:
+    def get(r: Request) -> str | None:
+        proxy = r.proxy
+        return proxy.variable(name) if proxy is not None else None
+
+    return get
+
+
+def _proxy_body_length(r: Request) -> str | None:
+    proxy = r.proxy
+    n = proxy.body_len if proxy is not None else None
+    return str(n) if n is not None else None
+
+
 VARIABLES: dict[str, Getter] = {
     "proxy_add_x_forwarded_for": _proxy_add_x_forwarded_for,
+    "proxy_host": lambda r: r.proxy.proxy_host if r.proxy is not None else None,
+    "proxy_port": lambda r: str(r.proxy.proxy_port) if r.proxy is not None else None,
+    "proxy_internal_body_length": _proxy_body_length,
+    "proxy_internal_chunked": lambda r: "chunked" if r.proxy is not None and r.proxy.upchunked
+    else None,
+    **{f"upstream_{n}": _upstream(n) for n in (
+        "addr", "status", "response_time", "connect_time", "header_time", "response_length",
+        "bytes_received", "bytes_sent")},
     "args": lambda r: r.args,
     "query_string": lambda r: r.args,
     "is_args": lambda r: "?" if r.args else "",
@@ -181,6 +203,8 @@ _PREFIXED: list[tuple[str, Callable[[Request, str], str | None]]] = [
     ("sent_http_", _sent_header),
     ("arg_", lambda r, n: arg(r.args, n)),
     ("cookie_", cookie),
+    ("upstream_http_", lambda r, n: r.proxy.upstream_header(n) if r.proxy is not None
+     else None),
 ]
 
 

@@ -5,6 +5,9 @@
   harness placeholders), once per module. It is created lazily through the `nginx_binary`
   fixture, so a missing nginx skips (fails under CI=true) before anything is started.
 - `halb_only`: halb alone on the module's `HALB_CONFIG`, for deliberate differences.
+- `backends`: when the module names `BACKENDS` (and optionally `DOWN`, `BLACKHOLE`), the
+  scriptable backends of backends.py, started before the pair; `%B_name%` in `CONFIG` is
+  that backend's 127.0.0.1:port.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from backends import BackendSet
 from harness import Pair, build_docroot
 
 
@@ -32,6 +36,7 @@ class _Lazy:
         self.with_nginx = with_nginx
         self.pair: Pair | None = None
         self.failed: BaseException | None = None
+        self.backends: BackendSet | None = None
 
     def get(self, nginx: str | None) -> Pair:
         if self.failed is not None:
@@ -58,12 +63,23 @@ class _Lazy:
 def _lazy_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                docroot: dict[str, Path]) -> Iterator[_Lazy]:
     config = request.module.CONFIG
+    names = getattr(request.module, "BACKENDS", None)
+    bset = None
+    if names is not None:
+        bset = BackendSet(list(names), getattr(request.module, "DOWN", ()),
+                          getattr(request.module, "BLACKHOLE", ())).start()
+        config = bset.substitute(config)
     lazy = _Lazy(config, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]),
                  docroot, with_nginx=True)
+    lazy.backends = bset
     try:
         yield lazy
     finally:
-        lazy.stop()
+        try:
+            lazy.stop()
+        finally:
+            if bset is not None:
+                bset.stop()
 
 
 @pytest.fixture
@@ -74,6 +90,12 @@ def pair(request: pytest.FixtureRequest, nginx_binary: str, _lazy_pair: _Lazy) -
         cases = getattr(request.module, "CASES", ())
         p.prefetch(c.values[0] if hasattr(c, "values") else c for c in cases)
     return p
+
+
+@pytest.fixture
+def backends(pair: Pair, _lazy_pair: _Lazy) -> BackendSet:
+    assert _lazy_pair.backends is not None, "the module names no BACKENDS"
+    return _lazy_pair.backends
 
 
 @pytest.fixture(scope="module")

@@ -400,6 +400,7 @@ class Case:
     wait: float = 3.0  # how long a read may wait for the server
     port_index: int = 0
     close_wait: float | None = None  # after the answers, how long to wait for a close
+    half_close: bool = False  # shut down the sending side after the last write
 
     @property
     def payload(self) -> bytes:
@@ -588,6 +589,9 @@ def exchange(addr: str, port: int, case: Case) -> Exchange:
             except OSError as e:
                 ex.send_error = type(e).__name__
                 break
+        if case.half_close:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
         rd = _Reader(sock, case.wait)
         finals = 0
         try:
@@ -641,6 +645,9 @@ _TOKENS = (
     (re.compile(rb"127\.0\.0\.[23]\b"), b"ADDR"),
     # multipart/byteranges boundaries: a counter nginx shares with its temp files
     (re.compile(rb"(boundary=|--)\d{20}"), rb"\1BOUNDARY"),
+    # a Date header line inside bytes compared as a body (a proxied raw response)
+    (re.compile(rb"\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n"),
+     b"\r\nDate: DATE\r\n"),
 )
 IGNORED_VALUES = {"date", "server"}
 
@@ -768,3 +775,56 @@ def ids(cases: Iterable[object]) -> list[str]:
         assert isinstance(case, Case)
         out.append(case.name)
     return out
+
+
+# -- proxy tests: access log lines -----------------------------------------------------------
+
+_LOG_TIMES = re.compile(r"\b\d+\.\d{3}\b")
+
+
+def access_lines(server: ServerProcess, marker: str, name: str = "access.log",
+                 want: int = 1, timeout: float = 3.0) -> list[str]:
+    """The lines of a server's access log that contain `marker` (waiting up to `timeout` for
+    `want` of them: a worker logs after it has answered), with times ("0.012") as "T"."""
+    path = server.prefix / name
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        lines = [_LOG_TIMES.sub("T", ln) for ln in text.splitlines() if marker in ln]
+        if len(lines) >= want or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def same_access_logs(pair: Pair, pattern: str, name: str = "access.log",
+                     unordered: bool = False) -> int:
+    """Every line of both servers' access logs matching `pattern` (a regex capturing the
+    line's marker), compared marker by marker (sorted when `unordered`), times as "T".
+    Waits for halb's buffered log (flushed at least once a second) to hold every marker
+    nginx logged. Returns how many markers nginx logged."""
+    rx = re.compile(pattern)
+
+    def read(srv: ServerProcess) -> dict[str, list[str]]:
+        path = srv.prefix / name
+        out: dict[str, list[str]] = {}
+        for ln in (path.read_text(errors="replace") if path.exists() else "").splitlines():
+            m = rx.search(ln)
+            if m:
+                out.setdefault(m.group(1), []).append(_LOG_TIMES.sub("T", ln))
+        if unordered:  # requests that ran concurrently log in any order
+            for lines in out.values():
+                lines.sort()
+        return out
+
+    want = read(pair["nginx"])
+    deadline = time.monotonic() + 3.0
+    while True:
+        got = read(pair["halb"])
+        if all(len(got.get(k, ())) >= len(v) for k, v in want.items()) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    diffs = [f"{k}:\n  nginx {want.get(k)}\n  halb  {got.get(k)}"
+             for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+    assert not diffs, "access logs differ:\n" + "\n".join(diffs)
+    return len(want)

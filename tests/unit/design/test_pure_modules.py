@@ -27,6 +27,7 @@ PURE = [
     "halb.config.nginx_directives",
     "halb.l7.routing",
     "halb.l7.uri",
+    "halb.l7.proxy_response",
 ]
 PURE_PACKAGES = ["halb.balancing"]
 
