@@ -8,7 +8,7 @@ path only joins strings. `$1`..`$9` are regex captures. Evaluation lives in l7/v
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from halb.config.errors import ConfigError, Pos
 
@@ -50,15 +50,14 @@ class Var:
 class Template:
     raw: str
     parts: tuple[str | Var, ...]
+    # computed once (templates are read on the hot path): no variables, and the literal text
+    is_static: bool = field(init=False, compare=False)
+    static: str = field(init=False, compare=False)
 
-    @property
-    def is_static(self) -> bool:
-        return all(isinstance(p, str) for p in self.parts)
-
-    @property
-    def static(self) -> str:
-        """The value of a template without variables."""
-        return "".join(p for p in self.parts if isinstance(p, str))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_static", all(isinstance(p, str) for p in self.parts))
+        object.__setattr__(self, "static",
+                           "".join(p for p in self.parts if isinstance(p, str)))
 
     @property
     def variables(self) -> tuple[str, ...]:

@@ -111,9 +111,73 @@ class ResponseHead:
         return self.headers[lows.index(low)][1] if low in lows else None
 
 
+# The fast path: a complete head with an HTTP/1.x status line and CRLF line ends, split at once;
+# names are looked up in a table of names already seen (validity, case). Anything else goes
+# through the line-by-line reader below.
+_FAST_STATUS = re.compile(rb"HTTP/1\.([0-9]) +([1-9][0-9][0-9])([ .][^\r\n]*)?\r\n")
+_NAMES: dict[bytes, tuple[str, str] | None] = {}
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _name(raw: bytes) -> tuple[str, str] | None:
+    known = _NAMES.get(raw, False)
+    if known is False:
+        if _TOKEN.fullmatch(raw):
+            name = raw.decode("latin-1")
+            known = (name, name.lower())
+        else:
+            known = None  # an unusual name: the careful reader decides
+        if len(_NAMES) < 1024:
+            _NAMES[raw] = known
+    return known  # type: ignore[return-value]
+
+
+def _fast(buf: bytes | bytearray, end: int) -> ResponseHead | None:
+    m = _FAST_STATUS.match(buf)
+    if m is None:
+        return None
+    head = ResponseHead()
+    minor = m.group(1)[0] - 0x30
+    head.version = 10 + minor
+    head.status = int(m.group(2))
+    head.status_line = buf[m.start(2):m.end() - 2].decode("latin-1")
+    if minor == 0:
+        head.connection_close = True
+    headers = head.headers
+    lows = head.lows
+    for line in bytes(buf[m.end():end]).split(b"\r\n") if m.end() < end else ():
+        raw_name, colon, raw_value = line.partition(b":")
+        known = _name(raw_name) if colon else None
+        if known is None or b"\x00" in raw_value or b"\r" in raw_value:
+            return None
+        name, low = known
+        value = raw_value.strip(b" ").decode("latin-1")
+        headers.append((name, value))
+        lows.append(low)
+        if low == "content-length":
+            head.content_length = int(value) if value.isdigit() else -1
+        elif low == "transfer-encoding":
+            if "chunked" in value.lower():
+                head.chunked = True
+        elif low == "connection":
+            if "close" in value.lower():
+                head.connection_close = True
+        elif low.startswith("x-accel-"):
+            head.accel = True
+    head.size = end + 4
+    if head.chunked:
+        head.content_length = -1
+    return head
+
+
 def parse_head(buf: bytes | bytearray, limit: int) -> tuple[int, ResponseHead | None, str]:
     """Parse a response header from the start of buf: (NEED_MORE | DONE | HTTP09 | INVALID |
     TOO_BIG, the head when DONE (the lines that fitted when TOO_BIG), an error message)."""
+    end = buf.find(b"\r\n\r\n")
+    if end >= 0 and end + 4 <= limit and buf.count(b"\n", 0, end) == buf.count(b"\r\n", 0, end):
+        head = _fast(buf, end)
+        if head is not None:
+            return DONE, head, ""
     eol = buf.find(b"\n")
     if eol < 0:
         first = bytes(buf)
