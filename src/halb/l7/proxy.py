@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from halb.balancing import Outcome, Peer, PickContext
 from halb.config.model import ProxyPass
 from halb.l7 import handler
+from halb.l7.body import RequestBody
 from halb.l7.proxy_headers import (
     ACCEL_KEEP,
     CONSUMED,
@@ -74,6 +75,7 @@ STATUS_FT = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
 FT_STATUS = {"timeout": 504, "http_504": 504, "http_500": 500, "http_503": 503,
              "http_403": 403, "http_404": 404, "http_429": 429}
 DEFAULT_NEXT = frozenset({"error", "timeout"})
+PUMP_HIGH = 256 * 1024  # a kept request body is sent while the upstream's buffer is below this
 READ_AHEAD = 1 << 20  # proxy_buffering on: read ahead of a slow client up to this much
 
 # ProxyRequest phases
@@ -88,8 +90,10 @@ class ProxyRequest:
         "body",
         "body_done",
         "body_len",
+        "body_sent",
         "buffering",
         "cached",
+        "client_paused",
         "conn",
         "connecting",
         "ctx",
@@ -153,7 +157,9 @@ class ProxyRequest:
         self.timer_what = ""
         self.connecting: asyncio.Task[None] | None = None
         self.head = b""
-        self.body: list[bytes] = []
+        self.body = RequestBody(conf.client_body_buffer_size)
+        self.body_sent = 0  # bytes of self.body sent in the current attempt
+        self.client_paused = False  # reading the client waits for the upstream (streaming)
         self.body_done = False
         self.streaming = False  # proxy_request_buffering off: the body goes up as it comes
         self.upchunked = False  # ... chunked (a chunked request body with HTTP/1.1)
@@ -224,24 +230,57 @@ class ProxyRequest:
                 r.on_body_done = None
                 self.conn.finish_request(r, self._too_large())
                 return
-        if self.plan.pass_body:
-            self.body.append(data)
-            up = self.up
-            if self.streaming and up is not None and self.phase in (HEADER, STREAM):
-                self._send_body(up, data)
-                if self.phase == HEADER:
-                    self._arm(self.plan.send_timeout, "sending request to upstream")
+        if not self.plan.pass_body:
+            return
+        up = self.up
+        attached = self.streaming and up is not None and self.phase in (HEADER, STREAM)
+        if attached and self.body_sent >= self.body.size:
+            assert up is not None
+            self._send_piece(up, data)  # caught up: straight through, nothing kept
+            t = up.transport
+            if t is not None and t.get_write_buffer_size() > READ_AHEAD:
+                self.client_paused = True  # until the upstream takes it (upstream_writable)
+                self.conn.tunnel_pause(True)
+            if self.phase == HEADER:
+                self._arm(self.plan.send_timeout, "sending request to upstream")
+            return
+        self.body.add(data)  # memory up to client_body_buffer_size, then a temp file
+        if attached:
+            assert up is not None
+            self._pump_body(up)
 
-    def _send_body(self, up: UpstreamConnection, data: bytes) -> None:
+    def _send_piece(self, up: UpstreamConnection, data: bytes) -> None:
         if self.upchunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
-        if self.body_done and self.upchunked:
-            data += b"0\r\n\r\n"
-        if data:
-            up.write(data)
-            att = self.att
-            if att is not None:
-                att.sent += len(data)
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        up.write(data)
+        att = self.att
+        if att is not None:
+            att.sent += len(data)
+
+    def _pump_body(self, up: UpstreamConnection) -> None:
+        """Send the kept body from body_sent on, while the upstream takes it (flow control:
+        upstream_writable calls again); then the last chunk, and the response timer."""
+        body = self.body
+        t = up.transport
+        while self.body_sent < body.size:
+            if t is None or up.closed:
+                return
+            if t.get_write_buffer_size() > PUMP_HIGH:
+                return
+            piece = body.read(self.body_sent)
+            if not piece:
+                break
+            self._send_piece(up, piece)
+            self.body_sent += len(piece)
+        if self.body_done:
+            self._body_sent_all(up)
+
+    def _body_sent_all(self, up: UpstreamConnection) -> None:
+        if self.upchunked:
+            up.write(b"0\r\n\r\n")
+            if self.att is not None:
+                self.att.sent += 5
+        self._arm(self.plan.read_timeout, "reading response header from upstream")
 
     def _body_done(self) -> None:
         r = self.r
@@ -250,10 +289,9 @@ class ProxyRequest:
         self.body_done = True
         if self.phase == BODY:
             self._begin()
-        elif self.streaming and self.up is not None and self.phase in (HEADER, STREAM):
-            self._send_body(self.up, b"")
-            if self.phase == HEADER:
-                self._arm(self.plan.read_timeout, "reading response header from upstream")
+        elif self.streaming and self.up is not None and self.phase in (HEADER, STREAM) \
+                and self.body_sent >= self.body.size:
+            self._body_sent_all(self.up)  # (otherwise _pump_body ends it once all is out)
 
     def _begin(self) -> None:
         r = self.r
@@ -357,19 +395,20 @@ class ProxyRequest:
         self.phase = HEADER
         att.connect = time.monotonic() - att.start
         sent = up.sent
-        if self.streaming:
-            up.write(self.head)
-            self._send_body(up, b"".join(self.body))
-        elif self.body:
-            up.write(self.head + b"".join(self.body))
-        else:
-            up.write(self.head)
+        body = self.body
+        self.body_sent = 0
+        if body.in_memory and not self.upchunked and self.body_done:
+            up.write(self.head + body.memory() if body.size else self.head)  # one write
+            self.body_sent = body.size
+            att.sent += up.sent - sent
+            self.request_sent = True
+            self._arm(self.plan.read_timeout, "reading response header from upstream")
+            return
+        up.write(self.head)
         att.sent += up.sent - sent
         self.request_sent = True
-        if self.body_done:
-            self._arm(self.plan.read_timeout, "reading response header from upstream")
-        else:
-            self._arm(self.plan.send_timeout, "sending request to upstream")
+        self._arm(self.plan.send_timeout, "sending request to upstream")
+        self._pump_body(up)
 
     # -- timers (one handle, moved by deadline) -----------------------------------------------
 
@@ -688,6 +727,10 @@ class ProxyRequest:
 
     def _over(self) -> None:
         self.phase = OVER
+        self.body.close()
+        if self.client_paused:
+            self.client_paused = False
+            self.conn.tunnel_pause(False)
         self._disarm()
         if self.connecting is not None:
             self.connecting.cancel()
@@ -745,6 +788,17 @@ class ProxyRequest:
     def upstream_writable(self) -> None:
         if self.phase == TUNNEL:
             self.conn.tunnel_pause(False)
+            return
+        up = self.up
+        if up is None or self.phase not in (HEADER, STREAM):
+            return
+        if self.body_sent < self.body.size:
+            self._pump_body(up)
+        if self.client_paused:
+            t = up.transport
+            if t is None or t.get_write_buffer_size() <= READ_AHEAD // 2:
+                self.client_paused = False
+                self.conn.tunnel_pause(False)
 
     def tunnel_eof(self) -> None:
         """The client closed its side: nginx ends the upgraded connection once what the client
