@@ -13,6 +13,10 @@ import os
 import tempfile
 
 PIECE = 256 * 1024
+# the phases of a proxied request (l7/proxy.py and its mixins)
+BODY, CONNECT, HEADER, STREAM, TUNNEL, OVER = range(6)
+PUMP_HIGH = 256 * 1024  # a kept request body is sent while the upstream's buffer is below this
+READ_AHEAD = 1 << 20  # proxy_buffering on: read ahead of a slow client up to this much
 
 
 def temp_dir() -> str:

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING
 from halb.balancing import Outcome, Peer, PickContext
 from halb.config.model import ProxyPass
 from halb.l7 import handler
-from halb.l7.body import RequestBody
+from halb.l7.body import BODY, CONNECT, HEADER, OVER, READ_AHEAD, STREAM, TUNNEL, RequestBody
+from halb.l7.proxy_body import RequestBodySender
 from halb.l7.proxy_headers import (
-    ACCEL_KEEP,
     CONSUMED,
     plan_for,
     render_head,
@@ -60,8 +60,9 @@ from halb.l7.proxy_response import (
     ResponseHead,
     parse_head,
 )
+from halb.l7.proxy_tunnel import AccelAndTunnel, _prepend
 from halb.l7.response import Response
-from halb.l7.static import Finish, Redirect
+from halb.l7.static import Finish
 from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
 from halb.l7.variables import expand
 
@@ -75,14 +76,11 @@ STATUS_FT = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
 FT_STATUS = {"timeout": 504, "http_504": 504, "http_500": 500, "http_503": 503,
              "http_403": 403, "http_404": 404, "http_429": 429}
 DEFAULT_NEXT = frozenset({"error", "timeout"})
-PUMP_HIGH = 256 * 1024  # a kept request body is sent while the upstream's buffer is below this
-READ_AHEAD = 1 << 20  # proxy_buffering on: read ahead of a slow client up to this much
 
 # ProxyRequest phases
-BODY, CONNECT, HEADER, STREAM, TUNNEL, OVER = range(6)
 
 
-class ProxyRequest:
+class ProxyRequest(RequestBodySender, AccelAndTunnel):
     """The upstream side of one client request (ngx_http_upstream_t)."""
 
     __slots__ = (
@@ -210,89 +208,6 @@ class ProxyRequest:
         self._begin()
         return handler.PENDING
 
-    def _too_large(self) -> Finish:
-        r = self.r
-        r.keepalive = False
-        self._over()
-        return Finish(413, "client intended to send too large chunked body: "
-                           f"{r.body_received} bytes")
-
-    def _body_chunk(self, data: bytes) -> None:
-        if self.phase == OVER:
-            return
-        r = self.r
-        if r.chunked and r.on_body is not None:
-            conf = r.conf
-            assert conf is not None
-            limit = conf.client_max_body_size
-            if limit and r.body_received > limit:
-                r.on_body = None
-                r.on_body_done = None
-                self.conn.finish_request(r, self._too_large())
-                return
-        if not self.plan.pass_body:
-            return
-        up = self.up
-        attached = self.streaming and up is not None and self.phase in (HEADER, STREAM)
-        if attached and self.body_sent >= self.body.size:
-            assert up is not None
-            self._send_piece(up, data)  # caught up: straight through, nothing kept
-            t = up.transport
-            if t is not None and t.get_write_buffer_size() > READ_AHEAD:
-                self.client_paused = True  # until the upstream takes it (upstream_writable)
-                self.conn.tunnel_pause(True)
-            if self.phase == HEADER:
-                self._arm(self.plan.send_timeout, "sending request to upstream")
-            return
-        self.body.add(data)  # memory up to client_body_buffer_size, then a temp file
-        if attached:
-            assert up is not None
-            self._pump_body(up)
-
-    def _send_piece(self, up: UpstreamConnection, data: bytes) -> None:
-        if self.upchunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        up.write(data)
-        att = self.att
-        if att is not None:
-            att.sent += len(data)
-
-    def _pump_body(self, up: UpstreamConnection) -> None:
-        """Send the kept body from body_sent on, while the upstream takes it (flow control:
-        upstream_writable calls again); then the last chunk, and the response timer."""
-        body = self.body
-        t = up.transport
-        while self.body_sent < body.size:
-            if t is None or up.closed:
-                return
-            if t.get_write_buffer_size() > PUMP_HIGH:
-                return
-            piece = body.read(self.body_sent)
-            if not piece:
-                break
-            self._send_piece(up, piece)
-            self.body_sent += len(piece)
-        if self.body_done:
-            self._body_sent_all(up)
-
-    def _body_sent_all(self, up: UpstreamConnection) -> None:
-        if self.upchunked:
-            up.write(b"0\r\n\r\n")
-            if self.att is not None:
-                self.att.sent += 5
-        self._arm(self.plan.read_timeout, "reading response header from upstream")
-
-    def _body_done(self) -> None:
-        r = self.r
-        r.on_body = None
-        r.on_body_done = None
-        self.body_done = True
-        if self.phase == BODY:
-            self._begin()
-        elif self.streaming and self.up is not None and self.phase in (HEADER, STREAM) \
-                and self.body_sent >= self.body.size:
-            self._body_sent_all(self.up)  # (otherwise _pump_body ends it once all is out)
-
     def _begin(self) -> None:
         r = self.r
         # $proxy_internal_body_length: the client's length (also with pass_request_body off)
@@ -305,6 +220,7 @@ class ProxyRequest:
         if key is not None:
             self.ctx.key = expand(key, r)
         self.connect_next()
+
 
     # -- connecting ---------------------------------------------------------------------------
 
@@ -736,80 +652,6 @@ class ProxyRequest:
             self.connecting.cancel()
             self.connecting = None
 
-    # -- X-Accel-Redirect, the tunnel ---------------------------------------------------------
-
-    def _accel_redirect(self, head: ResponseHead, uri: str) -> None:
-        r = self.r
-        kept = self.kept = [(n, v) for n, v in head.headers if n.lower() in ACCEL_KEEP]
-        if uri.startswith("@"):
-            red = Redirect(uri, None, named=True)
-        else:
-            path, q, args = uri.partition("?")
-            if "/../" in path + "/" or not path.startswith("/"):
-                self.conn.finish_request(r, Finish(404))
-                return
-            red = Redirect(path, args if q else None)
-        if r.method != "HEAD":
-            r.method = "GET"
-
-        def amend(resp: Response) -> None:
-            if resp.status < 300 or resp.status == 304:  # an error page stays text/html
-                for name, value in kept:
-                    if name.lower() == "content-type":
-                        resp.content_type = value
-            _prepend(resp, [(n, v) for n, v in kept if n.lower() != "content-type"])
-
-        self.conn.finish_request(r, red, amend)
-
-    def _tunnel(self, head: ResponseHead, rest: bytes) -> None:
-        """101 to a client that asked to upgrade: both directions are passed as they come."""
-        r = self.r
-        r.keepalive = False
-        self.reader = BodyReader(UNTIL_CLOSE)
-        self._send_head(head)
-        self.phase = TUNNEL
-        self.conn.tunnel_start(r, self)
-        if rest:
-            self.conn.tunnel_write(rest)
-        self._arm(self.plan.read_timeout, "reading upstream")
-
-    def tunnel_data(self, data: bytes) -> None:
-        """Bytes from the client of an upgraded connection."""
-        up = self.up
-        if up is not None and not up.closed:
-            up.write(data)
-            if self.att is not None:
-                self.att.sent += len(data)
-            self._arm(self.plan.read_timeout, "proxying upgraded connection")
-            t = up.transport
-            if t is not None and t.get_write_buffer_size() > READ_AHEAD:
-                self.conn.tunnel_pause(True)  # until the upstream takes it (upstream_writable)
-
-    def upstream_writable(self) -> None:
-        if self.phase == TUNNEL:
-            self.conn.tunnel_pause(False)
-            return
-        up = self.up
-        if up is None or self.phase not in (HEADER, STREAM):
-            return
-        if self.body_sent < self.body.size:
-            self._pump_body(up)
-        if self.client_paused:
-            t = up.transport
-            if t is None or t.get_write_buffer_size() <= READ_AHEAD // 2:
-                self.client_paused = False
-                self.conn.tunnel_pause(False)
-
-    def tunnel_eof(self) -> None:
-        """The client closed its side: nginx ends the upgraded connection once what the client
-        sent is passed on (the upstream's late answer is not waited for)."""
-        if self.phase == TUNNEL:
-            self._tunnel_end()
-
-    def _tunnel_end(self) -> None:
-        self._done_with_upstream(self.resp, None, Outcome.SUCCESS, False)
-        self.conn.tunnel_end(self.r)
-
     # -- the upstream going away --------------------------------------------------------------
 
     def upstream_eof(self, up: UpstreamConnection) -> None:
@@ -966,20 +808,6 @@ class ProxyRequest:
         if head is None:
             return None
         return head.get(name.replace("_", "-"))
-
-
-def _prepend(resp: Response, headers: list[tuple[str, str]]) -> None:
-    """Headers nginx put in the list before the handler that answers added its own (the ETag
-    and Accept-Ranges of a static file come after them)."""
-    if not headers:
-        return
-    if resp.etag is not None:
-        headers.append(("ETag", resp.etag))
-        resp.etag = None
-    if resp.accept_ranges:
-        headers.append(("Accept-Ranges", "bytes"))
-        resp.accept_ranges = False
-    resp.headers[:0] = headers
 
 
 def _client_bytes(addr: str) -> bytes | None:
