@@ -28,6 +28,14 @@ PURE = [
     "halb.l7.routing",
     "halb.l7.uri",
     "halb.l7.proxy_response",
+    "halb.config.keepalived",
+    "halb.config.keepalived_model",
+    "halb.config.keepalived_global",
+    "halb.config.keepalived_vrrp",
+    "halb.config.keepalived_complete",
+    "halb.vrrp.packet",
+    "halb.vrrp.machine",
+    "halb.testing.vrrp_segment",
 ]
 PURE_PACKAGES = ["halb.balancing"]
 
