@@ -254,6 +254,9 @@ class Upstream:
     keepalive_timeout: float = 60.0
     implicit: bool = False
     pos: Pos | None = None
+    # `zone NAME [SIZE]`: peer state shared by all workers (None: per worker, as nginx)
+    zone: str | None = None
+    zone_size: int = 0  # bytes, as declared (halb sizes its segment for the peers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 `upstream NAME { server ADDR [weight= max_conns= max_fails= fail_timeout= backup down]; ...
 keepalive N; hash KEY [consistent]; ip_hash; least_conn; random [two [least_conn]];
-least_time header|last_byte [inflight]; }` and `proxy_pass`, `proxy_set_header`, timeouts,
+least_time header|last_byte [inflight]; zone NAME [SIZE]; }` and `proxy_pass`, `proxy_set_header`, timeouts,
 `proxy_next_upstream*`, buffering and header switches. Names resolve through RESOLVER, which
 the runtime installs (this module stays free of sockets); without one, only IP literals and
 "localhost" resolve, which is what tests use.
@@ -11,6 +11,7 @@ the runtime installs (this module stays free of sockets); without one, only IP l
 from __future__ import annotations
 
 import ipaddress
+import mmap
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -225,20 +226,50 @@ _ups_time("keepalive_time")
 _ups_time("keepalive_timeout")
 
 
+# nginx's smallest zone: 8 pages (ngx_http_upstream_zone)
+ZONE_MIN = 8 * mmap.PAGESIZE
+
+
 @directive("zone", UPS, TAKE12)
 def _zone(b: Builder, blk: Block, st: Statement) -> None:
-    b.once(blk, st)  # shared memory zones are an nginx detail: halb's state is per worker
+    """`zone NAME [SIZE]` (ngx_http_upstream_zone + ngx_shared_memory_add): a repeated zone
+    line is no error (the last one names the group's zone), several upstreams may name one
+    zone, and a zone never given a size fails when the configuration is complete."""
+    name = st.args[0].value
+    if not name:
+        raise ConfigError(f'invalid zone name "{name}"', st.end)
+    size = 0
+    if len(st.args) == 2:
+        parsed = parse_size(st.args[1].value)
+        if parsed is None:
+            raise ConfigError(f'invalid zone size "{st.args[1].value}"', st.end)
+        if parsed < ZONE_MIN:
+            raise ConfigError(f'zone "{name}" is too small', st.end)
+        size = parsed
+    zones: dict[str, int] = b.__dict__.setdefault("upstream_zones", {})
+    declared = zones.get(name, 0)
+    if size and declared and size != declared:
+        raise ConfigError(f'the size {size} of shared memory zone "{name}" conflicts with '
+                          f'already declared size {declared}', st.end)
+    zones[name] = size or declared
+    blk.settings["zone"] = name
 
 
 def freeze_upstreams(b: Builder) -> dict[str, Upstream]:
+    zones: dict[str, int] = b.__dict__.get("upstream_zones", {})
+    for zone, size in zones.items():  # ngx_init_cycle: after the whole file, no file:line
+        if not size:
+            raise ConfigError(f'zero size shared memory zone "{zone}"')
     out: dict[str, Upstream] = {}
     for name, ub in b.__dict__.get("upstream_blocks", {}).items():
         s = ub.settings
+        zone = s.get("zone")
         out[name] = Upstream(
             name, tuple(s["servers"]), s.get("method", "round_robin"), s.get("key"),
             MappingProxyType(dict(s.get("params", {}))), s.get("keepalive", 0),
             s.get("keepalive_requests", 1000), s.get("keepalive_time", 3600.0),
-            s.get("keepalive_timeout", 60.0), False, ub.pos)
+            s.get("keepalive_timeout", 60.0), False, ub.pos, zone,
+            zones.get(zone, 0) if zone else 0)
     for key, (addrs, pos) in b.__dict__.get("implicit_upstreams", {}).items():
         if key not in out:
             out[key] = Upstream(key, (UpstreamServer(key, addrs, pos=pos),), implicit=True,

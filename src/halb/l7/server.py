@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from halb.config.model import AccessLog, Listen, Location, LocConf, NginxConfig
 from halb.l7.http import HttpConnection
 from halb.l7.log import AccessLogs, ErrorLogger
 from halb.l7.request import Request
 from halb.l7.routing import ListenTable
+
+if TYPE_CHECKING:
+    from halb.balancing.shared import Zone
 
 
 def _all_confs(config: NginxConfig) -> Iterator[LocConf]:
@@ -38,7 +42,8 @@ def _all_confs(config: NginxConfig) -> Iterator[LocConf]:
 
 class HttpServer:
     def __init__(self, config: NginxConfig, loop: asyncio.AbstractEventLoop,
-                 error_log: ErrorLogger, worker: int = 0) -> None:
+                 error_log: ErrorLogger, worker: int = 0,
+                 zones: Mapping[str, Zone] | None = None) -> None:
         assert config.http is not None
         self.config = config
         self.loop = loop
@@ -47,7 +52,8 @@ class HttpServer:
         from halb.l7 import proxy  # noqa: F401  (registers the proxy_pass content handler)
         from halb.l7.upstream import Upstreams
 
-        self.upstreams = Upstreams(dict(config.http.upstreams), loop)
+        # zones: the upstream zones of this configuration generation, made before the fork
+        self.upstreams = Upstreams(dict(config.http.upstreams), loop, zones)
         self.connections: set[HttpConnection] = set()
         self.max_connections = config.worker_connections
         self.numbers = itertools.count(1 + worker * 10_000_000)

@@ -6,6 +6,11 @@ makes for `proxy_pass http://host:port`). The keep-alive cache follows nginx's k
 up to `keepalive N` idle connections per worker and group, most recently used first, a
 connection is reused only for the peer the balancer picked, and an idle connection that
 receives data or EOF, exceeds keepalive_timeout, keepalive_requests or keepalive_time is closed.
+
+A group with `zone NAME [SIZE]` keeps its peers' state in a shared segment (balancing.shared)
+that the master creates per configuration generation (create_zones) before forking, so fail
+counts, max_conns and the balancer's weights are those of all the generation's workers; its
+balancer then runs under the zone's lock.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import asyncio
 import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from halb import balancing
 from halb.balancing import Balancer, Peer
+from halb.balancing.shared import Zone, ZoneBalancer
 from halb.config.model import Upstream
 
 if TYPE_CHECKING:
@@ -124,22 +131,37 @@ class Attempt:
         self.sent = 0
 
 
+def peer_specs(ups: Upstream) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Peer(*args, **kwargs) for every address of every server, in config order."""
+    return [((srv.name, host, port, srv.weight, srv.max_fails, srv.fail_timeout, srv.max_conns,
+              srv.backup, srv.down), {})
+            for srv in ups.servers for host, port in srv.addresses]
+
+
+def create_zones(upstreams: Mapping[str, Upstream] | None) -> dict[str, Zone]:
+    """The shared segments of the groups that declare `zone`: made by the master for each
+    configuration generation before it forks the workers (in single-process mode by the
+    server itself), so that every worker of the generation maps the same pages."""
+    return {name: Zone(ups.zone, len(peer_specs(ups)), name, ups.zone_size)
+            for name, ups in (upstreams or {}).items() if ups.zone is not None}
+
+
 class UpstreamGroup:
     def __init__(self, ups: Upstream, loop: asyncio.AbstractEventLoop,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, zone: Zone | None = None) -> None:
         self.config = ups
         self.name = ups.name
         self.loop = loop
         self.rng = rng or random.Random()
-        primary: list[Peer] = []
-        backup: list[Peer] = []
-        for srv in ups.servers:
-            for host, port in srv.addresses:
-                peer = Peer(srv.name, host, port, srv.weight, srv.max_fails, srv.fail_timeout,
-                            srv.max_conns, srv.backup, srv.down)
-                (backup if srv.backup else primary).append(peer)
-        self.balancer: Balancer = balancing.create(ups.method, primary, backup,
-                                                   **dict(ups.params))
+        specs = peer_specs(ups)
+        # with a zone, the peers' state is the zone's (shared by the generation's workers)
+        peers: list[Peer] = list(zone.peers(specs)) if zone is not None else \
+            [Peer(*args, **kwargs) for args, kwargs in specs]
+        primary = [p for p in peers if not p.backup]
+        backup = [p for p in peers if p.backup]
+        balancer = balancing.create(ups.method, primary, backup, **dict(ups.params))
+        self.zone = zone
+        self.balancer: Balancer = balancer if zone is None else ZoneBalancer(balancer, zone)
         self.tries = self.balancer.tries()  # nginx's retry budget (peers do not change)
         self.single = len(primary) == 1 and not backup
         self.needs_client = bool(self.balancer.needs & balancing.Needs.CLIENT)
@@ -188,14 +210,21 @@ class UpstreamGroup:
 
 
 class Upstreams:
-    """Every group of a worker, by name; implicit groups for variable proxy_pass on demand."""
+    """Every group of a worker, by name; implicit groups for variable proxy_pass on demand.
+
+    `zones` are the generation's shared segments (create_zones, made before the fork); without
+    them the groups that declare a zone get segments of their own (single-process mode)."""
 
     def __init__(self, upstreams: dict[str, Upstream] | None,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, zones: Mapping[str, Zone] | None = None
+                 ) -> None:
         self.loop = loop
         self.groups: dict[str, UpstreamGroup] = {}
+        if zones is None:
+            zones = create_zones(upstreams)
         for name, ups in (upstreams or {}).items():
-            self.groups[name] = UpstreamGroup(ups, loop)
+            self.groups[name] = UpstreamGroup(ups, loop, zone=zones.get(name)
+                                              if ups.zone is not None else None)
 
     def get(self, name: str) -> UpstreamGroup | None:
         return self.groups.get(name)

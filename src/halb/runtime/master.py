@@ -5,6 +5,11 @@ error is logged with file:line), binds what is new, starts workers on the new co
 asks the old ones to drain (QUIT). USR1 reopens the logs and forwards to the workers. QUIT drains
 everything and exits; TERM and INT stop at once. A worker that dies unexpectedly is replaced.
 
+Upstream zones (`zone NAME [SIZE]`, balancing.shared) belong to a generation: the master makes
+them before forking the generation's workers, a respawned worker maps the same ones, a reload
+makes new ones (nginx does not reuse upstream zones across reloads), and when a worker dies
+holding a zone's lock the master frees it.
+
 Signal handlers only queue the signal (uvicorn's supervisor habit); the loop dispatches them by
 name. The loop is synchronous: the master never runs an event loop, so forking is clean.
 """
@@ -23,9 +28,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from halb.balancing.shared import Zone
 from halb.config.errors import ConfigError
 from halb.config.model import Listen, NginxConfig
 from halb.l7.log import ErrorLogger
+from halb.l7.upstream import create_zones
 from halb.runtime.listeners import ListenerSet, to_bind
 from halb.runtime.process import die_with_parent, lookup_user, remove_pid, write_pid
 from halb.runtime.worker import WORKER_SIGNALS, Worker
@@ -45,6 +52,14 @@ class Generation:
     ids: tuple[int, int] | None
     workers: dict[int, int] = field(default_factory=dict)  # pid -> worker index
     started: dict[int, float] = field(default_factory=dict)  # pid -> start time
+    # upstream zones (shared peer state) of this generation, made before its workers fork;
+    # a reload makes new ones, as nginx's upstream zones are not reused (noreuse)
+    zones: dict[str, Zone] = field(default_factory=dict)
+
+    def close_zones(self) -> None:
+        for zone in self.zones.values():
+            zone.close()
+        self.zones = {}
 
 
 class Master:
@@ -70,6 +85,7 @@ class Master:
         sockets, _ = self.listeners.update(to_bind(cfg))
         self.current.sockets = sockets
         self.current.ids = lookup_user(cfg.user)
+        self.current.zones = _zones(cfg)
         os.set_blocking(self._wakeup_w, False)
         os.set_blocking(self._wakeup_r, False)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
@@ -107,8 +123,12 @@ class Master:
                         s.close()
                 for s in self.stale_sockets:
                     s.close()
+                for other in (self.current, *self.old):
+                    if other is not gen:
+                        other.close_zones()
                 code = Worker(gen.config, gen.sockets, index, gen.ids,
-                              ErrorLogger(gen.config.error_log), owns_sockets=True).run()
+                              ErrorLogger(gen.config.error_log), owns_sockets=True,
+                              zones=gen.zones).run()
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -136,6 +156,7 @@ class Master:
             how = f"exited with code {code}"
             level = "notice" if code == 0 else "alert"
         self.error_log.log(level, f"worker process {pid} {how}")
+        self._unlock_zones(pid)
         cur = self.current
         if pid in cur.workers:
             index = cur.workers.pop(pid)
@@ -147,11 +168,23 @@ class Master:
         for gen in self.old:
             if gen.workers.pop(pid, None) is not None:
                 gen.started.pop(pid, None)
+        for gen in self.old:
+            if not gen.workers:
+                gen.close_zones()
         self.old = [g for g in self.old if g.workers]
         if not self.old:
             for s in self.stale_sockets:
                 s.close()
             self.stale_sockets = []
+
+    def _unlock_zones(self, pid: int) -> None:
+        """A worker that died holding a zone's lock must not wedge the others (nginx's
+        ngx_unlock_mutexes: "shared memory zone ... was locked by PID")."""
+        for gen in (self.current, *self.old):
+            for zone in gen.zones.values():
+                if zone.force_unlock(pid):
+                    self.error_log.log("alert", f'shared memory zone "{zone.name}" was locked '
+                                       f"by {pid}")
 
     def signal_all(self, sig: int, generations: list[Generation] | None = None) -> None:
         for gen in generations if generations is not None else [self.current, *self.old]:
@@ -168,10 +201,14 @@ class Master:
         self.error_log.log("notice", "signal 1 (SIGHUP) received, reconfiguring")
         try:
             config = self.loader()
+            zones = _zones(config)  # the new generation's own: nginx does not reuse them
             sockets, stale = self.listeners.update(to_bind(config))
             ids = lookup_user(config.user)
         except ConfigError as e:
             self.error_log.log(e.level, str(e))
+            return
+        except OSError as e:  # no memory / semaphores for the zones
+            self.error_log.log("emerg", f"could not create upstream zones: {e}")
             return
         try:
             new_log = ErrorLogger(config.error_log)
@@ -182,7 +219,7 @@ class Master:
         self.error_log = new_log
         self.error_log.log("notice", "reconfiguring")
         old = self.current
-        self.current = Generation(old.number + 1, config, sockets, ids)
+        self.current = Generation(old.number + 1, config, sockets, ids, zones=zones)
         self.respawn = []
         self.stale_sockets.extend(stale)
         for i in range(config.worker_processes):
@@ -190,6 +227,8 @@ class Master:
         if old.workers:
             self.old.append(old)
             self.signal_all(signal.SIGQUIT, [old])
+        else:
+            old.close_zones()
         if self.pid_path != config.pid:
             remove_pid(self.pid_path)
             self.pid_path = config.pid
@@ -281,6 +320,10 @@ class Master:
             self.listeners.close()
             remove_pid(self.pid_path)
             self.error_log.log("notice", "exit")
+
+
+def _zones(config: NginxConfig) -> dict[str, Zone]:
+    return create_zones(config.http.upstreams if config.http is not None else None)
 
 
 def is_running(pid: int) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from halb.config.model import Listen, NginxConfig
 from halb.l7.log import ErrorLogger
@@ -28,7 +29,7 @@ class Worker:
     def __init__(self, config: NginxConfig, sockets: list[tuple[Listen, socket.socket]],
                  index: int = 0, ids: tuple[int, int] | None = None,
                  error_log: ErrorLogger | None = None, reloader: Reloader | None = None,
-                 owns_sockets: bool = False) -> None:
+                 owns_sockets: bool = False, zones: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.sockets = sockets
         self.index = index
@@ -36,6 +37,7 @@ class Worker:
         self.error_log = error_log or ErrorLogger(config.error_log)
         self.reloader = reloader
         self.owns_sockets = owns_sockets  # a forked worker closes its inherited copies on stop
+        self.zones = zones  # upstream zones (shared peer state) made by the master before fork
         self.loop = new_event_loop()
         self.server: HttpServer | None = None
         self.stopped: asyncio.Future[None] = self.loop.create_future()
@@ -44,7 +46,8 @@ class Worker:
     def run(self) -> int:
         asyncio.set_event_loop(self.loop)
         try:
-            self.server = HttpServer(self.config, self.loop, self.error_log, self.index)
+            self.server = HttpServer(self.config, self.loop, self.error_log, self.index,
+                                     self.zones)
             user = self.config.user[0] if self.config.user else "nobody"
             drop_privileges(self.ids, user)
             self.loop.run_until_complete(self.server.start(self.sockets))

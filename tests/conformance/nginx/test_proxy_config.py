@@ -58,6 +58,15 @@ BROKEN: list[Case] = [
                                 " proxy_connect_timeout forever; }", UP), {}, ""),
     ("set-header-one-arg", srv("location / { proxy_pass http://up;"
                                " proxy_set_header Host; }", UP), {}, ""),
+    ("zone-no-size", srv("", "upstream z { zone z; server 127.0.0.1:9; }\n"), {}, ""),
+    ("zone-too-small", srv("", "upstream z { zone z 32767; server 127.0.0.1:9; }\n"), {}, ""),
+    ("zone-zero", srv("", "upstream z { zone z 0; server 127.0.0.1:9; }\n"), {}, ""),
+    ("zone-bad-size", srv("", "upstream z { zone z 1g; server 127.0.0.1:9; }\n"), {}, ""),
+    ("zone-empty-name", srv("", 'upstream z { zone "" 64k; server 127.0.0.1:9; }\n'), {}, ""),
+    ("zone-three-args", srv("", "upstream z { zone z 64k x; server 127.0.0.1:9; }\n"), {}, ""),
+    ("zone-size-conflict", srv("", "upstream a { zone z 64k; server 127.0.0.1:9; }\n"
+                                   "upstream b { zone z 128k; server 127.0.0.1:10; }\n"), {}, ""),
+    ("zone-in-http", srv("", "zone z 64k;\n"), {}, ""),
 ]
 
 VALID: list[Case] = [
@@ -75,6 +84,13 @@ VALID: list[Case] = [
         " server 127.0.0.1:10 backup; server 127.0.0.1:11 down; keepalive 8;"
         " keepalive_requests 100; keepalive_timeout 30s; keepalive_time 1h; }\n"
         "upstream lc { least_conn; server 127.0.0.1:9; server 127.0.0.1:10 backup; }\n"),
+     {}, ""),
+    ("upstream-zones", srv(
+        "location / { proxy_pass http://a; }",
+        "upstream a { zone z 64k; zone z 64k; server 127.0.0.1:9 max_conns=1; }\n"
+        "upstream b { zone z; least_conn; server 127.0.0.1:9; server 127.0.0.1:10; }\n"
+        "upstream c { server 127.0.0.1:9; zone y; zone x 32k; }\n"
+        "upstream d { hash $uri consistent; zone y 1m; server 127.0.0.1:9; }\n"),
      {}, ""),
 ]
 
