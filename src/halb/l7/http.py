@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,14 +36,13 @@ import httptools
 
 from halb.config.model import LocConf
 from halb.l7 import handler
+from halb.l7.http_head import RequestHeadChecks
 from halb.l7.http_lenient import LenientParsing, make_parser
 from halb.l7.http_lenient import ParseAbort as _Abort
 from halb.l7.http_write import STATES, ResponseWriter
 from halb.l7.log import request_context
 from halb.l7.request import Request
 from halb.l7.response import DATES, Response
-from halb.l7.routing import validate_host
-from halb.l7.uri import BadURI, normalize, split_target
 
 if TYPE_CHECKING:
     from halb.l7.server import HttpServer
@@ -59,7 +57,7 @@ UNIQUE_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "if-m
 IDLE, READING_HEADER, READING_BODY, WRITING, LINGERING, DISCARDING = STATES
 
 
-class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
+class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.Protocol):
     __slots__ = (
         "body_left",
         "closing",
@@ -459,93 +457,6 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             self.arm(READING_BODY, self.conf.client_body_timeout)
         self.queue.append(r)  # started by _kick once this data is parsed
 
-    def _process_header(self, r: Request) -> tuple[int, str | None]:
-        """ngx_http_process_request_header and the URI checks: (0, None), or a status to
-        answer with the error log message nginx writes."""
-        target = r.target
-        host = None
-        if target.startswith("/"):
-            path, args = split_target(target)
-        elif target == "*" and r.method == "OPTIONS":
-            path, args = "*", None
-        else:
-            # an absolute-URI: any scheme, a host of letters, digits, "." and "-" (or an IP
-            # literal), an optional port, then "/", "?" or nothing (ngx_http_parse_request_line)
-            m = _ABSOLUTE_URI.match(target)
-            if m is None:
-                return self._bad(r, "client sent invalid request")
-            host = validate_host(m.group(1))
-            if host is None:
-                return self._bad(r, "client sent invalid host in request line")
-            rest = m.group(2)
-            path, args = split_target("/" + rest if rest[:1] in ("?", "") else rest)
-        header_host = r.headers.get("host")
-        if header_host is not None:
-            if header_host == self.last_host[0]:  # keep-alive clients repeat their Host
-                valid = self.last_host[1]
-            else:
-                valid = validate_host(header_host)
-                self.last_host = (header_host, valid)
-            if valid is None:
-                return self._bad(r, "client sent invalid host header")
-            if host is None:
-                host = valid
-        elif r.version >= 11:
-            return self._bad(r, 'client sent HTTP/1.1 request without "Host" header')
-        r.host = host or ""
-        if r.host == self.last_match[0]:
-            match = self.last_match[1]
-        else:
-            match = self.table.find(r.host)
-            self.last_match = (r.host, match)
-        r.server = match.server
-        if match.captures or match.named:
-            r.captures = tuple(match.captures)
-            r.named_captures = dict(match.named)
-        self.conf = r.server.conf
-        r.conf = r.server.conf
-        cl = r.headers.get("content-length")
-        if cl is not None:
-            if not cl.isdigit() or len(cl) > 18:
-                return self._bad(r, 'client sent invalid "Content-Length" header')
-            r.content_length = int(cl)
-        te = r.headers.get("transfer-encoding")
-        if te is not None:
-            if r.version < 11:
-                return self._bad(r, 'client sent HTTP/1.0 request with "Transfer-Encoding" '
-                                    "header")
-            if te.lower() == "chunked":
-                if cl is not None:
-                    return self._bad(r, 'client sent "Content-Length" and "Transfer-Encoding" '
-                                        "headers at the same time")
-                r.chunked = True
-            else:
-                r.keepalive = False
-                return 501, f'client sent unknown "Transfer-Encoding": "{te}"'
-        expect = r.headers.get("expect")
-        if expect is not None and expect.lower() == "100-continue" and r.version == 11:
-            r.expect_continue = True
-        if path == "*":
-            r.uri = "*"
-            return self._bad(r, "client sent invalid request")
-        try:
-            r.uri = normalize(path, r.server.conf.merge_slashes)
-        except BadURI:
-            r.uri = path
-            return self._bad(r, "client sent invalid request")
-        r.args = args
-        conf = r.server.conf
-        if r.keepalive and (conf.keepalive_timeout <= 0 or self.draining
-                            or self.requests >= conf.keepalive_requests
-                            or time.monotonic() - self.started > conf.keepalive_time):
-            r.keepalive = False
-        return 0, None
-
-    @staticmethod
-    def _bad(r: Request, message: str) -> tuple[int, str]:
-        r.keepalive = False
-        return 400, message
-
     def on_body(self, body: bytes) -> None:
         r = self.cur
         if r is None:
@@ -786,10 +697,6 @@ class HttpConnection(LenientParsing, ResponseWriter, asyncio.Protocol):
             self.arm(IDLE, self.GRACE - idle)
 
 
-
-_ABSOLUTE_URI = re.compile(
-    r"[A-Za-z][A-Za-z0-9+.\-]*://"
-    r"(\[[A-Za-z0-9:._~!$&'()*+,;=\-]*\]|[A-Za-z0-9.\-]*)(?::[0-9]*)?([/?].*|)\Z", re.S)
 
 
 def _valid_header_name(low: str, underscores: bool) -> bool:
