@@ -89,6 +89,25 @@ class Sampler(threading.Thread):
             time.sleep(0.05)
 
 
+def worker_of(master: int) -> int:
+    """The worker process (the master listens before it forks its workers)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        kids = children(master)
+        if kids:
+            return kids[0]
+        time.sleep(0.02)
+    raise AssertionError("no worker process started")
+
+
+def warm_up(port: int) -> None:
+    """One small request first, so the baseline is a worker that has served."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /source?n=10 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        while s.recv(65536):
+            pass
+
+
 def read_response(s: socket.socket) -> tuple[bytes, socket.socket]:
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -135,7 +154,8 @@ def test_two_gib_upload_in_constant_memory(tmp_path: Path, backend: int, mode: s
     port = free_port()
     extra = "proxy_request_buffering off; proxy_http_version 1.1;" if mode == "unbuffered" else ""
     with running(tmp_path / "halb", proxy_conf(port, backend, extra), port=port) as srv:
-        worker = children(srv.pid)[0]
+        worker = worker_of(srv.pid)
+        warm_up(port)
         base = rss(worker)
         sampler = Sampler(worker)
         sampler.start()
@@ -160,7 +180,8 @@ def test_two_gib_upload_in_constant_memory(tmp_path: Path, backend: int, mode: s
 def test_two_gib_download_in_constant_memory(tmp_path: Path, backend: int) -> None:
     port = free_port()
     with running(tmp_path / "halb", proxy_conf(port, backend), port=port) as srv:
-        worker = children(srv.pid)[0]
+        worker = worker_of(srv.pid)
+        warm_up(port)
         base = rss(worker)
         sampler = Sampler(worker)
         sampler.start()
