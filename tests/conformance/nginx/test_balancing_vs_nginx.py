@@ -427,8 +427,11 @@ def test_ip_hash_maps_clients_like_nginx(lab: Lab, name: str) -> None:
     assert len(set(got)) > 1
 
 
-KEYS = [f"key{i}" for i in range(40)] + ["user/42", "a%20b", "x", "0", "/index.html",
-                                         "A-much-longer-key-with-dashes", "42", "ζ", "k=v", ";"]
+# 1000 keys (issue 3): generated words of several shapes, plus hand-picked awkward ones
+KEYS = [f"key{i}" for i in range(600)] + [f"user/{i * 7919 % 100000}" for i in range(300)] + [
+    f"/static/{i:x}.png" for i in range(90)] + [
+    "user/42", "a%20b", "x", "0", "/index.html", "A-much-longer-key-with-dashes", "42", "ζ",
+    "k=v", ";"]
 
 
 @pytest.mark.parametrize("name", ["hash", "hashw", "hashdown", "chash", "chashw", "chashdown"])
