@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,44 +27,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cpu_seconds, free_port, launch, process_tree, stop, wait_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-TICK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
 
 
-def tree(pid: int) -> list[int]:
-    out = [pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid:
-                    out.append(int(entry))
-    return out
+
+
+
+
 
 
 def conf(port: int, scenario: str, www: Path, backend: int) -> str:
@@ -92,20 +69,7 @@ def start(kind: str, text: str, cpu: int) -> tuple[subprocess.Popen[bytes], Path
         argv = ["nginx", "-p", f"{prefix}/", "-c", f"{prefix}/nginx.conf"]
     else:
         argv = [PYTHON, "-m", "halb", "nginx", "-p", f"{prefix}/", "-c", "nginx.conf"]
-    proc = subprocess.Popen(["taskset", "-c", str(cpu), *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    return proc, prefix
-
-
-def stop(proc: subprocess.Popen[bytes], prefix: Path) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    shutil.rmtree(prefix, ignore_errors=True)
+    return launch(argv, str(cpu)), prefix
 
 
 def wrk(port: int, seconds: int) -> tuple[float, float]:
@@ -128,7 +92,7 @@ def measure(kind: str, scenario: str, www: Path, backend: int, seconds: int) -> 
         wait_port(port)
         time.sleep(0.5)
         wrk(port, 1)  # warm up (and fill the upstream keep-alive cache)
-        pids = tree(proc.pid)
+        pids = process_tree(proc.pid)
         before = cpu_seconds(pids)
         t0 = time.monotonic()
         rps, p99 = wrk(port, seconds)
@@ -138,7 +102,8 @@ def measure(kind: str, scenario: str, www: Path, backend: int, seconds: int) -> 
         return {"rps": rps, "p99_ms": p99, "cpu_us_per_req": used / requests * 1e6,
                 "cpu_util": used / elapsed}
     finally:
-        stop(proc, prefix)
+        stop(proc)
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 def main() -> int:

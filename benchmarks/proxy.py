@@ -14,12 +14,9 @@ median. Loopback only; everything started is stopped.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,45 +24,23 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cpu_seconds, free_port, launch, process_tree, stop, wait_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-TICK = os.sysconf("SC_CLK_TCK")
 TARGETS = {"cpu": 1.6, "rps": 0.7, "p99": 2.0}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
 
 
-def process_tree(pid: int) -> list[int]:
-    out = [pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                if int(stat[1]) == pid:
-                    out.append(int(entry))
-    return out
 
 
-def cpu(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(stat[11]) + int(stat[12])
-    return total / TICK
+
+
+
+
 
 
 def user_line() -> str:
@@ -100,20 +75,10 @@ http {{
 """
 
 
-def launch(argv: list[str], cpu_list: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["taskset", "-c", cpu_list, *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+
+
 
 
 def parse_latency(text: str, pct: str) -> float:
@@ -154,9 +119,9 @@ def measure(kind: str, backends: list[int], seconds: int, conns: int) -> dict[st
         time.sleep(0.5)
         run_wrk(port, 1, conns)  # warm-up: fills the upstream keep-alive cache
         pids = process_tree(proc.pid)
-        before = cpu(pids)
+        before = cpu_seconds(pids)
         result = run_wrk(port, seconds, conns)
-        used = cpu(pids) - before
+        used = cpu_seconds(pids) - before
         result["rps"] = result["requests"] / result["seconds"]
         result["cpu_us"] = used / result["requests"] * 1e6
         return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from typing import Any
 
 PIECE = 256 * 1024
 # the phases of a proxied request (l7/proxy.py and its mixins)
@@ -81,3 +82,34 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+class ProxyState:
+    """The attributes of a proxied request that ProxyRequest (l7/proxy.py) and its mixins
+    (proxy_body, proxy_tunnel, proxy_fail) share; ProxyRequest's __slots__ hold them."""
+
+    __slots__ = ()
+    r: Any
+    conn: Any
+    plan: Any
+    phase: int
+    up: Any
+    att: Any
+    body: Any
+    body_sent: int
+    body_done: bool
+    client_paused: bool
+    streaming: bool
+    upchunked: bool
+    kept: Any
+    resp: Any
+    group: Any
+    loop: Any
+    ctx: Any
+    tries: int
+    cached: bool
+    connecting: Any
+    peer: Any
+    pp: Any
+    header_committed: bool
+    out: Any

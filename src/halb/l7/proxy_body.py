@@ -7,9 +7,9 @@ unknown), the client's reading paused while the upstream does not keep up.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from halb.l7.body import BODY, HEADER, OVER, PUMP_HIGH, READ_AHEAD, STREAM
+from halb.l7.body import BODY, HEADER, OVER, PUMP_HIGH, READ_AHEAD, STREAM, ProxyState
 from halb.l7.static import Finish
 from halb.l7.upstream import UpstreamConnection
 
@@ -17,27 +17,10 @@ if TYPE_CHECKING:
     pass
 
 
-class RequestBodySender:
+class RequestBodySender(ProxyState):
     """Mixin of ProxyRequest (l7/proxy.py)."""
 
     __slots__ = ()
-    # (the attributes are ProxyRequest's; see its __slots__)
-    r: Any
-    conn: Any
-    plan: Any
-    phase: int
-    up: Any
-    att: Any
-    body: Any
-    body_sent: int
-    body_done: bool
-    client_paused: bool
-    streaming: bool
-    upchunked: bool
-    kept: Any
-    resp: Any
-    group: Any
-    loop: Any
 
     def _too_large(self) -> Finish:
         r = self.r

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from halb.balancing import Outcome
-from halb.l7.body import BODY, CONNECT, HEADER, OVER, STREAM, TUNNEL
+from halb.l7.body import BODY, CONNECT, HEADER, OVER, STREAM, TUNNEL, ProxyState
 from halb.l7.proxy_response import (
     UNTIL_CLOSE,
 )
@@ -28,27 +28,10 @@ FT_STATUS = {"timeout": 504, "http_504": 504, "http_500": 500, "http_503": 503,
              "http_403": 403, "http_404": 404, "http_429": 429}
 
 
-class UpstreamFailures:
+class UpstreamFailures(ProxyState):
     """Mixin of ProxyRequest (l7/proxy.py)."""
 
     __slots__ = ()
-    # (the attributes are ProxyRequest's; see its __slots__)
-    r: Any
-    conn: Any
-    plan: Any
-    phase: int
-    up: Any
-    att: Any
-    group: Any
-    ctx: Any
-    tries: int
-    cached: bool
-    connecting: Any
-    peer: Any
-    pp: Any
-    resp: Any
-    header_committed: bool
-    out: Any
 
     # -- the upstream going away --------------------------------------------------------------
 

@@ -154,16 +154,8 @@ def _fast(buf: bytes | bytearray, end: int) -> ResponseHead | None:
         value = raw_value.strip(b" ").decode("latin-1")
         headers.append((name, value))
         lows.append(low)
-        if low == "content-length":
-            head.content_length = int(value) if value.isdigit() else -1
-        elif low == "transfer-encoding":
-            if "chunked" in value.lower():
-                head.chunked = True
-        elif low == "connection":
-            if "close" in value.lower():
-                head.connection_close = True
-        elif low.startswith("x-accel-"):
-            head.accel = True
+        if low in _SPECIAL or low.startswith("x-accel-"):
+            _special(head, low, value)
     head.size = end + 4
     if head.chunked:
         head.content_length = -1
@@ -259,6 +251,16 @@ def _line(head: ResponseHead, raw: bytes) -> str | None:
     low = name.lower()
     head.headers.append((name, value))
     head.lows.append(low)
+    if low in _SPECIAL or low.startswith("x-accel-"):
+        _special(head, low, value)
+    return None
+
+
+_SPECIAL = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+def _special(head: ResponseHead, low: str, value: str) -> None:
+    """The 1.22 handlers of the headers the proxy reads itself (see the module docstring)."""
     if low == "content-length":
         head.content_length = int(value) if value.isdigit() else -1
     elif low == "transfer-encoding":
@@ -267,9 +269,8 @@ def _line(head: ResponseHead, raw: bytes) -> str | None:
     elif low == "connection":
         if "close" in value.lower():
             head.connection_close = True
-    elif low.startswith("x-accel-"):
-        head.accel = True
-    return None
+    else:
+        head.accel = True  # X-Accel-*
 
 
 def _invalid(raw: bytes) -> str:

@@ -5,10 +5,10 @@ named by the upstream, keeping the headers nginx keeps) and the tunnel an upgrad
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from halb.balancing import Outcome
-from halb.l7.body import HEADER, READ_AHEAD, STREAM, TUNNEL
+from halb.l7.body import HEADER, READ_AHEAD, STREAM, TUNNEL, ProxyState
 from halb.l7.proxy_headers import (
     ACCEL_KEEP,
 )
@@ -24,27 +24,10 @@ if TYPE_CHECKING:
     pass
 
 
-class AccelAndTunnel:
+class AccelAndTunnel(ProxyState):
     """Mixin of ProxyRequest (l7/proxy.py)."""
 
     __slots__ = ()
-    # (the attributes are ProxyRequest's; see its __slots__)
-    r: Any
-    conn: Any
-    plan: Any
-    phase: int
-    up: Any
-    att: Any
-    body: Any
-    body_sent: int
-    body_done: bool
-    client_paused: bool
-    streaming: bool
-    upchunked: bool
-    kept: Any
-    resp: Any
-    group: Any
-    loop: Any
 
     # -- X-Accel-Redirect, the tunnel ---------------------------------------------------------
 
