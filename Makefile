@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the conformance tests and benchmarks run as oracles.
-PEER_PACKAGES := nginx wrk
-PEER_BINARIES := /usr/sbin/nginx /usr/bin/wrk
+PEER_PACKAGES := nginx wrk keepalived
+PEER_BINARIES := /usr/sbin/nginx /usr/bin/wrk /usr/sbin/keepalived
 
 .PHONY: run test lint peers venv clean
 

@@ -46,5 +46,10 @@ def wrk_binary() -> str:
 
 
 @pytest.fixture
+def keepalived_binary() -> str:
+    return require_binary("keepalived")
+
+
+@pytest.fixture
 def root() -> None:
     require_root()

@@ -1,4 +1,5 @@
-"""`halb <command>`, or busybox style: invoked as `nginx`, halb is `halb nginx`."""
+"""`halb <command>`, or busybox style: invoked as `nginx` (`keepalived`), halb is `halb nginx`
+(`halb keepalived`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ USAGE = """usage: halb <command> [options]
 
 commands:
   nginx        the L7 reverse proxy / web server (reads nginx.conf; nginx's flags)
+  keepalived   VRRP failover of virtual IPs (reads keepalived.conf; keepalived's flags)
 
-Invoked through a link named nginx, halb behaves as that command.
+Invoked through a link named nginx or keepalived, halb behaves as that command.
 """
 
 
@@ -21,7 +23,13 @@ def _nginx(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"nginx": _nginx}
+def _keepalived(argv: list[str]) -> int:
+    from halb.cli.keepalived import main
+
+    return main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"nginx": _nginx, "keepalived": _keepalived}
 
 
 def main(argv: list[str] | None = None) -> int:

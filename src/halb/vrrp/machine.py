@@ -29,6 +29,8 @@ RFC leaves room (reference vrrp-keepalived.md §1.8, §1.9, §2.4, keepalived vr
 * FAULT: leaving MASTER for FAULT sends priority 0 and removes the VIPs; adverts are ignored in
   FAULT; leaving FAULT goes BACKUP (MDI) or, for the owner configured MASTER, MASTER.
 * Shutdown: a MASTER sends priority 0 and removes its VIPs (RFC "Shutdown" event).
+* Sync groups: `sync_backup` moves a MASTER to BACKUP (VIPs removed, down timer armed) when
+  another member of its vrrp_sync_group left MASTER.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Event(Enum):
     FAULT_ON = "fault"
     FAULT_OFF = "fault cleared"
     FAULT_OFF_OWNER = "fault cleared, owner"
+    SYNC_BACKUP = "sync group member left MASTER"
     SHUTDOWN = "shutdown"
 
 
@@ -186,6 +189,8 @@ TRANSITIONS: dict[tuple[State, Event], tuple[State, tuple[str, ...]]] = {
     (State.FAULT, Event.FAULT_OFF): (State.BACKUP, ("log_backup", "reset_interval", "arm_down",
                                                     "notify")),
     (State.FAULT, Event.FAULT_OFF_OWNER): (State.MASTER, ("become_master",)),
+    (State.MASTER, Event.SYNC_BACKUP): (State.BACKUP, ("leave_master", "log_backup",
+                                                       "reset_interval", "arm_down", "notify")),
     (State.INIT, Event.SHUTDOWN): (State.STOP, ("notify",)),
     (State.BACKUP, Event.SHUTDOWN): (State.STOP, ("notify",)),
     (State.FAULT, Event.SHUTDOWN): (State.STOP, ("notify",)),
@@ -284,6 +289,11 @@ class Machine:
 
     def shutdown(self, now: float) -> list[Action]:
         return self._run(Event.SHUTDOWN, now)
+
+    def sync_backup(self, now: float) -> list[Action]:
+        """A vrrp_sync_group member went BACKUP or FAULT: a MASTER follows it to BACKUP
+        (keepalived's vrrp_sync_backup); any other state ignores this."""
+        return self._run(Event.SYNC_BACKUP, now)
 
     # -- classification and the table ---------------------------------------------------------
 

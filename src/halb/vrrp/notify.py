@@ -1,0 +1,181 @@
+"""Scripts as keepalived runs them: who runs them, and the notify_* scripts on state changes.
+
+Owns the process side of keepalived's notify.c for the VRRP role:
+
+* `ScriptRunner.resolve` finds a script's executable (absolute, or on PATH) and the user it runs
+  as: its own `user`, else global_defs `script_user`, else `keepalived_script` when that user
+  exists, else root. With `enable_script_security`, a script that would run as root from a path
+  a non-root user could change is refused ("Unsafe permissions found for script ...").
+* `ScriptRunner.run` starts argv without a shell (keepalived splits the script string into words
+  itself), in its own session, stdin/stdout/stderr on /dev/null, as that user; after `timeout`
+  seconds it sends SIGTERM and, a second later, SIGKILL. It returns the exit status (None on a
+  timeout or when the script could not be started).
+* `Notifier.state_changed` runs an instance's (or a sync group's) notify_master / notify_backup /
+  notify_fault / notify_stop as written, then the generic `notify` with keepalived's four extra
+  arguments: INSTANCE|GROUP, the name, MASTER|BACKUP|FAULT|STOP|DELETED, the priority. Both start
+  at once without waiting for each other, as keepalived forks them; each has NOTIFY_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from halb.config.keepalived_model import GlobalDefs, Script
+
+NOTIFY_TIMEOUT = 30.0  # halb's choice: keepalived leaves notify scripts running unbounded
+KILL_GRACE = 1.0  # SIGTERM, then SIGKILL this much later
+DEFAULT_USER = "keepalived_script"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A script ready to run: the full argv and the (uid, gid) to run as (None: as we are)."""
+
+    argv: tuple[str, ...]
+    ids: tuple[int, int] | None
+    user: str
+
+
+class ScriptError(Exception):
+    """A script that keepalived would disable; the message is keepalived's."""
+
+
+class ScriptRunner:
+    def __init__(self, g: GlobalDefs, log: Log) -> None:
+        self.g = g
+        self.log = log
+        self.tasks: set[asyncio.Task[int | None]] = set()
+
+    def user_of(self, script: Script) -> tuple[str, str | None]:
+        if script.user:
+            return script.user, script.group
+        if self.g.script_user:
+            return self.g.script_user, self.g.script_group
+        try:
+            pwd.getpwnam(DEFAULT_USER)
+        except KeyError:
+            return "root", None
+        return DEFAULT_USER, None
+
+    def resolve(self, script: Script) -> Resolved:
+        if not script.argv:
+            raise ScriptError("empty script")
+        exe = script.argv[0]
+        path = exe if "/" in exe else shutil.which(exe)
+        if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise ScriptError(f"WARNING - script '{exe}' not accessible/executable")
+        user, group = self.user_of(script)
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            raise ScriptError(f"Unable to set uid to user {user}") from None
+        gid = pw.pw_gid
+        if group:
+            try:
+                gid = grp.getgrnam(group.lstrip(":")).gr_gid
+            except KeyError:
+                raise ScriptError(f"Unable to set gid to group {group}") from None
+        if self.g.enable_script_security and pw.pw_uid == 0 and unsafe(path):
+            raise ScriptError(f"Unsafe permissions found for script '{path}' - disabling.")
+        ids = None if (pw.pw_uid, gid) == (os.geteuid(), os.getegid()) else (pw.pw_uid, gid)
+        return Resolved((path, *script.argv[1:]), ids, user)
+
+    async def run(self, resolved: Resolved, timeout: float) -> int | None:
+        kwargs: dict[str, object] = {}
+        if resolved.ids is not None and os.geteuid() == 0:
+            kwargs = {"user": resolved.ids[0], "group": resolved.ids[1], "extra_groups": []}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *resolved.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                **kwargs)  # type: ignore[arg-type]
+        except OSError as e:
+            self.log(f"Error exec-ing command '{resolved.argv[0]}', error {e.errno}: "
+                     f"{e.strerror}")
+            return None
+        try:
+            return await asyncio.wait_for(proc.wait(), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            _kill(proc, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), KILL_GRACE)
+            except (TimeoutError, asyncio.CancelledError):
+                _kill(proc, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    await proc.wait()
+            return None
+
+    def spawn(self, resolved: Resolved, timeout: float) -> None:
+        task = asyncio.ensure_future(self.run(resolved, timeout))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, wait: float = 0.0) -> None:
+        """Let started scripts be exec'd (and, with `wait`, finish for up to that long)."""
+        if not self.tasks:
+            return
+        await asyncio.sleep(0)
+        if wait > 0:
+            await asyncio.wait(list(self.tasks), timeout=wait)
+
+
+def _kill(proc: asyncio.subprocess.Process, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def unsafe(path: str) -> bool:
+    """keepalived's script security: some directory or the file itself is writable by a
+    non-root user (not owned by root, or group/other writable without the sticky bit)."""
+    path = os.path.realpath(path)
+    parts = path.split("/")
+    for i in range(1, len(parts) + 1):
+        p = "/".join(parts[:i]) or "/"
+        try:
+            st = os.stat(p)
+        except OSError:
+            return True
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if st.st_uid != 0:
+            return True
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (is_dir and
+                                                              st.st_mode & stat.S_ISVTX):
+            return True
+    return False
+
+
+class Notifier:
+    """Runs notify scripts on state changes."""
+
+    def __init__(self, runner: ScriptRunner, timeout: float = NOTIFY_TIMEOUT) -> None:
+        self.runner = runner
+        self.timeout = timeout
+
+    def state_changed(self, kind: str, name: str, state: str, priority: int,
+                      specific: Script | None, generic: Script | None) -> None:
+        """kind is "INSTANCE" or "GROUP"; state MASTER|BACKUP|FAULT|STOP|DELETED."""
+        if specific is not None:
+            self._start(specific, ())
+        if generic is not None:
+            self._start(generic, (kind, name, state, str(priority)))
+
+    def _start(self, script: Script, extra: tuple[str, ...]) -> None:
+        try:
+            resolved = self.runner.resolve(script)
+        except ScriptError as e:
+            self.runner.log(f"{e} ({script.command})")
+            return
+        self.runner.spawn(Resolved(resolved.argv + extra, resolved.ids, resolved.user),
+                          self.timeout)

@@ -1,0 +1,171 @@
+"""Helpers of the VRRP netns tests: keepalived.conf text, the timer formulas, and `Cluster`,
+which starts halb or keepalived on the nodes of a halb.testing.netns.Lan, samples every 50 ms
+which online nodes hold the VIP, and measures takeovers (kept in TIMINGS for the summary).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from halb.testing.netns import Lan
+
+HALB = [sys.executable, "-m", "halb"]
+TIMINGS: list[tuple[str, float, float]] = []  # (what, measured, bound)
+
+
+def skew(version: int, priority: int, advert_int: float) -> float:
+    if version == 2:
+        return (256 - priority) / 256
+    return (256 - priority) * advert_int / 256
+
+
+def mdi(version: int, priority: int, advert_int: float) -> float:
+    return 3 * advert_int + skew(version, priority, advert_int)
+
+
+def instance_conf(*, version: int = 2, state: str = "BACKUP", priority: int = 100,
+                  vrid: int = 51, advert_int: float = 1, vip: str = "198.18.0.100",
+                  ifname: str = "eth0", extra: str = "", auth: bool = True,
+                  scripts: str = "") -> str:
+    auth_block = ("    authentication {\n        auth_type PASS\n        auth_pass 1111\n    }\n"
+                  if auth and version == 2 else "")
+    return f"""global_defs {{
+    router_id halb_test
+    vrrp_version {version}
+    vrrp_garp_master_delay 1
+}}
+{scripts}
+vrrp_instance VI_1 {{
+    state {state}
+    interface {ifname}
+    virtual_router_id {vrid}
+    priority {priority}
+    advert_int {advert_int}
+{auth_block}    virtual_ipaddress {{
+        {vip}
+    }}
+{extra}
+}}
+"""
+
+
+class Cluster:
+    """Daemons on the nodes of a Lan, with a VIP sampler."""
+
+    def __init__(self, lan: Lan, tmp: pathlib.Path, vip: str = "198.18.0.100") -> None:
+        self.lan = lan
+        self.tmp = tmp
+        self.vip = vip
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopping: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.keepalived: str | None = None  # the binary, set by tests that run it
+
+    def start(self, node: str, impl: str, conf: str) -> subprocess.Popen[bytes]:
+        path = self.tmp / f"{node}-{len(self.procs)}.conf"
+        path.write_text(conf)
+        pids = [str(self.tmp / f"{node}.{k}.pid") for k in ("main", "vrrp", "check")]
+        if impl == "halb":
+            argv = [*HALB, "keepalived", "-n", "-l", "-D", "-P", "-f", str(path), "-p", pids[0],
+                    "-r", pids[1]]
+        else:
+            assert self.keepalived is not None, "request the keepalived_binary fixture"
+            argv = [self.keepalived, "-n", "-l", "-D", "-P", "-f", str(path), "-p", pids[0],
+                    "-r", pids[1], "-c", pids[2]]
+        log = open(self.tmp / f"{node}.log", "ab")  # noqa: SIM115 - kept for the process
+        log.write(f"--- {impl}: {' '.join(argv)}\n".encode())
+        log.flush()
+        proc = self.lan.popen(node, argv, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs[node] = proc
+        return proc
+
+    def log(self, node: str) -> str:
+        path = self.tmp / f"{node}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, node: str, wait: bool = True) -> float:
+        """Graceful stop (SIGTERM to the main process); returns the signal time. With
+        wait=False the exit is awaited later by `reap` (keepalived takes ~1 s to exit)."""
+        proc = self.procs.pop(node)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        self._stopping.append((node, proc))
+        if wait:
+            self.reap()
+        return t
+
+    def reap(self) -> None:
+        while self._stopping:
+            node, proc = self._stopping.pop()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                Lan.kill(proc)
+                raise AssertionError(f"{node} did not stop on SIGTERM") from None
+
+    def crash(self, node: str) -> float:
+        self.procs.pop(node, None)
+        return self.lan.crash(node)
+
+    # -- observing ------------------------------------------------------------------------------
+
+    def holders(self) -> list[str]:
+        return self.lan.holders(self.vip)
+
+    def wait_holder(self, node: str, timeout: float, since: float | None = None,
+                    alone: bool = True) -> float:
+        """Seconds from `since` (now) until `node` holds the VIP (alone: and nobody else)."""
+        start = time.monotonic() if since is None else since
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            h = self.holders()
+            if node in h and (not alone or h == [node]):
+                return time.monotonic() - start
+            time.sleep(0.01)
+        raise AssertionError(f"{node} did not take {self.vip} in {timeout:.1f}s; holders "
+                             f"{self.holders()}\n" + "\n".join(
+                                 f"== {n}\n{self.log(n)[-3000:]}" for n in self.lan_nodes()))
+
+    def lan_nodes(self) -> list[str]:
+        return [n.name for n in self.lan.nodes]
+
+    def hold_steady(self, node: str, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            assert self.holders() == [node], f"holders {self.holders()}, expected [{node}]"
+            time.sleep(0.1)
+
+    def sample(self) -> None:
+        def run() -> None:
+            while not self._stop.is_set():
+                self.samples.append((time.monotonic(), tuple(self.holders())))
+                self._stop.wait(0.05)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def longest_overlap(self) -> float:
+        """The longest time two online nodes held the VIP at once, from the samples."""
+        longest, since = 0.0, None
+        for t, holders in self.samples:
+            if len(holders) > 1:
+                since = t if since is None else since
+                longest = max(longest, t - since)
+            else:
+                since = None
+        return longest
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+
+
