@@ -36,6 +36,7 @@ PURE = [
     "halb.vrrp.packet",
     "halb.vrrp.machine",
     "halb.testing.vrrp_segment",
+    "halb.l4.model",
 ]
 PURE_PACKAGES = ["halb.balancing"]
 

@@ -1,0 +1,1 @@
+"""The LVS role: virtual services, the director, its data planes and `halb ipvsadm`."""
