@@ -730,8 +730,8 @@ def test_every_seed_config_is_here() -> None:
     assert SEED_FILES == [
         "001_heredoc.conf", "001_sections.conf", "002_3-13_dual_135.conf",
         "002_3-13_dual_136.conf", "002_3-4_master.conf", "002_3-7_backup.conf",
-        "002_3-9_fragment.conf", "002_3-9_track_script.conf", "003_lvs_backup.conf",
-        "003_lvs_master.conf"]
+        "002_3-9_fragment.conf", "002_3-9_track_script.conf", "002_4-13_lvs_master.conf",
+        "002_4-14_lvs_backup.conf", "003_lvs_backup.conf", "003_lvs_master.conf"]
 
 
 @pytest.mark.parametrize("name", SEED_FILES)
