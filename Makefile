@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the conformance tests and benchmarks run as oracles.
-PEER_PACKAGES := nginx wrk keepalived
-PEER_BINARIES := /usr/sbin/nginx /usr/bin/wrk /usr/sbin/keepalived
+PEER_PACKAGES := nginx wrk keepalived nftables haproxy
+PEER_BINARIES := /usr/sbin/nginx /usr/bin/wrk /usr/sbin/keepalived /usr/sbin/nft /usr/sbin/haproxy
 
 .PHONY: run test lint peers venv clean
 
@@ -30,7 +30,7 @@ peers:
 	    echo "installing peers:$$missing"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $(PEER_PACKAGES) >/dev/null; \
-	    if command -v nginx >/dev/null; then pkill -x nginx || true; fi; \
+	    for d in nginx keepalived haproxy; do pkill -x $$d || true; done; \
 	  else echo "not root: peer tests that need$$missing will be skipped"; fi; \
 	fi
 
