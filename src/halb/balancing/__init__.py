@@ -28,3 +28,23 @@ from halb.balancing import (
     random,  # noqa: F401
     round_robin,  # noqa: F401
 )
+
+# IPVS family, registered under their ipvsadm names (rr wrr lc wlc sed nq sh dh lblc lblcr mh fo
+# ovf twos)
+# isort: split
+from halb.balancing import (
+    ipvs_dh,  # noqa: F401
+    ipvs_fo,  # noqa: F401
+    ipvs_lblc,  # noqa: F401
+    ipvs_lblcr,  # noqa: F401
+    ipvs_lc,  # noqa: F401
+    ipvs_mh,  # noqa: F401
+    ipvs_nq,  # noqa: F401
+    ipvs_ovf,  # noqa: F401
+    ipvs_rr,  # noqa: F401
+    ipvs_sed,  # noqa: F401
+    ipvs_sh,  # noqa: F401
+    ipvs_twos,  # noqa: F401
+    ipvs_wlc,  # noqa: F401
+    ipvs_wrr,  # noqa: F401
+)

@@ -57,6 +57,7 @@ class Peer:
     # L4 (IPVS) counters
     active: int = 0
     inactive: int = 0
+    overloaded: bool = False  # IP_VS_DEST_F_OVERLOAD: set/cleared by the director's -x/-y thresholds
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -86,6 +87,7 @@ class PickContext:
     client: bytes | None = None  # client address bytes (4 for IPv4, 16 for IPv6)
     key: str | None = None  # the evaluated `hash` key
     port: int | None = None  # L4: client port (sh-port, mh-port)
+    daddr: bytes | None = None  # L4: the packet's destination address (dh, lblc, lblcr)
     backup_tried: set[int] = field(default_factory=set)
     # per-request algorithm scratch, kept across the attempts of one request (nginx's per-request
     # peer data: ip_hash's running hash, hash's rehash count, the switch to the backup group...)
@@ -97,6 +99,7 @@ class Needs(enum.Flag):
     CLIENT = enum.auto()  # the client address
     KEY = enum.auto()  # an HTTP-level hash key
     TIMING = enum.auto()  # response times fed back through release()
+    DESTINATION = enum.auto()  # the packet's destination address (L4: dh, lblc, lblcr)
 
 
 class Balancer(abc.ABC):
