@@ -37,6 +37,8 @@ PURE = [
     "halb.vrrp.machine",
     "halb.testing.vrrp_segment",
     "halb.l4.model",
+    "halb.l4.conntrack",
+    "halb.l4.service",
 ]
 PURE_PACKAGES = ["halb.balancing"]
 
