@@ -37,6 +37,9 @@ PURE = [
     "halb.vrrp.machine",
     "halb.testing.vrrp_segment",
     "halb.l4.model",
+    "halb.l4.ipvsadm_args",
+    "halb.l4.ipvsadm_format",
+    "halb.l4.ipvsadm_syntax",
     "halb.l4.conntrack",
     "halb.l4.service",
 ]
