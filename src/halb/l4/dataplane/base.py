@@ -3,6 +3,8 @@
 A data plane moves the packets (or, for the user-space one, the bytes) of the virtual services
 held in an `l4.service.ServiceTable`. The director owns the table and calls, in this order:
 
+* ``use_clock(now, rng)`` once, at construction: the director's clock and random generator
+  (the user-space data plane schedules and stamps entries with them);
 * ``await start(table)`` once, before any traffic;
 * ``unsupported(spec, dest)`` before it applies an -A/-E/-a/-e command: a data plane that cannot
   carry that service or real server (DR in user space, TUN without tunnels, fwmark without
@@ -26,6 +28,9 @@ the others it approximates.
 from __future__ import annotations
 
 import abc
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -65,6 +70,13 @@ class DataPlane(abc.ABC):
 
     name: ClassVar[str] = ""
     exact: ClassVar[frozenset[str]] = frozenset()
+    now: Callable[[], float] = staticmethod(time.monotonic)
+    rng: random.Random = random.Random()
+
+    def use_clock(self, now: Callable[[], float], rng: random.Random) -> None:
+        """The director's clock and random generator (called before start)."""
+        self.now = now
+        self.rng = rng
 
     @abc.abstractmethod
     async def start(self, table: ServiceTable) -> None:
