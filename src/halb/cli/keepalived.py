@@ -6,8 +6,8 @@ Flags (keepalived 2.2.7's names): -f/--use-file FILE (default /etc/keepalived/ke
 -c/--checkers_pid FILE (accepted), -i/--config-id ID, -S/--log-facility N (accepted),
 -v/--version, -h/--help.
 
-Processes, as keepalived: the parent (writes the pid file, supervises, forwards SIGTERM, SIGINT
-and SIGHUP) and the VRRP child (vrrp/daemon.py, its own event loop, killed by the kernel's
+Processes, as keepalived: the parent (writes the pid file, supervises, forwards SIGTERM, SIGINT,
+SIGHUP and the dump signals SIGUSR1 / SIGUSR2) and the VRRP child (vrrp/daemon.py, its own event loop, killed by the kernel's
 parent-death signal if the parent dies: it then stops gracefully, as keepalived's child does).
 A child that dies is restarted; one that exits on a configuration error is not. Without -n the
 parent detaches first. The checkers child (health checks, LVS) belongs to a later part of halb:
@@ -219,6 +219,8 @@ def _vrrp_child(o: Options, config, log: Logger) -> int:  # type: ignore[no-unty
     die_with_parent(signal.SIGTERM)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):  # dumps, once the loop handles them
+        signal.signal(sig, signal.SIG_IGN)
     log.ident = "Keepalived_vrrp"
     with contextlib.suppress(ConfigError):
         write_pid(o.vrrp_pid)
@@ -299,7 +301,7 @@ def serve(o: Options) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, sig)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, forward)
     try:
         while True:

@@ -11,19 +11,33 @@ and removes all of it in `close()` (processes started through it first, then the
 which takes their veths along). `close()` is safe to call twice and after a failed build; use the
 Lan as a context manager so that it runs in a finally block. Helpers read what tests assert on:
 which nodes hold an address, a node's MAC, the client's neighbour entry, and can crash
-(SIGKILL + host off the LAN) and revive a node.
+(SIGKILL + host off the LAN) and revive a node. `addresses` and `holders` read the nodes'
+addresses over one rtnetlink socket per namespace (no `ip` process per poll, so 10 ms polling
+and 50 ms sampling cost little CPU); `add_link` / `set_link` give a node extra links (dummy
+interfaces for track_interface tests).
+
+Module helpers usable without a Lan: `run_in_netns(ns, fn)` runs fn on a thread that entered
+the namespace (setns), `netns_socket(ns, ...)` creates a socket that lives in the namespace
+(the creating thread exits, the socket stays there), `AddressReader` dumps a namespace's
+addresses over rtnetlink.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 ALLOWED = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("127.0.0.0/8"))
 
@@ -35,6 +49,113 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def ns_exists(name: str) -> bool:
     return name in ip("netns", "list").stdout.split()
+
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def run_in_netns(ns: str, fn: Callable[[], T]) -> T:
+    """fn() on a short-lived thread that entered network namespace `ns` (setns applies to the
+    calling thread only, so the caller's namespace never changes)."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({ns}): {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            result.append(fn())
+        except BaseException as e:  # handed to the caller
+            error.append(e)
+
+    thread = threading.Thread(target=target, name=f"netns-{ns}", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def netns_socket(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside namespace `ns` (sockets keep the namespace they were made in)."""
+    return run_in_netns(ns, lambda: socket.socket(family, kind, proto))
+
+
+RTM_NEWADDR, RTM_GETADDR, NLMSG_ERROR, NLMSG_DONE = 20, 22, 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+
+
+class AddressReader:
+    """The IPv4 addresses of a namespace, per interface index, over one rtnetlink socket."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self._sock = netns_socket(ns, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self._sock.settimeout(5)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._index: dict[str, int] = {}
+
+    def index(self, ifname: str) -> int:
+        if ifname not in self._index:
+            self._index[ifname] = run_in_netns(self.ns, lambda: socket.if_nametoindex(ifname))
+        return self._index[ifname]
+
+    def dump(self) -> list[tuple[int, ipaddress.IPv4Address]]:
+        """(interface index, address) for every IPv4 address in the namespace."""
+        with self._lock:
+            self._seq += 1
+            req = struct.pack("=IHHII", 16 + 8, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP,
+                              self._seq, 0) + struct.pack("=BBBBI", socket.AF_INET, 0, 0, 0, 0)
+            self._sock.send(req)
+            out: list[tuple[int, ipaddress.IPv4Address]] = []
+            while True:
+                data = self._sock.recv(65536)
+                off = 0
+                while off + 16 <= len(data):
+                    length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, off)
+                    if length < 16:
+                        return out
+                    if seq == self._seq:
+                        if kind == NLMSG_DONE:
+                            return out
+                        if kind == NLMSG_ERROR:
+                            raise OSError(f"netlink address dump failed in {self.ns}")
+                        if kind == RTM_NEWADDR:
+                            out.extend(_parse_addr(data[off + 16:off + length]))
+                    off += (length + 3) & ~3
+
+    def addresses(self, ifname: str) -> list[ipaddress.IPv4Address]:
+        index = self.index(ifname)
+        return [a for i, a in self.dump() if i == index]
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _parse_addr(body: bytes) -> list[tuple[int, ipaddress.IPv4Address]]:
+    _family, _plen, _flags, _scope, index = struct.unpack_from("=BBBBI", body, 0)
+    off, local, address = 8, None, None
+    while off + 4 <= len(body):
+        alen, atype = struct.unpack_from("=HH", body, off)
+        if alen < 4:
+            break
+        value = body[off + 4:off + alen]
+        if atype == IFA_LOCAL and len(value) == 4:
+            local = ipaddress.IPv4Address(value)
+        elif atype == IFA_ADDRESS and len(value) == 4:
+            address = ipaddress.IPv4Address(value)
+        off += (alen + 3) & ~3
+    found = local or address  # IFA_LOCAL is the address itself (IFA_ADDRESS: the peer's)
+    return [(index, found)] if found is not None else []
 
 
 @dataclass(eq=False)
@@ -49,7 +170,10 @@ class Node:
 
 class Lan:
     def __init__(self, nodes: int = 2, subnet: str = "198.18.0.0/24", ifname: str = "eth0",
-                 prefix: str | None = None) -> None:
+                 prefix: str | None = None, addresses: Sequence[str] | None = None,
+                 client: str | None = None) -> None:
+        """`addresses` (optional) gives the nodes' addresses (default .1, .2, ...), `client`
+        the client's (default .200); all must be inside `subnet`."""
         self.subnet = ipaddress.ip_network(subnet)
         if not any(self.subnet.subnet_of(a) for a in ALLOWED):  # type: ignore[arg-type]
             raise ValueError(f"{subnet} is outside 198.18.0.0/15 (the test address plan)")
@@ -58,12 +182,20 @@ class Lan:
         self.bridge_ns = f"{self.prefix}br"
         self.client_ns = f"{self.prefix}c"
         hosts = list(self.subnet.hosts())
+        chosen = list(addresses) if addresses is not None else [str(h) for h in hosts[:nodes]]
+        if len(chosen) != nodes:
+            raise ValueError(f"{nodes} nodes but {len(chosen)} addresses")
+        client_ip = client if client is not None else str(hosts[199])
+        for a in [*chosen, client_ip]:
+            if ipaddress.ip_address(a) not in self.subnet:
+                raise ValueError(f"{a} is outside {subnet}")
         self.nodes = [Node(f"n{i + 1}", f"{self.prefix}n{i + 1}", ifname,
-                           ipaddress.IPv4Interface(f"{hosts[i]}/{self.subnet.prefixlen}"))
+                           ipaddress.IPv4Interface(f"{chosen[i]}/{self.subnet.prefixlen}"))
                       for i in range(nodes)]
-        self.client_address = ipaddress.IPv4Interface(f"{hosts[199]}/{self.subnet.prefixlen}")
+        self.client_address = ipaddress.IPv4Interface(f"{client_ip}/{self.subnet.prefixlen}")
         self._made: list[str] = []
         self.client_procs: list[subprocess.Popen[bytes]] = []
+        self._readers: dict[str, AddressReader] = {}
 
     def __enter__(self) -> Lan:
         try:
@@ -170,13 +302,34 @@ class Lan:
         n.online = True
         self.wait_links()
 
+    # -- extra links ----------------------------------------------------------------------------
+
+    def add_link(self, node: Node | str, name: str) -> str:
+        """Another interface in the node's namespace, up: a veth pair `name` + `name`p (this
+        kernel may lack the dummy driver), so `set_link(node, name + "p", False)` takes the
+        carrier away from `name` as a pulled cable would. Removed with the namespace; returns
+        the peer's name."""
+        n = self.node(node) if isinstance(node, str) else node
+        peer = f"{name}p"
+        ip("-n", n.ns, "link", "add", name, "type", "veth", "peer", "name", peer)
+        for end in (peer, name):
+            ip("-n", n.ns, "link", "set", end, "up")
+        return peer
+
+    def set_link(self, node: Node | str, name: str, up: bool) -> None:
+        n = self.node(node) if isinstance(node, str) else node
+        ip("-n", n.ns, "link", "set", name, "up" if up else "down")
+
     # -- views ----------------------------------------------------------------------------------
 
-    def addresses(self, node: Node | str) -> list[ipaddress.IPv4Address]:
+    def addresses(self, node: Node | str, ifname: str | None = None
+                  ) -> list[ipaddress.IPv4Address]:
+        """The IPv4 addresses on the node's LAN interface (or `ifname`)."""
         n = self.node(node) if isinstance(node, str) else node
-        out = ip("-n", n.ns, "-4", "-o", "addr", "show", "dev", n.ifname, check=False).stdout
-        return [ipaddress.IPv4Interface(line.split()[3]).ip for line in out.splitlines()
-                if " inet " in line]
+        reader = self._readers.get(n.ns)
+        if reader is None:
+            reader = self._readers[n.ns] = AddressReader(n.ns)
+        return reader.addresses(ifname or n.ifname)
 
     def holders(self, vip: str, online_only: bool = True) -> list[str]:
         target = ipaddress.IPv4Address(vip)
@@ -204,6 +357,9 @@ class Lan:
     # -- teardown -------------------------------------------------------------------------------
 
     def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers = {}
         for n in self.nodes:
             for proc in n.procs:
                 self.kill(proc, signal.SIGKILL, 2.0)

@@ -14,6 +14,11 @@ its own, so nothing else can delay an advert):
   the same name, VRID and interface keep their state (and take the new settings), removed ones
   stop as on SIGTERM (notify with DELETED), new ones start; scripts whose definition did not
   change keep their rise/fall state.
+* SIGUSR1 / SIGUSR2: keepalived's dumps, keepalived.data (the VRRP topology: states,
+  priorities, timers, addresses) and keepalived.stats (per-instance counters, stats.py), written
+  to $TMPDIR (default /tmp) as keepalived writes them to /tmp. A datagram the socket could not
+  decode counts against the instance of the VRID in its header, like every other drop; one whose
+  VRID no instance has is counted as the daemon's own.
 
 The stdlib event loop is used (pyroute2's asyncio netlink does not run on uvloop).
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -33,7 +39,8 @@ from halb.config.keepalived_model import KeepalivedConfig, VrrpInstance, VrrpScr
 from halb.vrrp.addresses import Announcer, Netlink
 from halb.vrrp.instance import Host, Instance, SyncGroup
 from halb.vrrp.notify import Notifier, ScriptRunner
-from halb.vrrp.socket import VrrpSocket
+from halb.vrrp.socket import Rejected, VrrpSocket
+from halb.vrrp.stats import format_data, format_stats
 from halb.vrrp.tracking import LinkWatcher, ScriptTracker
 
 Loader = Callable[[], KeepalivedConfig]
@@ -96,11 +103,39 @@ class Daemon:
 
     def _readable(self, sock: VrrpSocket) -> None:
         for rx in sock.read():
-            inst = self._by_vrid.get((sock.ifname, sock.family, rx.advert.vrid))
+            vrid = rx.vrid if isinstance(rx, Rejected) else rx.advert.vrid
+            inst = self._by_vrid.get((sock.ifname, sock.family, vrid))
             if inst is None:
-                self.drops["unknown_vrid"] += 1
-                continue
-            inst.receive(rx)
+                self.drops[rx.reason if isinstance(rx, Rejected) else "unknown_vrid"] += 1
+                if self.detail:
+                    self.log(rx.message if isinstance(rx, Rejected) else
+                             f"VRRP packet received on {sock.ifname} for unknown VRID {vrid}")
+            elif isinstance(rx, Rejected):
+                inst.reject(rx.reason, rx.message)
+            else:
+                inst.receive(rx)
+
+    # -- keepalived's dump files ---------------------------------------------------------------
+
+    def dump_dir(self) -> str:
+        return os.environ.get("TMPDIR") or "/tmp"
+
+    def dump(self, what: str) -> str:
+        """Write keepalived.stats ("stats") or keepalived.data ("data"); returns the path."""
+        insts = list(self.instances.values())
+        if what == "stats":
+            self.log(f"Printing VRRP stats for process({os.getpid()}) on signal")
+            text = format_stats([(i.name, i.stats) for i in insts], self.drops)
+        else:
+            self.log(f"Printing VRRP data for process({os.getpid()}) on signal")
+            text = format_data(i.view() for i in insts)
+        path = os.path.join(self.dump_dir(), f"keepalived.{what}")
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return path
 
     def _index(self) -> None:
         self._by_vrid = {(i.conf.interface or "", i.conf.family, i.conf.virtual_router_id): i
@@ -245,7 +280,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._loop = loop
         for sig, event in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"),
-                           (signal.SIGHUP, "reload")):
+                           (signal.SIGHUP, "reload"), (signal.SIGUSR1, "data"),
+                           (signal.SIGUSR2, "stats")):
             loop.add_signal_handler(sig, self._events.put_nowait, event)
         try:
             await self.start()
@@ -253,6 +289,13 @@ class Daemon:
                 event = await self._events.get()
                 if event == "stop":
                     break
+                if event in ("data", "stats"):
+                    try:
+                        self.dump(event)
+                    except OSError as e:
+                        self.log(f"Can't open {self.dump_dir()}/keepalived.{event} "
+                                 f"({e.errno}: {e.strerror})")
+                    continue
                 await self.reload()
         finally:
             await self.stop()

@@ -54,8 +54,10 @@ from halb.vrrp.machine import (
     State,
     StateChanged,
 )
+from halb.vrrp.notify_args import Scripts
 from halb.vrrp.priority import Tracker, evaluate
 from halb.vrrp.socket import Received, interface_ipv4, interface_ipv6_link_local
+from halb.vrrp.stats import InstanceStats, InstanceView, count_drop
 
 if TYPE_CHECKING:
     from halb.vrrp.addresses import Announcer, Netlink
@@ -113,6 +115,7 @@ class Instance:
         self.conf = conf
         self.sync: SyncGroup | None = None
         self.drops: Counter[str] = Counter()
+        self.stats = InstanceStats()
         self.own_fault = False
         self.holds_vips = False
         self._timer: asyncio.TimerHandle | None = None
@@ -260,17 +263,26 @@ class Instance:
             packet.check(rx.advert, packet.Expect(conf.version, *self.auth, conf.advert_int_cs,
                                                   None if skip else self.advertised))
         except packet.PacketError as err:
-            self.drops[err.reason] += 1
-            if self.host.detail or err.reason not in self._logged:
-                self._logged.add(err.reason)
-                self.log(str(err))
+            self.reject(err.reason, str(err))
             return
+        self.stats.advert_rcvd += 1
+        if rx.advert.priority == 0:
+            self.stats.pri_zero_rcvd += 1
         if (conf.version == 3 and conf.family == 4 and rx.advert.checksum is not None
                 and rx.advert.checksum is not self.checksum and rx.advert.priority):
             self.checksum = rx.advert.checksum
             if self.checksum is packet.Checksum.PSEUDO_MCAST:
                 self.log("Setting unicast VRRPv3 checksum to old version")
         self.apply(self.machine.receive(rx.advert, rx.src, self.host.loop.time()))
+
+    def reject(self, reason: str, message: str) -> None:
+        """A dropped advert of this VRID (here or, before dispatch, in the socket): counted, and
+        logged the first time per reason (every time with -D)."""
+        self.drops[reason] += 1
+        count_drop(self.stats, reason)
+        if self.host.detail or reason not in self._logged:
+            self._logged.add(reason)
+            self.log(message)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -323,6 +335,9 @@ class Instance:
         advert = packet.Advert(c.version, c.virtual_router_id, priority, self.advertised,
                                c.advert_int_cs, *(self.auth if c.version == 2
                                                   else (packet.AUTH_NONE, b"")))
+        self.stats.advert_sent += 1
+        if priority == 0:
+            self.stats.pri_zero_sent += 1
         for dst, ttl in self.destinations:
             try:
                 self.sock.send(advert, self.src, dst, ttl, self.checksum)
@@ -336,13 +351,35 @@ class Instance:
         name = act.new.value
         if act.new is State.STOP:
             name = getattr(self, "_stop_state", "STOP")
-        specific = {"MASTER": c.notify_master, "BACKUP": c.notify_backup,
-                    "FAULT": c.notify_fault, "STOP": c.notify_stop,
-                    "DELETED": c.notify_stop}.get(name)
-        self.host.notifier.state_changed("INSTANCE", c.name, name, act.priority, specific,
-                                         c.notify)
+        if act.new is State.MASTER:
+            self.stats.become_master += 1
+        if act.old is State.MASTER:
+            self.stats.release_master += 1
+        scripts = Scripts(c.notify_master, c.notify_backup, c.notify_fault, c.notify_stop,
+                          c.notify)
+        self.host.notifier.state_changed("INSTANCE", c.name, name, act.priority, scripts)
         if self.sync is not None:
             self.sync.member_changed(self, act.old, act.new)
+
+    def view(self) -> InstanceView:
+        """What keepalived.data shows of this instance."""
+        c, m = self.conf, self.machine
+        master = m.master if m.state is not State.MASTER else self.src
+        vips = tuple(f"{v.address.ip if v.address.network.prefixlen in (32, 128) else v.address}"
+                     f" dev {v.dev or c.interface} scope {v.scope or 'global'}"
+                     + (f" label {v.label}" if v.label else "") for v in self.conf.vips)
+        scripts, links = self.tracked()
+        return InstanceView(
+            name=c.name, version=c.version, state=m.state.value, wantstate=c.state,
+            master_router=master, master_priority=m.priority if m.state is State.MASTER else 0,
+            interface=c.interface or "", src_ip=self.src,
+            destinations=tuple(d for d, _ in self.destinations),
+            unicast=bool(c.unicast_peers), vrid=c.virtual_router_id,
+            base_priority=m.base_priority, effective_priority=m.priority,
+            advert_int=c.advert_int, master_down_us=m.down_us, nopreempt=c.nopreempt,
+            auth=c.auth_type if c.version == 2 else None, auth_pass=c.auth_pass, vips=vips,
+            track_scripts=tuple((t.name, t.weight) for t in scripts),
+            track_interfaces=tuple((t.name, t.weight) for t in links))
 
     def _all_vips(self) -> list[VirtualIp]:
         return list(self.conf.vips) + list(self.conf.evips)
@@ -433,7 +470,6 @@ class SyncGroup:
                                                        State.FAULT, State.STOP):
                 self.state = common
                 c = self.conf
-                specific = {State.MASTER: c.notify_master, State.BACKUP: c.notify_backup,
-                            State.FAULT: c.notify_fault, State.STOP: c.notify_stop}[common]
-                self.host.notifier.state_changed("GROUP", c.name, common.value, 0, specific,
-                                                 c.notify)
+                scripts = Scripts(c.notify_master, c.notify_backup, c.notify_fault,
+                                  c.notify_stop, c.notify)
+                self.host.notifier.state_changed("GROUP", c.name, common.value, 0, scripts)

@@ -221,6 +221,12 @@ class Machine:
     # -- inputs -------------------------------------------------------------------------------
 
     @property
+    def down_us(self) -> int:
+        """What the Master_Down_Timer was last armed with, in microseconds (keepalived's
+        ms_down_timer, shown in keepalived.data)."""
+        return self._down_us
+
+    @property
     def next_deadline(self) -> float | None:
         times = [t for t in (self._down_at, self._adver_at, self._garp_at) if t is not None]
         return min(times) if times else None

@@ -10,10 +10,11 @@ Owns the process side of keepalived's notify.c for the VRRP role:
   itself), in its own session, stdin/stdout/stderr on /dev/null, as that user; after `timeout`
   seconds it sends SIGTERM and, a second later, SIGKILL. It returns the exit status (None on a
   timeout or when the script could not be started).
-* `Notifier.state_changed` runs an instance's (or a sync group's) notify_master / notify_backup /
-  notify_fault / notify_stop as written, then the generic `notify` with keepalived's four extra
-  arguments: INSTANCE|GROUP, the name, MASTER|BACKUP|FAULT|STOP|DELETED, the priority. Both start
-  at once without waiting for each other, as keepalived forks them; each has NOTIFY_TIMEOUT.
+* `Notifier.state_changed` starts what notify_args.commands says for a state change: an
+  instance's (or a sync group's) notify_master / notify_backup / notify_fault / notify_stop as
+  written, then the generic `notify` with keepalived's four extra arguments (INSTANCE|GROUP, the
+  name, MASTER|BACKUP|FAULT|STOP|DELETED, the priority). Both start at once without waiting for
+  each other, as keepalived forks them; each has NOTIFY_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from halb.config.keepalived_model import GlobalDefs, Script
+from halb.vrrp.notify_args import Scripts, commands
 
 NOTIFY_TIMEOUT = 30.0  # halb's choice: keepalived leaves notify scripts running unbounded
 KILL_GRACE = 1.0  # SIGTERM, then SIGKILL this much later
@@ -164,18 +166,16 @@ class Notifier:
         self.timeout = timeout
 
     def state_changed(self, kind: str, name: str, state: str, priority: int,
-                      specific: Script | None, generic: Script | None) -> None:
+                      scripts: Scripts) -> None:
         """kind is "INSTANCE" or "GROUP"; state MASTER|BACKUP|FAULT|STOP|DELETED."""
-        if specific is not None:
-            self._start(specific, ())
-        if generic is not None:
-            self._start(generic, (kind, name, state, str(priority)))
+        for script, argv in commands(kind, name, state, priority, scripts):
+            self._start(script, argv)
 
-    def _start(self, script: Script, extra: tuple[str, ...]) -> None:
+    def _start(self, script: Script, argv: tuple[str, ...]) -> None:
         try:
             resolved = self.runner.resolve(script)
         except ScriptError as e:
             self.runner.log(f"{e} ({script.command})")
             return
-        self.runner.spawn(Resolved(resolved.argv + extra, resolved.ids, resolved.user),
+        self.runner.spawn(Resolved((resolved.argv[0], *argv[1:]), resolved.ids, resolved.user),
                           self.timeout)

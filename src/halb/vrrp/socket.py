@@ -14,9 +14,12 @@ Owns the kernel side of sending and receiving adverts, as keepalived's vrrp_if.c
 * unicast peers (unicast_peer): the same socket sends to each peer; as keepalived, the TTL /
   hop limit 255 check applies to multicast adverts only.
 
-`read()` drains the socket and returns the adverts that decode; every datagram that does not
-is dropped and counted in `drops` under its packet.PacketError reason ("bad_ttl",
-"bad_checksum", ...). Per-instance checks (auth, interval, address list) are the instance's.
+`read()` drains the socket and returns, in arrival order, the adverts that decode (`Received`)
+and a `Rejected` for every datagram that does not: its packet.PacketError reason ("bad_ttl",
+"bad_checksum", ...), keepalived's log wording and the VRID its header names (if it is long
+enough to have one), so the daemon counts the drop against that instance as keepalived does;
+`drops` counts them per reason too. Per-instance checks (auth, interval, address list) are the
+instance's.
 """
 
 from __future__ import annotations
@@ -54,6 +57,26 @@ class Received:
     src: Address
     dst: Address
     ttl: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A datagram that did not decode: why (the PacketError reason and message) and the VRID
+    its VRRP header names (None when too short to have one)."""
+
+    reason: str
+    message: str
+    vrid: int | None
+
+
+def header_vrid(data: bytes, family: int) -> int | None:
+    """The VRID byte of a received datagram (IPv4: after the IP header), if present."""
+    off = 0
+    if family == 4:
+        if not data:
+            return None
+        off = (data[0] & 0x0F) * 4
+    return data[off + 1] if len(data) > off + 1 else None
 
 
 def interface_ipv4(ifname: str) -> ipaddress.IPv4Address | None:
@@ -168,9 +191,9 @@ class VrrpSocket:
 
     # -- receiving ------------------------------------------------------------------------------
 
-    def read(self, limit: int = 64) -> list[Received]:
-        """Drain up to `limit` datagrams; the ones that decode, in arrival order."""
-        out: list[Received] = []
+    def read(self, limit: int = 64) -> list[Received | Rejected]:
+        """Drain up to `limit` datagrams, in arrival order."""
+        out: list[Received | Rejected] = []
         space = socket.CMSG_SPACE(64)
         for _ in range(limit):
             try:
@@ -184,6 +207,7 @@ class VrrpSocket:
                 got = self._decode(data, ancdata, addr)
             except packet.PacketError as err:
                 self.drops[err.reason] += 1
+                out.append(Rejected(err.reason, str(err), header_vrid(data, self.family)))
                 continue
             self.received += 1
             out.append(got)
