@@ -1,5 +1,5 @@
-"""`halb <command>`, or busybox style: invoked as `nginx` (`keepalived`), halb is `halb nginx`
-(`halb keepalived`)."""
+"""`halb <command>`, or busybox style: invoked as `nginx` (`keepalived`, `ipvsadm`), halb is
+`halb nginx` (`halb keepalived`, `halb ipvsadm`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ USAGE = """usage: halb <command> [options]
 commands:
   nginx        the L7 reverse proxy / web server (reads nginx.conf; nginx's flags)
   keepalived   VRRP failover of virtual IPs (reads keepalived.conf; keepalived's flags)
+  ipvsadm      the L4 director's table, ipvsadm's grammar and output (--start-director runs one)
 
-Invoked through a link named nginx or keepalived, halb behaves as that command.
+Invoked through a link named nginx, keepalived or ipvsadm, halb behaves as that command.
 """
 
 
@@ -29,7 +30,14 @@ def _keepalived(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"nginx": _nginx, "keepalived": _keepalived}
+def _ipvsadm(argv: list[str]) -> int:
+    from halb.cli.ipvsadm import main
+
+    return main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"nginx": _nginx, "keepalived": _keepalived,
+                                                   "ipvsadm": _ipvsadm}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ PURE = [
     "halb.l4.ipvsadm_args",
     "halb.l4.ipvsadm_format",
     "halb.l4.ipvsadm_syntax",
+    "halb.l4.wire",
     "halb.l4.conntrack",
     "halb.l4.service",
 ]
