@@ -13,7 +13,9 @@ l4-ipvs.md §1), written against this base class:
   does. `peer_down` / `peer_up` are keepalived's reaction to a failed / recovered check without
   inhibit_on_failure: the real server leaves the list and is added back (at the head).
   `available(peer)` is the kernel's IP_VS_DEST_F_AVAILABLE (the dest is in the service, not in
-  the trash): lblc/lblcr cache entries may point at a dest that has left.
+  the trash): lblc/lblcr cache entries may point at a dest that has left. All state refers to
+  peers by reference (last_weight lives in `peer.extra`, as dest->last_weight does in the dest),
+  never by id(), so `copy.deepcopy(balancer)` gives a faithful twin to simulate picks with.
 * **The flags.** `peer.overloaded` is IP_VS_DEST_F_OVERLOAD; the director sets and clears it from
   the -x/-y thresholds (reference §2.6), the schedulers only read it, each exactly where its C
   source tests it. Weight 0 is "quiesced": no scheduler returns it for a new connection.
@@ -43,6 +45,7 @@ M64 = (1 << 64) - 1
 GOLDEN_RATIO_32 = 0x61C88647
 
 SCHED1, SCHED2, SCHED3 = 1, 2, 3
+LAST_WEIGHT = "ipvs.last_weight"  # key in Peer.extra
 _GENERIC_FLAGS = {"flag-1": SCHED1, "flag-2": SCHED2, "flag-3": SCHED3}
 _NAMED_FLAGS = {"sh-fallback": ("sh", SCHED1), "sh-port": ("sh", SCHED2),
                 "mh-fallback": ("mh", SCHED1), "mh-port": ("mh", SCHED2)}
@@ -189,9 +192,8 @@ class IpvsBalancer(Balancer):
         super().__init__(peers, backup, **params)
         self.flags = parse_sched_flags(self.name, sched_flags)
         self.dests: list[Peer] = [p for p in self.peers if not p.down and p.healthy]
-        self._in: set[int] = {id(p) for p in self.dests}
-        # dest->last_weight: the latest non-zero weight (set on add whatever the weight)
-        self.last_weight: dict[int, int] = {id(p): p.weight for p in self.peers}
+        for p in self.peers:
+            p.extra[LAST_WEIGHT] = p.weight
         self.init_service()
 
     # -- scheduler hooks (ip_vs_scheduler's init_service / add_dest / del_dest / upd_dest) -----
@@ -212,7 +214,12 @@ class IpvsBalancer(Balancer):
 
     def available(self, peer: Peer) -> bool:
         """IP_VS_DEST_F_AVAILABLE: the dest is in the service's list."""
-        return id(peer) in self._in
+        return any(d is peer for d in self.dests)
+
+    @staticmethod
+    def last_weight(peer: Peer) -> int:
+        """dest->last_weight: the latest non-zero weight (set on add whatever the weight)."""
+        return int(peer.extra.get(LAST_WEIGHT, peer.weight))
 
     def _index(self, peer: Peer) -> int:
         for i, d in enumerate(self.dests):
@@ -228,14 +235,12 @@ class IpvsBalancer(Balancer):
             peer.index = len(self.peers)
             self.peers.append(peer)
         self.dests.insert(0, peer)
-        self._in.add(id(peer))
-        self.last_weight[id(peer)] = peer.weight
+        peer.extra[LAST_WEIGHT] = peer.weight
         self.dest_added(peer)
 
     def _unlink(self, peer: Peer) -> None:
         index = self._index(peer)
         del self.dests[index]
-        self._in.discard(id(peer))
         self.dest_removed(peer, index)
 
     def del_dest(self, peer: Peer) -> None:
@@ -246,7 +251,7 @@ class IpvsBalancer(Balancer):
     def edit_dest(self, peer: Peer, weight: int) -> None:
         """ipvsadm -e -w: the new weight; last_weight keeps the latest non-zero one."""
         if weight != 0:
-            self.last_weight[id(peer)] = weight
+            peer.extra[LAST_WEIGHT] = weight
         peer.weight = weight
         peer.effective_weight = weight
         if self.available(peer):

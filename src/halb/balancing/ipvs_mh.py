@@ -124,7 +124,7 @@ class IpvsMaglevHash(IpvsBalancer):
 
     def turns(self) -> list[int]:
         """Entries per round for each dest (ip_vs_mh_gcd_weight / shift_weight / permutate)."""
-        lws = [self.last_weight.get(id(d), d.weight) for d in self.dests]
+        lws = [self.last_weight(d) for d in self.dests]
         g = 0
         for lw in lws:
             if lw > 0:

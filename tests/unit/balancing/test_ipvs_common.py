@@ -108,9 +108,9 @@ def test_del_edit_and_health() -> None:
     with pytest.raises(ConfigurationError):
         b.del_dest(bb)
     b.edit_dest(a, 0)
-    assert a.weight == 0 and b.last_weight[id(a)] == 1  # the latest non-zero weight stays
+    assert a.weight == 0 and b.last_weight(a) == 1  # the latest non-zero weight stays
     b.edit_dest(a, 7)
-    assert b.last_weight[id(a)] == 7
+    assert b.last_weight(a) == 7
     b.peer_down(c)
     assert not c.healthy and [d.name for d in b.dests] == ["A"] and c in b.peers
     assert b.pick(ctx()) is a

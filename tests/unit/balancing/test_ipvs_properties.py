@@ -105,3 +105,28 @@ def test_ipvs_invariants(sched_name: str, params: dict[str, Any], specs: list[di
             elif kind == "up":
                 b.peer_up(p)
                 assert b.available(p) or p.down
+
+
+@pytest.mark.parametrize("sched_name,params", SCHEDULERS)
+def test_deepcopy_is_a_faithful_twin(sched_name: str, params: dict[str, Any]) -> None:
+    # the nftables planner simulates picks on a deep copy: nothing may be keyed by id()
+    import copy
+
+    ps = [Peer(f"P{i}", host=f"198.18.0.{10 + i}", port=80, weight=1 + i % 3) for i in range(6)]
+    b = create(sched_name, ps, **params)
+    assert isinstance(b, IpvsBalancer)
+    b.edit_dest(ps[1], 0)  # last_weight and availability must survive the copy
+    ps[2].active = 3
+    twin = copy.deepcopy(b)
+
+    def run(bal: IpvsBalancer) -> list[str]:
+        rng = random.Random(5)
+        out = []
+        for i in range(300):
+            got = bal.pick(PickContext(now=i * 7.0, rng=rng, client=bytes([198, 18, 3, i % 251]),
+                                       port=1000 + i, daddr=bytes([198, 18, 9, i % 5])))
+            out.append("-" if got is None else got.name)
+        return out
+
+    assert run(twin) == run(b)
+    assert all(p not in ps for p in twin.dests)  # the twin has its own peers
