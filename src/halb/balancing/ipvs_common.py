@@ -192,8 +192,8 @@ class IpvsBalancer(Balancer):
         super().__init__(peers, backup, **params)
         self.flags = parse_sched_flags(self.name, sched_flags)
         self.dests: list[Peer] = [p for p in self.peers if not p.down and p.healthy]
-        for p in self.peers:
-            p.extra[LAST_WEIGHT] = p.weight
+        for p in self.peers:  # a dest keeps its last_weight across a scheduler change (-E -s)
+            p.extra.setdefault(LAST_WEIGHT, p.weight)
         self.init_service()
 
     # -- scheduler hooks (ip_vs_scheduler's init_service / add_dest / del_dest / upd_dest) -----

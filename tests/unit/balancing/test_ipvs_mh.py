@@ -184,3 +184,13 @@ def test_empty_and_flags() -> None:
     assert mh("A:0").pick(ctx(client="198.18.0.1")) is None  # no turns: empty table
     with pytest.raises(ConfigurationError):
         mh("A", sched_flags=["sh-port"])
+
+
+def test_last_weight_survives_a_scheduler_change() -> None:
+    # -E -s mh on a service with a quiesced dest: the dest keeps its last non-zero weight
+    ps = [Peer(f"s{i}", host=f"198.18.0.{10 + i}", port=80) for i in range(3)]
+    wlc = create("wlc", ps)
+    wlc.weight_changed(ps[1], 0)
+    b = create("mh", ps)
+    assert isinstance(b, IpvsMaglevHash) and b.turns() == [1, 1, 1]
+    assert any(p is ps[1] for p in b.table)
