@@ -196,6 +196,7 @@ class Lan:
         self._made: list[str] = []
         self.client_procs: list[subprocess.Popen[bytes]] = []
         self._readers: dict[str, AddressReader] = {}
+        self._readers_lock = threading.Lock()
 
     def __enter__(self) -> Lan:
         try:
@@ -326,9 +327,10 @@ class Lan:
                   ) -> list[ipaddress.IPv4Address]:
         """The IPv4 addresses on the node's LAN interface (or `ifname`)."""
         n = self.node(node) if isinstance(node, str) else node
-        reader = self._readers.get(n.ns)
-        if reader is None:
-            reader = self._readers[n.ns] = AddressReader(n.ns)
+        with self._readers_lock:  # samplers run on threads
+            reader = self._readers.get(n.ns)
+            if reader is None:
+                reader = self._readers[n.ns] = AddressReader(n.ns)
         return reader.addresses(ifname or n.ifname)
 
     def holders(self, vip: str, online_only: bool = True) -> list[str]:
@@ -357,9 +359,10 @@ class Lan:
     # -- teardown -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
-        self._readers = {}
+        with self._readers_lock:
+            for reader in self._readers.values():
+                reader.close()
+            self._readers = {}
         for n in self.nodes:
             for proc in n.procs:
                 self.kill(proc, signal.SIGKILL, 2.0)

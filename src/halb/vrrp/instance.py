@@ -54,7 +54,7 @@ from halb.vrrp.machine import (
     State,
     StateChanged,
 )
-from halb.vrrp.notify_args import Scripts
+from halb.vrrp.notify_args import Scripts, deleted_state
 from halb.vrrp.priority import Tracker, evaluate
 from halb.vrrp.socket import Received, interface_ipv4, interface_ipv6_link_local
 from halb.vrrp.stats import InstanceStats, InstanceView, count_drop
@@ -349,15 +349,17 @@ class Instance:
     def _state_changed(self, act: StateChanged) -> None:
         c = self.conf
         name = act.new.value
-        if act.new is State.STOP:
-            name = getattr(self, "_stop_state", "STOP")
+        deleted = act.new is State.STOP and getattr(self, "_stop_state", "STOP") == "DELETED"
+        if deleted:
+            name = deleted_state("notify_deleted" in c.other)
         if act.new is State.MASTER:
             self.stats.become_master += 1
         if act.old is State.MASTER:
             self.stats.release_master += 1
         scripts = Scripts(c.notify_master, c.notify_backup, c.notify_fault, c.notify_stop,
                           c.notify)
-        self.host.notifier.state_changed("INSTANCE", c.name, name, act.priority, scripts)
+        self.host.notifier.state_changed("INSTANCE", c.name, name, act.priority, scripts,
+                                         deleted)
         if self.sync is not None:
             self.sync.member_changed(self, act.old, act.new)
 

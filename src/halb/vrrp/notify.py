@@ -166,9 +166,9 @@ class Notifier:
         self.timeout = timeout
 
     def state_changed(self, kind: str, name: str, state: str, priority: int,
-                      scripts: Scripts) -> None:
+                      scripts: Scripts, deleted: bool = False) -> None:
         """kind is "INSTANCE" or "GROUP"; state MASTER|BACKUP|FAULT|STOP|DELETED."""
-        for script, argv in commands(kind, name, state, priority, scripts):
+        for script, argv in commands(kind, name, state, priority, scripts, deleted=deleted):
             self._start(script, argv)
 
     def _start(self, script: Script, argv: tuple[str, ...]) -> None:

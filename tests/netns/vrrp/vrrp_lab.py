@@ -1,10 +1,15 @@
 """Helpers of the VRRP netns tests: keepalived.conf text, the timer formulas, and `Cluster`,
 which starts halb or keepalived on the nodes of a halb.testing.netns.Lan, samples every 50 ms
 which online nodes hold the VIP, and measures takeovers (kept in TIMINGS for the summary).
+`Cluster` also reloads a node (SIGHUP with a new file), reads halb's keepalived.stats /
+keepalived.data dumps (each node has its own TMPDIR) and waits for log lines; `Recorder` is a
+notify script that writes down every argv it is started with.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
 import signal
 import subprocess
@@ -54,6 +59,34 @@ vrrp_instance VI_1 {{
 """
 
 
+class Recorder:
+    """A notify script (sh) that appends one line per start to `path`: its arguments, each in
+    brackets, so word boundaries show ("[master][two words][$HOME;x]")."""
+
+    def __init__(self, tmp: pathlib.Path, name: str = "record.sh") -> None:
+        self.path = tmp / f"{name}.out"
+        self.script = tmp / name
+        self.script.write_text(f"#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\"; done "
+                               f">> {self.path}.$$\necho >> {self.path}.$$\n"
+                               f"cat {self.path}.$$ >> {self.path}\nrm -f {self.path}.$$\n")
+        self.script.chmod(0o755)
+
+    def lines(self) -> list[list[str]]:
+        if not self.path.exists():
+            return []
+        return [line[1:-1].split("][") for line in self.path.read_text().splitlines()
+                if line.startswith("[")]
+
+    def wait(self, count: int, timeout: float) -> list[list[str]]:
+        end = time.monotonic() + timeout
+        while len(self.lines()) < count:
+            if time.monotonic() > end:
+                raise AssertionError(f"{self.path}: {len(self.lines())} of {count} notify "
+                                     f"runs in {timeout:.1f}s: {self.lines()}")
+            time.sleep(0.02)
+        return self.lines()
+
+
 class Cluster:
     """Daemons on the nodes of a Lan, with a VIP sampler."""
 
@@ -67,10 +100,14 @@ class Cluster:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.keepalived: str | None = None  # the binary, set by tests that run it
+        self.conf_paths: dict[str, pathlib.Path] = {}
+        self.impls: dict[str, str] = {}
 
     def start(self, node: str, impl: str, conf: str) -> subprocess.Popen[bytes]:
-        path = self.tmp / f"{node}-{len(self.procs)}.conf"
+        path = self.tmp / f"{node}-{len(self.conf_paths)}.conf"
         path.write_text(conf)
+        self.conf_paths[node] = path
+        self.impls[node] = impl
         pids = [str(self.tmp / f"{node}.{k}.pid") for k in ("main", "vrrp", "check")]
         if impl == "halb":
             argv = [*HALB, "keepalived", "-n", "-l", "-D", "-P", "-f", str(path), "-p", pids[0],
@@ -82,10 +119,50 @@ class Cluster:
         log = open(self.tmp / f"{node}.log", "ab")  # noqa: SIM115 - kept for the process
         log.write(f"--- {impl}: {' '.join(argv)}\n".encode())
         log.flush()
-        proc = self.lan.popen(node, argv, stdout=log, stderr=subprocess.STDOUT)
+        env = {**os.environ, "TMPDIR": str(self.tmpdir(node))}
+        proc = self.lan.popen(node, argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         self.procs[node] = proc
         return proc
+
+    def tmpdir(self, node: str) -> pathlib.Path:
+        path = self.tmp / f"{node}.tmp"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def vrrp_pid(self, node: str) -> int:
+        return int((self.tmp / f"{node}.vrrp.pid").read_text().split()[0])
+
+    def reload(self, node: str, conf: str) -> None:
+        """Write `conf` over the node's file and SIGHUP its main process."""
+        self.conf_paths[node].write_text(conf)
+        self.procs[node].send_signal(signal.SIGHUP)
+
+    def dump(self, node: str, what: str = "stats", timeout: float = 5.0) -> str:
+        """halb's keepalived.stats / keepalived.data of `node` (SIGUSR2 / SIGUSR1 to the main
+        process, which forwards it to the VRRP child)."""
+        path = self.tmpdir(node) / f"keepalived.{what}"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self.procs[node].send_signal(signal.SIGUSR2 if what == "stats" else signal.SIGUSR1)
+        end = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > end:
+                raise AssertionError(f"{node} wrote no {path.name}\n{self.log(node)[-2000:]}")
+            time.sleep(0.02)
+        return path.read_text()
+
+    def wait_log(self, node: str, text: str, timeout: float, after: int = 0) -> int:
+        """Wait until the node's log has `text` at or after offset `after`; its offset."""
+        end = time.monotonic() + timeout
+        while True:
+            found = self.log(node).find(text, after)
+            if found >= 0:
+                return found
+            if time.monotonic() > end:
+                raise AssertionError(f"{node}: no {text!r} in {timeout:.1f}s\n"
+                                     f"{self.log(node)[-3000:]}")
+            time.sleep(0.02)
 
     def log(self, node: str) -> str:
         path = self.tmp / f"{node}.log"
@@ -113,7 +190,10 @@ class Cluster:
 
     def crash(self, node: str) -> float:
         self.procs.pop(node, None)
-        return self.lan.crash(node)
+        t = self.lan.crash(node)
+        for kind in ("main", "vrrp", "check"):  # a rebooted host starts with an empty /run
+            (self.tmp / f"{node}.{kind}.pid").unlink(missing_ok=True)
+        return t
 
     # -- observing ------------------------------------------------------------------------------
 
@@ -151,6 +231,9 @@ class Cluster:
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
+
+    def samples_since(self, t: float) -> list[tuple[float, tuple[str, ...]]]:
+        return [(ts, h) for ts, h in list(self.samples) if ts >= t]
 
     def longest_overlap(self) -> float:
         """The longest time two online nodes held the VIP at once, from the samples."""

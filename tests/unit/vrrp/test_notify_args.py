@@ -7,7 +7,7 @@ import pytest
 
 from halb.config.keepalived import load_text
 from halb.config.keepalived_model import Script
-from halb.vrrp.notify_args import Scripts, commands
+from halb.vrrp.notify_args import Scripts, commands, deleted_state
 
 CONF = """vrrp_instance VI_1 {
     interface eth0
@@ -47,11 +47,21 @@ def test_master_specific_as_written_then_generic_with_four_arguments() -> None:
     ("BACKUP", ("/etc/keepalived/backup.sh",)),
     ("FAULT", ("/etc/keepalived/fault.sh", "fault")),
     ("STOP", ("/etc/keepalived/stop.sh",)),
-    ("DELETED", ("/etc/keepalived/stop.sh",)),
 ])
 def test_each_state_runs_its_script(state: str, specific: tuple[str, ...]) -> None:
     assert argvs(state, 90) == [specific, ("/etc/keepalived/notify.sh", "INSTANCE", "VI_1",
                                            state, "90")]
+
+
+@pytest.mark.parametrize(("notify_deleted", "state"), [(False, "FAULT"), (True, "DELETED")])
+def test_an_instance_removed_by_a_reload_runs_only_the_generic_script(
+        notify_deleted: bool, state: str) -> None:
+    """keepalived 2.2.7, recorded: FAULT (DELETED with notify_deleted), no notify_fault /
+    notify_stop."""
+    assert deleted_state(notify_deleted) == state
+    got = commands("INSTANCE", "VI_1", state, 150, scripts_of(CONF), deleted=True)
+    assert [argv for _, argv in got] == [
+        ("/etc/keepalived/notify.sh", "INSTANCE", "VI_1", state, "150")]
 
 
 def test_only_what_is_configured_runs() -> None:
