@@ -211,6 +211,15 @@ class L4Net:
         return proc, names
 
     @staticmethod
+    def again(proc: subprocess.Popen[bytes]) -> list[str | None]:
+        """One more request on every connection `hold` keeps: the names that answer."""
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"again\n")
+        proc.stdin.flush()
+        names: list[str | None] = json.loads(proc.stdout.readline())["names"]
+        return names
+
+    @staticmethod
     def release(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(BrokenPipeError, OSError):
             if proc.stdin:

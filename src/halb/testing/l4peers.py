@@ -10,7 +10,8 @@
   addresses), sends one request on each, and prints one JSON object: the names answered, in
   order (``null`` for a connection that failed), and the bytes sent and received. ``--hold``
   keeps every connection open until stdin closes (long-lived connections for the
-  least-connection schedulers); the names are printed as soon as all are open.
+  least-connection schedulers); the names are printed as soon as all are open, and each line
+  read from stdin sends one more request on every held connection and prints the names again.
 
 Only standard library, no halb imports: the processes start fast.
 """
@@ -89,6 +90,12 @@ def _one(to: tuple[str, int], source: str | None, timeout: float) -> tuple[str |
         s.bind((source, 0))
     s.connect(to)
     s.sendall(REQUEST)
+    body, total = _response(s)
+    return body.decode(), len(REQUEST), total, s
+
+
+def _response(s: socket.socket) -> tuple[bytes, int]:
+    """One response: its body and its length with the head."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = s.recv(4096)
@@ -105,7 +112,7 @@ def _one(to: tuple[str, int], source: str | None, timeout: float) -> tuple[str |
         if not chunk:
             break
         body += chunk
-    return body.decode(), len(REQUEST), len(head) + 4 + len(body), s
+    return body, len(head) + 4 + len(body)
 
 
 def probe(to: tuple[str, int], count: int, sources: list[str], hold: bool, udp: bool,
@@ -138,7 +145,15 @@ def probe(to: tuple[str, int], count: int, sources: list[str], hold: bool, udp: 
             names.append(None)
     print(json.dumps({"names": names, "sent": sent, "received": received}), flush=True)
     if hold:
-        sys.stdin.read()
+        for _ in sys.stdin:  # each line: one more request on every held connection
+            again: list[str | None] = []
+            for s in held:
+                try:
+                    s.sendall(REQUEST)
+                    again.append(_response(s)[0].decode())
+                except OSError:
+                    again.append(None)
+            print(json.dumps({"names": again}), flush=True)
         for s in held:
             s.close()
 

@@ -20,7 +20,8 @@ After the director folds that into its table, the count-driven schedulers (lc, w
 ovf, fo, lblc, lblcr, twos) and the -x/-y thresholds are planned again from the new counts, so
 the kernel's sequence follows them within a tick.
 
-Start deletes any halb table left by a crashed run; stop deletes the tables (the ruleset, the
+Start deletes any halb table left by a crashed run (and, with conntrack-tools installed, the
+conntrack entries it marked); stop deletes the tables (the ruleset, the
 counters, the persistence and flow maps with them) and puts ip_forward back as it found it.
 Conntrack entries of NAT connections stay until they time out, as the kernel keeps them.
 
@@ -203,9 +204,14 @@ class NftablesDataPlane(DataPlane):
         if self.nft is None:
             raise DataPlaneError("nft not found: install the nftables package")
         self._routes = Routes()
-        # a table left by a crashed run goes first
+        # a table left by a crashed run goes first, with the conntrack entries it marked (their
+        # marks would be counted for the new run's real servers)
         self._run(nft_rules.remove("ip", self.table_name)
                   + nft_rules.remove("netdev", self.table_name))
+        tool = shutil.which("conntrack")
+        if tool is not None:
+            subprocess.run([tool, "-D", "--mark", f"{nft_rules.TAG:#x}/{nft_rules.TAG_MASK:#x}"],
+                           capture_output=True, timeout=NFT_TIMEOUT)
         with contextlib.suppress(OSError):
             with open(IP_FORWARD) as f:
                 self._forward_before = f.read().strip()

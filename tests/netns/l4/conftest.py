@@ -1,0 +1,85 @@
+"""The L4 role in network namespaces: an LVS topology (halb.testing.l4net.L4Net: client,
+director, three real servers on 198.18.0.0/15), a director process on it (l4lab.Director:
+`halb ipvsadm --start-director`), both removed after each test, also when it fails.
+
+`lab(mode, dataplane)` gives (net, director); `scratch` a bare namespace with one veth pair for
+checking rulesets against the real nft.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from l4lab import Director
+
+from halb.testing.l4net import L4Net
+from halb.testing.netns import ip, ns_exists
+
+Lab = Callable[..., tuple[L4Net, Director]]
+
+
+def require(name: str) -> str:
+    """A peer binary, or skip (fail under CI=true, as tests/conftest.py's require_binary)."""
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    reason = f"{name} is not installed (make test installs it when run as root)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: this test must not be skipped)")
+    pytest.skip(reason)
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def nft_binary() -> str:
+    return require("nft")
+
+
+@pytest.fixture
+def lab(root: None, nft_binary: str, tmp_path: pathlib.Path) -> Iterator[Lab]:
+    made: list[tuple[L4Net, Director | None]] = []
+
+    def build(mode: str = "nat", dataplane: str = "nftables", **kw: object
+              ) -> tuple[L4Net, Director]:
+        net = L4Net(mode, prefix=f"l4{os.getpid() % 10000}{len(made)}", **kw)  # type: ignore[arg-type]
+        made.append((net, None))
+        net.__enter__()
+        tmp = tmp_path / f"lab{len(made)}"
+        tmp.mkdir()
+        director = Director(net, dataplane, tmp)
+        made[-1] = (net, director)
+        return net, director
+
+    try:
+        yield build
+    finally:
+        for net, director in reversed(made):
+            try:
+                if director is not None:
+                    director.close()
+            finally:
+                net.close()
+
+
+@pytest.fixture
+def scratch(root: None, nft_binary: str) -> Iterator[str]:
+    name = f"l4nft{os.getpid() % 100000}"
+    if ns_exists(name):
+        ip("netns", "del", name)
+    ip("netns", "add", name)
+    try:
+        ip("-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+        for dev in ("lo", "eth0", "eth1"):
+            ip("-n", name, "link", "set", dev, "up")
+        yield name
+    finally:
+        ip("netns", "del", name, check=False)
+

@@ -1,0 +1,89 @@
+"""Helpers of the L4 netns tests: a director process in the topology's director namespace,
+driven with `halb ipvsadm` over its control socket.
+
+`Director(net, dataplane, tmp)` runs `halb ipvsadm --start-director --dataplane <dp>` inside
+the director's namespace (a unix socket in `tmp`), `ipvsadm(...)` runs `halb ipvsadm` against
+it, and `close()` stops it with SIGTERM (the data plane removes what it created) and, if that
+fails, kills it and deletes the halb nft tables itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from halb.testing.l4net import L4Net
+
+HERE = pathlib.Path(__file__).resolve().parent
+HALB = [sys.executable, "-m", "halb"]
+
+
+def make_director(dataplane: str = "userspace") -> object:
+    """--director-factory: a Director with the named data plane."""
+    from halb.l4.director import Director
+
+    if dataplane == "nftables":
+        from halb.l4.dataplane.nftables import NftablesDataPlane
+
+        return Director(NftablesDataPlane(), interval=0.5)
+    from halb.l4.dataplane.userspace import UserspaceDataPlane
+
+    return Director(UserspaceDataPlane(), interval=0.5)
+
+
+def nft(ns: str, text: str) -> subprocess.CompletedProcess[str]:
+    """`nft -f -` with `text` inside namespace `ns`."""
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text,
+                          capture_output=True, text=True, timeout=30)
+
+
+class Director:
+    def __init__(self, net: L4Net, dataplane: str, tmp: pathlib.Path) -> None:
+        self.net = net
+        self.dataplane = dataplane
+        self.socket = str(tmp / "ipvsadm.sock")
+        self.log = tmp / "director.log"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(HERE), os.environ.get("PYTHONPATH", "")]))
+        self._logf = open(self.log, "w")  # noqa: SIM115 (closed in close())
+        self.proc = net.popen(net.director_ns, [
+            *HALB, "ipvsadm", "--start-director", "--dataplane", dataplane,
+            "--socket", self.socket, "--director-factory", "l4lab:make_director"],
+            stderr=self._logf, stdout=self._logf, env=env)
+        end = time.monotonic() + 20
+        while "listening" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"the director did not start: {self.log.read_text()}")
+            time.sleep(0.05)
+
+    def ipvsadm(self, *args: str, check: bool = True, stdin: str | None = None
+                ) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, HALB_IPVSADM_SOCKET=self.socket)
+        out = subprocess.run([*HALB, "ipvsadm", *args], capture_output=True, text=True,
+                             timeout=30, env=env, input=stdin)
+        if check and out.returncode != 0:
+            raise AssertionError(f"ipvsadm {' '.join(args)} -> {out.returncode}: {out.stderr}")
+        return out
+
+    def nft_tables(self) -> str:
+        return self.net.director(["nft", "list", "tables"]).stdout
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if "halb" in self.nft_tables():  # a director that died leaves its tables: not ours
+            for family in ("ip", "netdev"):
+                self.net.director(["nft", "delete", "table", family, "halb"])
+        self._logf.close()
