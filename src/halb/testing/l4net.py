@@ -236,10 +236,15 @@ class L4Net:
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
     @staticmethod
     def _kill_ns(name: str) -> None:
@@ -249,8 +254,7 @@ class L4Net:
 
     def close(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                self._kill(proc)
+            self._kill(proc)
         self.procs = []
         for s in self.servers:
             s.procs = []

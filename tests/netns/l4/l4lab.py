@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from halb.testing.l4net import L4Net
 
@@ -87,3 +88,65 @@ class Director:
             for family in ("ip", "netdev"):
                 self.net.director(["nft", "delete", "table", family, "halb"])
         self._logf.close()
+
+
+# -- what the tests read ---------------------------------------------------------------------------
+
+
+def wait_for(what: Callable[[], object], timeout: float = 10.0, step: float = 0.1) -> object:
+    """Poll until `what()` is truthy (returned) or fail after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        got = what()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"still false after {timeout}s: {what}")
+        time.sleep(step)
+
+
+def dests(listing: str) -> dict[str, list[str]]:
+    """The real server rows of an `ipvsadm -L -n` listing: {"addr:port": [columns...]}."""
+    rows = {}
+    for line in listing.splitlines():
+        if line.startswith("  -> ") and not line.startswith("  -> RemoteAddress"):
+            cols = line.split()
+            rows[cols[1]] = cols[2:]
+    return rows
+
+
+def services(listing: str) -> dict[str, list[str]]:
+    """The service rows of a listing: {"TCP 198.18.0.100:80": [columns...]}."""
+    rows = {}
+    for line in listing.splitlines():
+        if line[:4] in ("TCP ", "UDP ") and not line.startswith("Prot"):
+            cols = line.split()
+            rows[f"{cols[0]} {cols[1]}"] = cols[2:]
+    return rows
+
+
+def expected_sequence(scheduler: str, weights: list[int], n: int,
+                      flags: tuple[str, ...] = ()) -> list[str]:
+    """The first `n` picks of halb's own IPVS scheduler (l4/service.py, the user-space data
+    plane's) for real servers rs1, rs2... added in that order with `weights`: the oracle the
+    kernel data plane's exact schedulers must reproduce."""
+    import random
+
+    from halb.balancing.base import PickContext
+    from halb.l4.model import Command, DestSpec, Forward, Op, Proto, ServiceKey, ServiceSpec
+    from halb.l4.nft_plan import clone
+    from halb.l4.service import ServiceTable
+
+    table = ServiceTable()
+    key = ServiceKey(Proto.TCP, "198.18.0.100", 80)
+    table.apply(Command(Op.ADD_SERVICE, ServiceSpec(key, scheduler, sched_flags=flags)), 0)
+    names = {}
+    for i, w in enumerate(weights, 1):
+        addr = f"198.18.1.{10 + i}"
+        names[addr] = f"rs{i}"
+        table.apply(Command(Op.ADD_DEST, ServiceSpec(key), DestSpec(addr, 80, Forward.MASQ, w)),
+                    0)
+    balancer, _ = clone(table.services[key].balancer)
+    ctx = PickContext(now=0, rng=random.Random(0), daddr=bytes([198, 18, 0, 100]))
+    picks = [balancer.pick(ctx) for _ in range(n)]
+    return [names[p.host] if p is not None else "none" for p in picks]
