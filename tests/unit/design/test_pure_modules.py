@@ -38,6 +38,8 @@ PURE = [
     "halb.config.keepalived_lvs_parse",
     "halb.config.keepalived_lvs_vs",
     "halb.config.keepalived_lvs_check",
+    "halb.health.events",
+    "halb.health.state",
     "halb.vrrp.packet",
     "halb.vrrp.machine",
     "halb.vrrp.priority",
