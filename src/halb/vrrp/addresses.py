@@ -14,6 +14,13 @@ Owns what keepalived's vrrp_ipaddress.c and vrrp_arp.c / vrrp_ndisc.c do to the 
   `repeat` times, `interval` apart (vrrp_garp_interval / vrrp_gna_interval; 0: back to back).
   When and how often a burst goes out (garp_master_delay / _repeat / _refresh) is decided by the
   state machine (machine.SendGratuitous); this module only sends.
+
+  The ARP socket is opened with the announcer (at the daemon's start, as keepalived registers
+  its "gratuitous ARP shared channel"), not at the first takeover, and with protocol 0 and no
+  bind: a packet socket bound to a protocol registers a receive hook, and that bind waits for an
+  RCU grace period (synchronize_net, 8-16 ms measured) - a delay that would sit between the VIP
+  being configured and the first gratuitous ARP of every first takeover. Frames are sent with
+  sendto() naming the interface and ETH_P_ARP, so nothing is ever received on it.
 """
 
 from __future__ import annotations
@@ -183,17 +190,18 @@ def na_message(mac: bytes, vip: ipaddress.IPv6Address, router: bool = False) -> 
 class Announcer:
     """Gratuitous ARP / unsolicited NA sender for the VIPs of one interface."""
 
-    def __init__(self, ifname: str) -> None:
+    def __init__(self, ifname: str, ipv4: bool = True) -> None:
         self.ifname = ifname
         self.ifindex = socket.if_nametoindex(ifname)
         self.sent = 0
         self._arp: socket.socket | None = None
         self._icmp6: socket.socket | None = None
+        if ipv4:
+            self._arp_socket()
 
     def _arp_socket(self) -> socket.socket:
         if self._arp is None:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-            s.bind((self.ifname, ETH_P_ARP))
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # 0: no receive hook
             s.setblocking(False)
             self._arp = s
         return self._arp
@@ -213,7 +221,7 @@ class Announcer:
         for vip in vips:
             try:
                 if isinstance(vip, ipaddress.IPv4Address):
-                    self._arp_socket().send(arp_frame(mac, vip))
+                    self._arp_socket().sendto(arp_frame(mac, vip), (self.ifname, ETH_P_ARP))
                 else:
                     ll = interface_ipv6_link_local(self.ifname)
                     cmsg = []

@@ -207,8 +207,17 @@ class Daemon:
                 self.instances[inst.key] = inst
         self._index()
         self._groups(self.config, host)
+        self._open_announcers()
         for inst in self.instances.values():
             await inst.start()
+
+    def _open_announcers(self) -> None:
+        """The gratuitous ARP senders of every interface a VIP may go on, opened now so a
+        takeover never waits for a socket (addresses.Announcer)."""
+        for inst in self.instances.values():
+            for dev in {v.dev or inst.conf.interface or "" for v in inst.all_vips()}:
+                with contextlib.suppress(OSError):
+                    self._announcer(dev)
 
     async def reload(self) -> bool:
         self.log("Reloading")
@@ -241,6 +250,7 @@ class Daemon:
         self.config = config
         self._index()
         self._groups(config, host)
+        self._open_announcers()
         for inst in started:
             await inst.start()
         for inst in self.instances.values():

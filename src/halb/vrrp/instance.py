@@ -208,7 +208,7 @@ class Instance:
 
     async def start(self) -> None:
         present = await self.host.netlink.present(self.conf.interface or "")
-        stale = [v for v in self._all_vips() if v.ip in present]
+        stale = [v for v in self.all_vips() if v.ip in present]
         if stale:
             self.log("removing VIPs.")
             for vip in stale:
@@ -236,12 +236,12 @@ class Instance:
 
     def update(self, conf: VrrpInstance) -> None:
         """A reload with the same name/VRID/interface: new settings, same state."""
-        old_vips = self._all_vips()
+        old_vips = self.all_vips()
         self._setup(conf)
         self.machine.params = self.params
         self.machine.base_priority = conf.priority
         if self.state is State.MASTER:
-            new = self._all_vips()
+            new = self.all_vips()
             gone = [v for v in old_vips if v.ip not in {n.ip for n in new}]
             added = [v for v in new if v.ip not in {o.ip for o in old_vips}]
             if gone:
@@ -313,11 +313,11 @@ class Instance:
             if isinstance(act, SendAdvert):
                 self.send(act.priority)
             elif isinstance(act, AddVips):
-                vips = self._all_vips()
+                vips = self.all_vips()
                 self.holds_vips = True
                 self._queue(lambda vips=vips: self._add(vips))  # type: ignore[misc]
             elif isinstance(act, DelVips):
-                vips = self._all_vips()
+                vips = self.all_vips()
                 self.holds_vips = False
                 self._queue(lambda vips=vips: self._del(vips))  # type: ignore[misc]
             elif isinstance(act, SendGratuitous):
@@ -383,7 +383,7 @@ class Instance:
             track_scripts=tuple((t.name, t.weight) for t in scripts),
             track_interfaces=tuple((t.name, t.weight) for t in links))
 
-    def _all_vips(self) -> list[VirtualIp]:
+    def all_vips(self) -> list[VirtualIp]:
         return list(self.conf.vips) + list(self.conf.evips)
 
     def _queue(self, op: Callable[[], Awaitable[None]]) -> None:
@@ -413,7 +413,7 @@ class Instance:
         if repeat <= 0 or not self.holds_vips:
             return
         by_dev: dict[str, list[Any]] = {}
-        for vip in self._all_vips():
+        for vip in self.all_vips():
             by_dev.setdefault(vip.dev or self.conf.interface or "", []).append(vip.ip)
         g = self.host.g
         for dev, ips in by_dev.items():
