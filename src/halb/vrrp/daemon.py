@@ -105,11 +105,10 @@ class Daemon:
         for rx in sock.read():
             vrid = rx.vrid if isinstance(rx, Rejected) else rx.advert.vrid
             inst = self._by_vrid.get((sock.ifname, sock.family, vrid))
-            if inst is None:
+            if inst is None:  # other routers' VRIDs are normal on a LAN: counted, not logged
                 self.drops[rx.reason if isinstance(rx, Rejected) else "unknown_vrid"] += 1
-                if self.detail:
-                    self.log(rx.message if isinstance(rx, Rejected) else
-                             f"VRRP packet received on {sock.ifname} for unknown VRID {vrid}")
+                if self.detail and isinstance(rx, Rejected):
+                    self.log(f"{sock.ifname}: {rx.message}")
             elif isinstance(rx, Rejected):
                 inst.reject(rx.reason, rx.message)
             else:
