@@ -208,9 +208,10 @@ def _v6_key(key: ServiceKey) -> bool:
 
 def _svc_name(key: ServiceKey, ls: Listing, names: ReverseNames) -> str:
     if key.proto is Proto.FWM:
+        mark = _int32(key.fwmark)  # printed with %d: marks from 2^31 up come out negative
         if ls.save:
-            return f"-f {key.fwmark} -6" if key.ipv6 else f"-f {key.fwmark}"
-        return f"FWM  {key.fwmark} IPv6" if key.ipv6 else f"FWM  {key.fwmark}"
+            return f"-f {mark} -6" if key.ipv6 else f"-f {mark}"
+        return f"FWM  {mark} IPv6" if key.ipv6 else f"FWM  {mark}"
     vname = addrport(key.addr, key.port, _SVC_PROTO[key.proto], ls.numeric, names)
     if ls.save:
         option = {Proto.TCP: "-t", Proto.UDP: "-u", Proto.SCTP: "--sctp-service"}[key.proto]

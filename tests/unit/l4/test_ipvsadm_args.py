@@ -408,7 +408,7 @@ def services(draw: st.DrawFn) -> ServiceView:
     persistent = draw(st.sampled_from([0, 0, 1, 360, 2678400]))
     if kind == "fwm":
         ipv6 = draw(st.booleans())
-        key = ServiceKey(Proto.FWM, fwmark=draw(st.integers(1, 2**32 - 1)), ipv6=ipv6)
+        key = ServiceKey(Proto.FWM, fwmark=draw(st.integers(1, 2**31 - 1)), ipv6=ipv6)
     else:
         proto = {"tcp": Proto.TCP, "udp": Proto.UDP, "sctp": Proto.SCTP, "tcp6": Proto.TCP}[kind]
         ipv6 = kind == "tcp6"

@@ -177,6 +177,13 @@ def test_fwmark_ipv6_names() -> None:
     assert F.render(TableView(services=(svc,)), listing("-Sn")) == "-A -f 9 -6 -s wlc -p 10\n"
 
 
+def test_fwmarks_from_2_to_the_31_print_negative_as_ipvsadm_does() -> None:
+    svc = ServiceView(ServiceSpec(ServiceKey(Proto.FWM, fwmark=2**31), persistent=1))
+    table = TableView(services=(svc,))
+    assert "FWM  -2147483648 wlc persistent 1\n" in F.render(table, listing("-Ln"))
+    assert F.render(table, listing("-Sn")) == "-A -f -2147483648 -s wlc -p 1\n"
+
+
 def test_tunnel_types_in_save_and_tun_info() -> None:
     key = ServiceKey(Proto.TCP, "198.18.0.10", 80)
     base = dest("198.18.1.1", 80, Forward.TUNNEL)
