@@ -18,7 +18,8 @@
  * D records belong to the S record before them.
  *
  * Nothing reaches the kernel: the raw socket is /dev/null, and every IPVS sockopt is answered
- * here.
+ * here. Nothing reaches the network either: gethostbyname / gethostbyaddr (what ipvsadm
+ * resolves names with) know "localhost" = 127.0.0.1 and nothing else, so no DNS query is made.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/ip_vs.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -281,4 +283,46 @@ FILE *fopen64(const char *path, const char *mode)
 	if (conn && !strcmp(path, "/proc/net/ip_vs_conn"))
 		return real(conn, mode);
 	return real(path, mode);
+}
+
+/* name resolution without DNS: localhost <-> 127.0.0.1 only */
+static struct hostent local_host;
+static char *local_aliases[] = {NULL};
+static struct in_addr local_addr;
+static char *local_addrs[] = {(char *)&local_addr, NULL};
+
+static struct hostent *localhost_entry(void)
+{
+	local_addr.s_addr = htonl(INADDR_LOOPBACK);
+	local_host.h_name = "localhost";
+	local_host.h_aliases = local_aliases;
+	local_host.h_addrtype = AF_INET;
+	local_host.h_length = sizeof(struct in_addr);
+	local_host.h_addr_list = local_addrs;
+	return &local_host;
+}
+
+struct hostent *gethostbyname(const char *name)
+{
+	if (name && !strcmp(name, "localhost"))
+		return localhost_entry();
+	h_errno = HOST_NOT_FOUND;
+	return NULL;
+}
+
+struct hostent *gethostbyname2(const char *name, int af)
+{
+	if (af == AF_INET)
+		return gethostbyname(name);
+	h_errno = HOST_NOT_FOUND;
+	return NULL;
+}
+
+struct hostent *gethostbyaddr(const void *addr, socklen_t len, int type)
+{
+	if (type == AF_INET && len == sizeof(struct in_addr) &&
+	    ((const struct in_addr *)addr)->s_addr == htonl(INADDR_LOOPBACK))
+		return localhost_entry();
+	h_errno = HOST_NOT_FOUND;
+	return NULL;
 }
