@@ -341,10 +341,9 @@ def _nat_body(rs: Ruleset) -> list[str]:
     fwd: list[str] = []
     if ins:
         fwd.append(f"ct mark & {hexmark(TAG_MASK)} != {hexmark(TAG)} return")
-        fwd.append("ct direction original counter name ct mark map "
-                   f"{_set(f'{m} : {c}' for m, c in ins.items())}")
-        fwd.append("ct direction reply counter name ct mark map "
-                   f"{_set(f'{m} : {c}' for m, c in outs.items())}")
+        both = [f"original . {m} : {c}" for m, c in ins.items()]
+        both += [f"reply . {m} : {c}" for m, c in outs.items()]
+        fwd.append(f"counter name ct direction . ct mark map {_set(both)}")
         fwd.extend(refresh)
     chain("count", "type filter hook forward priority filter; policy accept;", fwd)
     return lines

@@ -10,6 +10,8 @@ address plan), named like the seeds' set-ups:
         director  eth1 198.18.1.1, ip_forward on
         rsN       <p>rN  eth0 198.18.1.1N, default route via 198.18.1.1 (replies come back
                          through the director, which un-NATs them)
+        client    eth1 198.18.1.200 with client_on_back=True (benchmarks: the backends
+                  straight, without the director)
     mode "onearm" (NAT with masquerade): the real servers sit on the front LAN
         rsN       eth0 198.18.0.1N (replies would bypass the director: it must SNAT)
     mode "dr" (the seeds' DR set-up): the real servers sit on the front LAN
@@ -39,6 +41,7 @@ VIP = "198.18.0.100"
 DIRECTOR = "198.18.0.1"
 DIRECTOR_BACK = "198.18.1.1"
 CLIENT = "198.18.0.200"
+CLIENT_BACK = "198.18.1.200"
 MODES = ("nat", "onearm", "dr")
 ARP_SYSCTLS = ("arp_ignore=1", "arp_announce=2")
 
@@ -58,13 +61,15 @@ class Server:
 
 class L4Net:
     def __init__(self, mode: str = "nat", servers: int = 3, clients: int = 4,
-                 prefix: str | None = None, port: int = 80, serve: bool = True) -> None:
+                 prefix: str | None = None, port: int = 80, serve: bool = True,
+                 client_on_back: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode = mode
         self.prefix = prefix or f"l4{os.getpid() % 100000}"
         self.port = port
         self.serve = serve
+        self.client_on_back = client_on_back and mode == "nat"
         self.client_ns = f"{self.prefix}c"
         self.director_ns = f"{self.prefix}d"
         self.front_ns = f"{self.prefix}bf"
@@ -125,6 +130,8 @@ class L4Net:
         if self.mode == "nat":
             self._bridge(self.back_ns)
             self._plug(self.back_ns, self.director_ns, "eth1", [f"{DIRECTOR_BACK}/24"])
+            if self.client_on_back:  # "straight to a backend", without the director
+                self._plug(self.back_ns, self.client_ns, "eth1", [f"{CLIENT_BACK}/24"])
         for s in self.servers:
             self._ns(s.ns)
             bridge = self.back_ns if self.mode == "nat" else self.front_ns
@@ -148,6 +155,8 @@ class L4Net:
         ends += [(s.ns, "eth0") for s in self.servers]
         if self.mode == "nat":
             ends.append((self.director_ns, "eth1"))
+        if self.client_on_back:
+            ends.append((self.client_ns, "eth1"))
         for ns, ifname in ends:
             while "LOWER_UP" not in ip("-n", ns, "link", "show", ifname).stdout:
                 if time.monotonic() > end:
