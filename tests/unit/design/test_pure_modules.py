@@ -53,6 +53,8 @@ PURE = [
     "halb.l4.wire",
     "halb.l4.conntrack",
     "halb.l4.service",
+    "halb.l4.nft_rules",
+    "halb.l4.nft_plan",
 ]
 PURE_PACKAGES = ["halb.balancing"]
 
