@@ -11,7 +11,8 @@ when they are not numeric, and addresses and ports in listings without -n.
 
 Differences from ipvsadm: -h and --version work without a director (ipvsadm needs the kernel
 module even for those); with no director listening, the kernel-module message is adapted and
-says how to start one; --start-daemon is refused (no connection sync), --stop-daemon answers
+says how to start one; a command the data plane cannot carry (EOPNOTSUPP, e.g. -g in user
+space) gets a second line with the data plane's reason; --start-daemon is refused (no connection sync), --stop-daemon answers
 "No daemon is running" and -L --daemon lists nothing, as on a kernel where none runs.
 
 `halb ipvsadm --start-director [--dataplane nftables|userspace] [--socket PATH]` runs a
@@ -113,6 +114,9 @@ class Session:
             self.connect().execute(cmd)
         except ControlError as e:
             self.err.write(F.error_text(cmd.op, e.errno) + "\n")
+            if e.errno == errno.EOPNOTSUPP and str(e) != os.strerror(e.errno):
+                # ipvsadm's text for it speaks of IPv6; the data plane says what it refused
+                self.err.write(f"halb: {e}\n")
             return EXIT_ERROR
         return 0
 
@@ -186,6 +190,22 @@ def run_ipvsadm(argv: list[str], *, path: str | None = None, stdin: TextIO | Non
 # -- --start-director --------------------------------------------------------------------------
 
 
+def build_director(dataplane: str = "userspace") -> Any:
+    """The director --start-director runs: halb.l4.director over the named data plane."""
+    from halb.l4.director import Director
+
+    plane: Any
+    if dataplane == "nftables":
+        from halb.l4.dataplane.nftables import NftablesDataPlane
+
+        plane = NftablesDataPlane()
+    else:
+        from halb.l4.dataplane.userspace import UserspaceDataPlane
+
+        plane = UserspaceDataPlane()
+    return Director(plane)
+
+
 def _factory(spec: str) -> Any:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name or "Director")
@@ -219,8 +239,8 @@ def start_director(argv: list[str]) -> int:
     p.add_argument("--dataplane", choices=("nftables", "userspace"), default="userspace")
     p.add_argument("--socket", default=None, help="control socket (default "
                    "$HALB_IPVSADM_SOCKET or /run/halb/ipvsadm.sock)")
-    p.add_argument("--director-factory", default="halb.l4.director:Director",
-                   help=argparse.SUPPRESS)
+    p.add_argument("--director-factory", default="halb.cli.ipvsadm:build_director",
+                   help=argparse.SUPPRESS)  # tests: halb.testing.fake_director:FakeDirector
     args = p.parse_args(argv)
     path = socket_path(args.socket)
     try:

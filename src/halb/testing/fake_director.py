@@ -28,7 +28,7 @@ class FakeDirector:
         self.clock = clock
         self.executed: list[Command] = []
         self.fixed_view: TableView | None = None
-        self._failures: list[int] = []
+        self._failures: list[tuple[int, str]] = []
         self.started = False
         self.stopped = False
 
@@ -37,13 +37,14 @@ class FakeDirector:
         for cmd in commands:
             self.table.apply(cmd, self.clock())
 
-    def fail_next(self, *errnos: int) -> None:
-        self._failures.extend(errnos)
+    def fail_next(self, *errors: int | tuple[int, str]) -> None:
+        """The next commands fail with these errnos (or (errno, message) pairs)."""
+        self._failures.extend(e if isinstance(e, tuple) else (e, "") for e in errors)
 
     async def execute(self, cmd: Command) -> None:
         self.executed.append(cmd)
         if self._failures:
-            raise DirectorError(self._failures.pop(0))
+            raise DirectorError(*self._failures.pop(0))
         self.table.apply(cmd, self.clock())
 
     def view(self, *, connections: bool = False) -> TableView:

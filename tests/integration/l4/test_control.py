@@ -5,6 +5,7 @@ run as a subprocess, as `ipvsadm` through a link, and `--start-director` in the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import pathlib
@@ -148,6 +149,13 @@ def test_injected_errno_is_mapped_per_command(served: Served, sock: str) -> None
     assert (r2.returncode, r2.stderr) == (255, "Memory allocation problem\n")
 
 
+def test_a_data_plane_refusal_says_why(served: Served, sock: str) -> None:
+    served.director.fail_next((errno.EOPNOTSUPP, "-g (DR) is not possible in user space"))
+    r = ipvsadm(sock, "-a", "-t", "198.18.0.1:80", "-r", "198.18.1.1", "-g")
+    assert (r.returncode, r.stderr) == (
+        255, "Operation not supported with IPv6\nhalb: -g (DR) is not possible in user space\n")
+
+
 def test_usage_errors_need_no_director(sock: str) -> None:
     r = ipvsadm(sock, "-d", "-t", "198.18.0.10:80", "-r", "198.18.1.1", "-w", "2")
     assert (r.returncode, r.stderr) == (
@@ -264,9 +272,12 @@ def _as_user(uid: int, path: str, request: bytes) -> str:
                 except PermissionError:
                     os.write(wfd, b"EACCES")
                 else:
-                    s.sendall(request)
+                    # the director may have answered and closed before the request is sent
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        s.sendall(request)
                     os.write(wfd, s.makefile("rb").readline())
-        except BaseException:
+        except BaseException as e:  # report it to the parent
+            os.write(wfd, f"child failed: {e!r}".encode())
             code = 1
         finally:
             os._exit(code)
@@ -274,7 +285,7 @@ def _as_user(uid: int, path: str, request: bytes) -> str:
     with os.fdopen(rfd, "rb") as r:
         out = r.read()
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.waitstatus_to_exitcode(status) == 0, out
     return out.decode()
 
 
