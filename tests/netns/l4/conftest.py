@@ -47,14 +47,15 @@ def nft_binary() -> str:
 def lab(root: None, nft_binary: str, tmp_path: pathlib.Path) -> Iterator[Lab]:
     made: list[tuple[L4Net, Director | None]] = []
 
-    def build(mode: str = "nat", dataplane: str = "nftables", **kw: object
+    def build(mode: str = "nat", dataplane: str = "nftables", *,
+              factory: str | None = "l4lab:make_director", **kw: object
               ) -> tuple[L4Net, Director]:
         net = L4Net(mode, prefix=f"l4{os.getpid() % 10000}{len(made)}", **kw)  # type: ignore[arg-type]
         made.append((net, None))
         net.__enter__()
         tmp = tmp_path / f"lab{len(made)}"
         tmp.mkdir()
-        director = Director(net, dataplane, tmp)
+        director = Director(net, dataplane, tmp, factory)
         made[-1] = (net, director)
         return net, director
 

@@ -2,7 +2,8 @@
 driven with `halb ipvsadm` over its control socket.
 
 `Director(net, dataplane, tmp)` runs `halb ipvsadm --start-director --dataplane <dp>` inside
-the director's namespace (a unix socket in `tmp`), `ipvsadm(...)` runs `halb ipvsadm` against
+the director's namespace (a unix socket in `tmp`; with `factory=None` exactly as a user would,
+else through make_director, the same director ticking every 0.5 s), `ipvsadm(...)` runs `halb ipvsadm` against
 it, and `close()` stops it with SIGTERM (the data plane removes what it created) and, if that
 fails, kills it and deletes the halb nft tables itself.
 """
@@ -44,7 +45,8 @@ def nft(ns: str, text: str) -> subprocess.CompletedProcess[str]:
 
 
 class Director:
-    def __init__(self, net: L4Net, dataplane: str, tmp: pathlib.Path) -> None:
+    def __init__(self, net: L4Net, dataplane: str, tmp: pathlib.Path,
+                 factory: str | None = "l4lab:make_director") -> None:
         self.net = net
         self.dataplane = dataplane
         self.socket = str(tmp / "ipvsadm.sock")
@@ -52,10 +54,12 @@ class Director:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(HERE), os.environ.get("PYTHONPATH", "")]))
         self._logf = open(self.log, "w")  # noqa: SIM115 (closed in close())
-        self.proc = net.popen(net.director_ns, [
-            *HALB, "ipvsadm", "--start-director", "--dataplane", dataplane,
-            "--socket", self.socket, "--director-factory", "l4lab:make_director"],
-            stderr=self._logf, stdout=self._logf, env=env)
+        argv = [*HALB, "ipvsadm", "--start-director", "--dataplane", dataplane,
+                "--socket", self.socket]
+        if factory:  # the same director with a 0.5 s tick, for shorter tests
+            argv += ["--director-factory", factory]
+        self.proc = net.popen(net.director_ns, argv, stderr=self._logf, stdout=self._logf,
+                              env=env)
         end = time.monotonic() + 20
         while "listening" not in self.log.read_text():
             if self.proc.poll() is not None or time.monotonic() > end:

@@ -1,7 +1,8 @@
 """The seeds' ipvsadm command lines, run as written against the kernel data plane in the seeds'
 DR set-up (root). Only the addresses change, mapped into 198.18.0.0/15 by the tables below
 (the topology's VIP is 198.18.0.100, its real servers 198.18.0.11-13, each with the VIP on lo
-and arp_ignore=1 / arp_announce=2, as the seeds' lvs_dr_rs.sh and sysctl.conf set them).
+and arp_ignore=1 / arp_announce=2, as the seeds' lvs_dr_rs.sh and sysctl.conf set them). The
+director is started as a user starts it: `halb ipvsadm --start-director --dataplane nftables`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def run_seed(director: object, script: str, mapping: dict[str, str]) -> None:
 
 @pytest.mark.root
 def test_seed_004_dr_round_robin_and_stats(lab: object) -> None:
-    net, d = lab("dr", "nftables")  # type: ignore[operator]
+    net, d = lab("dr", "nftables", factory=None)  # type: ignore[operator]
     run_seed(d, SEED_004, MAP_004)
     listing = d.ipvsadm("-Ln").stdout
     assert services(listing) == {"TCP 198.18.0.100:80": ["rr"]}
@@ -77,7 +78,7 @@ def test_seed_004_dr_round_robin_and_stats(lab: object) -> None:
 
 @pytest.mark.root
 def test_seed_000_dr_wrr_on_8080_and_short_timeouts(lab: object) -> None:
-    net, d = lab("dr", "nftables", port=8080)  # type: ignore[operator]
+    net, d = lab("dr", "nftables", factory=None, port=8080)  # type: ignore[operator]
     run_seed(d, SEED_000, MAP_000)
     listing = d.ipvsadm("-L", "-n").stdout
     assert dests(listing)["198.18.0.11:8080"][:2] == ["Route", "3"]
@@ -100,7 +101,7 @@ def test_seed_000_dr_wrr_on_8080_and_short_timeouts(lab: object) -> None:
 
 @pytest.mark.root
 def test_seed_002_dr_real_servers_without_a_port(lab: object) -> None:
-    net, d = lab("dr", "nftables")  # type: ignore[operator]
+    net, d = lab("dr", "nftables", factory=None)  # type: ignore[operator]
     run_seed(d, SEED_002, MAP_002)
     rows = dests(d.ipvsadm("-Ln").stdout)
     assert set(rows) == {"198.18.0.11:80", "198.18.0.12:80"}  # the port defaults to the vport
