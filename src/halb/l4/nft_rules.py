@@ -426,24 +426,25 @@ def _dr_body(rs: Ruleset) -> list[str]:
 # -- the transaction -------------------------------------------------------------------------
 
 def _chains(rs: Ruleset) -> set[str]:
+    if not rs.services:
+        return set()
     if rs.family == "ip":
         base = {"pre", "nat_pre", "nat_post", "count"}
         return base | {f"s{s.id}" for s in rs.services}
-    if not rs.services:
-        return set()
     return {"ingress"} | {f"s{s.id}" for s in rs.services} | {f"f{s.id}" for s in rs.services}
 
 
 def render(rs: Ruleset, previous: Ruleset | None) -> str:
     """The `nft -f` text that turns the kernel's table `previous` (None: unknown, maybe stale)
-    into `rs`, as one transaction. An empty DR ruleset removes the table altogether."""
+    into `rs`, as one transaction. A ruleset without services has no table (so a director
+    with only DR services does not load conntrack and NAT for the whole namespace)."""
     name = f"{rs.family} {rs.table}"
     out: list[str] = []
     if previous is None:
         out += [f"table {name} {{ }}", f"delete table {name}"]
-    elif previous.services or previous.family == "ip":
+    elif previous.services:
         out.append(f"flush table {name}")
-    if rs.family == "netdev" and not rs.services:
+    if not rs.services:
         if previous is not None and previous.services:
             out.append(f"delete table {name}")
         return "\n".join(out) + "\n"

@@ -140,11 +140,15 @@ def test_dr_udp_has_no_syn_rule_and_udp_timeout() -> None:
     assert "update @f1 { ip saddr . th sport timeout 300s : meta mark }" in text
 
 
-def test_empty_dr_ruleset_removes_the_table() -> None:
-    before = Ruleset("netdev", (service(),), devices=("eth0",))
-    text = render(Ruleset("netdev", (), devices=()), before)
-    assert text.splitlines() == ["flush table netdev halb", "delete table netdev halb"]
-    assert render(Ruleset("netdev", ()), None).splitlines()[-1] == "delete table netdev halb"
+@pytest.mark.parametrize("family", ["ip", "netdev"])
+def test_a_ruleset_without_services_removes_the_table(family: str) -> None:
+    before = Ruleset(family, (service(),), devices=("eth0",))
+    text = render(Ruleset(family, (), devices=()), before)
+    assert text.splitlines() == [f"flush table {family} halb", f"delete table {family} halb"]
+    assert render(Ruleset(family, ()), None).splitlines()[-1] == f"delete table {family} halb"
+    # and the next ruleset with services creates it again, with nothing to flush
+    again = render(before, Ruleset(family, ()))
+    assert "flush" not in again and again.startswith(f"table {family} halb {{")
 
 
 def test_fwmark_services_are_nat_only() -> None:

@@ -406,7 +406,7 @@ class NftablesDataPlane(DataPlane):
             for ids, pair in self._ct_reading[0].items():
                 counts[ids] = list(pair)
             conns += self._ct_reading[1]
-        tables = {"ip": await self._list("ip")}
+        tables = {"ip": await self._list("ip")} if nat_rs is not None and nat_rs.services else {}
         dr_rs = self._applied["netdev"]
         if dr_rs is not None and dr_rs.services:
             tables["netdev"] = await self._list("netdev")
