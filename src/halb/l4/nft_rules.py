@@ -23,7 +23,8 @@ NAT / masquerading (``-m``), ``table ip halb``, the conntrack path::
                                 is available (IPVS answers ICMP port unreachable), count the conn
     nat_pre    prerouting dstnat: dnat to ct mark map { mark : rip . rport }
     nat_post   postrouting srcnat: masquerade the marks whose real server needs it (one-armed)
-    count      forward: per-mark in/out counters (ct direction), refresh the persistence entry
+    count      forward: drop the flows of deleted real servers, per-mark in/out counters (ct
+               direction . ct mark), refresh the persistence entry
 
 DR / gatewaying (``-g``), ``table netdev halb`` on the ingress of the director's interfaces; no
 conntrack there, so halb keeps its own flow table, as IPVS does in DR mode::
@@ -341,6 +342,9 @@ def _nat_body(rs: Ruleset) -> list[str]:
     fwd: list[str] = []
     if ins:
         fwd.append(f"ct mark & {hexmark(TAG_MASK)} != {hexmark(TAG)} return")
+        # a connection whose real server was deleted: its packets are dropped, as IPVS does
+        # with expire_nodest_conn=0 (conntrack keeps the NAT binding otherwise)
+        fwd.append(f"ct mark != {_set(ins)} drop")
         both = [f"original . {m} : {c}" for m, c in ins.items()]
         both += [f"reply . {m} : {c}" for m, c in outs.items()]
         fwd.append(f"counter name ct direction . ct mark map {_set(both)}")

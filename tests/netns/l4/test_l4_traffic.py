@@ -154,6 +154,22 @@ def test_weight_zero_drains(lab: object, dataplane: str, mode: str) -> None:
 
 @pytest.mark.root
 @pytest.mark.parametrize("dataplane, mode", PLANES)
+def test_deleting_a_real_server_ends_its_connections(lab: object, dataplane: str,
+                                                     mode: str) -> None:
+    net, d = lab(mode, dataplane)  # type: ignore[operator]
+    add(d, net, "rr", [1, 1], mode)
+    held, got = net.hold(2)
+    try:
+        gone = net.servers[0]
+        d.ipvsadm("-d", "-t", SVC, "-r", f"{gone.addr}:80")
+        assert net.again(held) == [None if g == gone.name else g for g in got]
+        assert names(net.probe(3)) == ["rs2"] * 3
+    finally:
+        net.release(held)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("dataplane, mode", PLANES)
 def test_upper_threshold_overloads_a_server(lab: object, dataplane: str, mode: str) -> None:
     net, d = lab(mode, dataplane)  # type: ignore[operator]
     d.ipvsadm("-A", "-t", SVC, "-s", "rr")

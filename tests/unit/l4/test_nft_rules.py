@@ -84,6 +84,8 @@ def test_nat_ruleset_first_transaction_deletes_a_stale_table() -> None:
     assert 'ct timeout set "tcp_900_120"' in text
     assert "ct mark 0 reject with icmp port-unreachable" in text
     assert "masquerade" not in text  # no real server asked for it
+    # the flows of a real server that left are dropped
+    assert "ct mark != { 0x48001001, 0x48001002, 0x48001003 } drop" in text
 
 
 def test_nat_masquerade_and_port_zero_dests() -> None:
