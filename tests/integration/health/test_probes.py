@@ -264,7 +264,11 @@ async def test_ssl_get_without_verification(certificate: tuple[str, str]) -> Non
         assert (bad.ok, bad.message) == (False, "HTTP status code error to")
         sni = checker("SSL_GET", web.port, "enable_sni\n virtualhost secure.example\n" + url("/"))
         assert (await ssl_get(sni, 0)).ok
-    assert names == [None, None, "secure.example"]
+        slow = await ssl_get(checker("SSL_GET", web.port, url("/slow"), timeout=0.3), 0)
+        assert (slow.ok, slow.message) == (False, "Timeout WEB read")
+    assert names == [None, None, "secure.example", None]
+    refused = await ssl_get(checker("SSL_GET", web.port, url("/")), 0)
+    assert (refused.ok, refused.message) == (False, "Connection failed")
 
     async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.0 400 Bad Request\r\n\r\n")  # no TLS on the other side
