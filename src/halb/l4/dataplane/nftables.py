@@ -23,8 +23,9 @@ ovf, fo, lblc, lblcr, twos) and the -x/-y thresholds are planned again from the 
 the kernel's sequence follows them within a tick.
 
 Start deletes any halb table left by a crashed run (and, with conntrack-tools installed, the
-conntrack entries it marked); stop deletes the tables (the ruleset, the
-counters, the persistence and flow maps with them) and puts ip_forward back as it found it.
+conntrack entries it marked); the first NAT service switches ip_forward on; stop deletes the
+tables (the ruleset, the counters, the persistence and flow maps with them) and puts ip_forward
+back as it found it.
 Conntrack entries of NAT connections stay until they time out, as the kernel keeps them.
 
 NAT masquerade: with ``snat="auto"`` (the default) a real server gets source NAT when it is
@@ -220,14 +221,20 @@ class NftablesDataPlane(DataPlane):
         if tool is not None:
             subprocess.run([tool, "-D", "--mark", f"{nft_rules.TAG:#x}/{nft_rules.TAG_MASK:#x}"],
                            capture_output=True, timeout=NFT_TIMEOUT)
+        self._started = True
+        self.sync(table)
+
+    def _forwarding(self) -> None:
+        """NAT needs the director to route (the seeds' `echo 1 > /proc/sys/net/ipv4/ip_forward`);
+        switched on with the first NAT service, put back as it was by stop()."""
+        if self._forward_before is not None:
+            return
         with contextlib.suppress(OSError):
             with open(IP_FORWARD) as f:
                 self._forward_before = f.read().strip()
             if self._forward_before != "1":
                 with open(IP_FORWARD, "w") as f:
                     f.write("1\n")
-        self._started = True
-        self.sync(table)
 
     async def stop(self) -> None:
         if not self._started:
@@ -262,6 +269,8 @@ class NftablesDataPlane(DataPlane):
         if not self._started:
             return
         for family, rs in self.rulesets(table).items():
+            if family == "ip" and rs.services:
+                self._forwarding()
             previous = self._applied[family]
             if previous is not None and rs == previous:
                 continue
