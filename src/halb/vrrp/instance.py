@@ -10,8 +10,12 @@
 * actions, in the order the machine gives them: SendAdvert goes out at once (to the multicast
   group, or to every unicast_peer with unicast_ttl); AddVips / DelVips / SendGratuitous run on an
   ordered per-instance queue (netlink and ARP never reorder: VIPs are set before the GARPs that
-  announce them); StateChanged runs the notify scripts and tells the sync group; Log lines are
-  written as keepalived writes them ("(VI_1) Entering MASTER STATE").
+  announce them). The queue runs an operation at once when nothing is ahead of it: netlink
+  requests are answered synchronously and a burst with vrrp_garp_interval 0 is a few sendto()
+  calls, so a takeover's advert, VIPs and first gratuitous ARPs leave within the same loop
+  step, as keepalived's do; only bursts spaced by an interval run on as a task. StateChanged
+  runs the notify scripts and tells the sync group; Log lines are written as keepalived writes
+  them ("(VI_1) Entering MASTER STATE").
 * v3 over IPv4: adverts are sent with the checksum form configured (v3_checksum_as_v2) until a
   peer's advert shows another, which is then answered in the peer's form.
 * At start the instance's VIPs are removed if present (a previous run may have left them), and
@@ -31,6 +35,7 @@ import ipaddress
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
 from halb.config.keepalived_model import (
@@ -65,6 +70,7 @@ if TYPE_CHECKING:
     from halb.vrrp.socket import VrrpSocket
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Op = Callable[[], Awaitable[None] | None]  # a queued operation: done, or still to await
 
 
 @dataclass
@@ -119,7 +125,7 @@ class Instance:
         self.own_fault = False
         self.holds_vips = False
         self._timer: asyncio.TimerHandle | None = None
-        self._ops: deque[Callable[[], Awaitable[None]]] = deque()
+        self._ops: deque[Op] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._logged: set[str] = set()
         self._setup(conf)
@@ -386,43 +392,73 @@ class Instance:
     def all_vips(self) -> list[VirtualIp]:
         return list(self.conf.vips) + list(self.conf.evips)
 
-    def _queue(self, op: Callable[[], Awaitable[None]]) -> None:
-        self._ops.append(op)
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.ensure_future(self._work())
+    def _queue(self, op: Op) -> None:
+        if self._ops or (self._worker is not None and not self._worker.done()):
+            self._ops.append(op)
+            return
+        pending = self._run_op(op)  # nothing ahead of it: now
+        if pending is not None:
+            self._worker = asyncio.ensure_future(self._work(pending))
 
-    async def _work(self) -> None:
-        while self._ops:
-            op = self._ops.popleft()
-            try:
-                await op()
-            except Exception as e:  # netlink refused: say so, keep the instance running
-                self.log(f"Netlink error: {e}")
+    def _run_op(self, op: Op) -> Awaitable[None] | None:
+        try:
+            result = op()
+        except Exception as e:  # netlink refused: say so, keep the instance running
+            self.log(f"Netlink error: {e}")
+            return None
+        return result if isawaitable(result) else None
 
-    async def _add(self, vips: list[VirtualIp]) -> None:
+    async def _work(self, pending: Awaitable[None] | None) -> None:
+        while True:
+            if pending is not None:
+                try:
+                    await pending
+                except Exception as e:
+                    self.log(f"Netlink error: {e}")
+            if not self._ops:
+                return
+            pending = self._run_op(self._ops.popleft())
+
+    def _add(self, vips: list[VirtualIp]) -> None:
         self.log("setting VIPs.")
         for vip in vips:
-            await self.host.netlink.add(vip, self.conf.interface or "")
+            self.host.netlink.add_now(vip, self.conf.interface or "")
 
-    async def _del(self, vips: list[VirtualIp]) -> None:
+    def _del(self, vips: list[VirtualIp]) -> None:
         self.log("removing VIPs.")
         for vip in vips:
-            await self.host.netlink.delete(vip, self.conf.interface or "")
+            self.host.netlink.delete_now(vip, self.conf.interface or "")
 
-    async def _announce(self, repeat: int) -> None:
+    def _announce(self, repeat: int) -> Awaitable[None] | None:
+        """Send the burst now when no interval spaces it, else return the task's work."""
         if repeat <= 0 or not self.holds_vips:
-            return
+            return None
         by_dev: dict[str, list[Any]] = {}
         for vip in self.all_vips():
             by_dev.setdefault(vip.dev or self.conf.interface or "", []).append(vip.ip)
         g = self.host.g
+        spaced: list[tuple[Announcer, list[Any], float]] = []
         for dev, ips in by_dev.items():
             for ip in ips:
                 what = "gratuitous ARPs" if ip.version == 4 else "unsolicited neighbour adverts"
                 self.log(f"Sending/queueing {what} on {dev} for {ip}")
             with contextlib.suppress(OSError):
+                announcer = self.host.announcer(dev)
                 interval = g.vrrp_garp_interval if ips[0].version == 4 else g.vrrp_gna_interval
-                await self.host.announcer(dev).announce(ips, repeat, interval)
+                if interval > 0:
+                    spaced.append((announcer, ips, interval))
+                else:
+                    for _ in range(repeat):
+                        announcer.send_once(ips)
+        if not spaced:
+            return None
+
+        async def rest() -> None:
+            for announcer, ips, interval in spaced:
+                with contextlib.suppress(OSError):
+                    await announcer.announce(ips, repeat, interval)
+
+        return rest()
 
 
 class SyncGroup:
