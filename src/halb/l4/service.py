@@ -381,7 +381,8 @@ class ServiceTable:
         if ct is not None:
             cp.control = ct
             ct.n_control += 1
-        self._conns[(proto, client[0], client[1], vaddr, vport)] = cp
+        if not (svc.spec.ops and proto is Proto.UDP):  # one-packet entries are not hashed
+            self._conns[(proto, client[0], client[1], vaddr, vport)] = cp
         dest.counters.conns += 1
         svc.counters.conns += 1
         return cp
