@@ -119,28 +119,29 @@ TCP_TIMEOUTS: dict[TcpState, int] = {
 UDP_TIMEOUT = 5 * 60
 
 
-class ProxyEvent(enum.Enum):
-    ACCEPT = "accept"
-    CONNECTED = "connected"
-    CLIENT_DATA = "client-data"
-    SERVER_DATA = "server-data"
-    CLIENT_FIN = "client-fin"
-    SERVER_FIN = "server-fin"
-    CLIENT_RST = "client-rst"
-    SERVER_RST = "server-rst"
+class ProxyEvent(enum.IntEnum):
+    ACCEPT = 0
+    CONNECTED = 1
+    CLIENT_DATA = 2
+    SERVER_DATA = 3
+    CLIENT_FIN = 4
+    SERVER_FIN = 5
+    CLIENT_RST = 6
+    SERVER_RST = 7
 
 
 _IN, _OUT = Direction.INPUT, Direction.OUTPUT
-PROXY_SEGMENTS: dict[ProxyEvent, tuple[tuple[Direction, Flag], ...]] = {
-    ProxyEvent.ACCEPT: ((_IN, Flag.SYN),),
-    ProxyEvent.CONNECTED: ((_OUT, Flag.SYN), (_IN, Flag.ACK)),
-    ProxyEvent.CLIENT_DATA: ((_IN, Flag.ACK),),
-    ProxyEvent.SERVER_DATA: ((_OUT, Flag.ACK),),
-    ProxyEvent.CLIENT_FIN: ((_IN, Flag.FIN),),
-    ProxyEvent.SERVER_FIN: ((_OUT, Flag.FIN),),
-    ProxyEvent.CLIENT_RST: ((_IN, Flag.RST),),
-    ProxyEvent.SERVER_RST: ((_OUT, Flag.RST),),
-}
+# indexed by ProxyEvent (a tuple: IntEnum indexes it without Enum.__hash__ on the hot path)
+PROXY_SEGMENTS: tuple[tuple[tuple[Direction, Flag], ...], ...] = (
+    ((_IN, Flag.SYN),),  # ACCEPT
+    ((_OUT, Flag.SYN), (_IN, Flag.ACK)),  # CONNECTED
+    ((_IN, Flag.ACK),),  # CLIENT_DATA
+    ((_OUT, Flag.ACK),),  # SERVER_DATA
+    ((_IN, Flag.FIN),),  # CLIENT_FIN
+    ((_OUT, Flag.FIN),),  # SERVER_FIN
+    ((_IN, Flag.RST),),  # CLIENT_RST
+    ((_OUT, Flag.RST),),  # SERVER_RST
+)
 
 
 class TimeoutTable:
@@ -149,7 +150,8 @@ class TimeoutTable:
     __slots__ = ("tcp", "udp")
 
     def __init__(self) -> None:
-        self.tcp: dict[TcpState, int] = dict(TCP_TIMEOUTS)
+        # indexed by TcpState (a list: no Enum.__hash__ per segment)
+        self.tcp: list[int] = [TCP_TIMEOUTS[TcpState(i)] for i in range(len(TcpState))]
         self.udp = UDP_TIMEOUT
 
     def set(self, t: Timeouts) -> None:

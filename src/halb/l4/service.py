@@ -27,37 +27,48 @@ the connection table, with IPVS's semantics (reference l4-ipvs.md §2) and ipvsa
 * Real servers deleted (-d, -D, -C) take their entries with them and the data plane closes
   their connections: the behaviour of `expire_nodest_conn=1` (a proxy cannot silently drop).
 
+Expiry runs from a heap of timers checked lazily (traffic only moves an entry's expiry; the
+heap sees it when the old deadline comes up), so a tick costs what expires, not the table size.
+The objects held (VirtualService, RealServer, Conn) live in l4/entries.py and are re-exported.
+
 Everything takes `now` (seconds, monotonic) and, when it schedules, `rng`.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
-import os
+import heapq
 import random
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from halb.balancing.base import (
-    REGISTRY,
-    Balancer,
-    ConfigurationError,
-    Needs,
-    Peer,
-    PickContext,
-    create,
-)
+from halb.balancing.base import REGISTRY, Needs, PickContext
 from halb.l4.conntrack import (
     EST_INTERVAL,
     PROXY_SEGMENTS,
-    Counters,
     Direction,
     Flag,
     ProxyEvent,
     TcpState,
     TimeoutTable,
     next_state,
+)
+from halb.l4.entries import (
+    FTPPORT,
+    NEVER,
+    UDP_STATE,
+    Conn,
+    ConnOwner,
+    DirectorError,
+    RealServer,
+    VirtualService,
+    conn_view,
+    make_balancer,
+    netmask,
+    packed,
+    snet,
+    update_overload_on_unbind,
+    zero,
 )
 from halb.l4.model import (
     MAX_TIMEOUT,
@@ -78,138 +89,8 @@ from halb.l4.model import (
 if TYPE_CHECKING:
     from halb.l4.dataplane.base import Feedback
 
-FTPPORT = 21
-UDP_STATE = "UDP"
-
-
-class DirectorError(Exception):
-    """A command the table refuses, with the errno the kernel would return."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        self.errno = code
-        super().__init__(message or os.strerror(code))
-
-
-class ConnOwner(Protocol):
-    """What a data plane hangs on an entry it carries: told when the entry goes away
-    (timed out, or its real server deleted) so that it closes the sockets."""
-
-    def expired(self, conn: Conn) -> None: ...
-
-
-class RealServer:
-    __slots__ = ("available", "counters", "peer", "persist", "service", "spec")
-
-    def __init__(self, spec: DestSpec, service: VirtualService) -> None:
-        self.spec = spec
-        self.service = service
-        self.peer = Peer(name=_hostport(spec.addr, spec.port), host=spec.addr, port=spec.port,
-                         weight=spec.weight)
-        self.available = True
-        self.persist = 0  # PersistConn: templates bound here
-        self.counters = Counters()
-
-    @property
-    def active(self) -> int:
-        return self.peer.active
-
-    @property
-    def inactive(self) -> int:
-        return self.peer.inactive
-
-    @property
-    def overloaded(self) -> bool:
-        return self.peer.overloaded
-
-    def __repr__(self) -> str:
-        return f"RealServer({self.peer.name}, w={self.peer.weight})"
-
-
-class VirtualService:
-    __slots__ = ("_by_peer", "balancer", "counters", "dests", "mask", "spec")
-
-    def __init__(self, spec: ServiceSpec) -> None:
-        self.spec = spec
-        self.dests: list[RealServer] = []  # kernel order: the newest first
-        self.counters = Counters()
-        self.mask = _netmask(spec)
-        self._by_peer: dict[int, RealServer] = {}
-        self.balancer: Balancer = _balancer(spec, [])
-
-    @property
-    def key(self) -> ServiceKey:
-        return self.spec.key
-
-    def find(self, addr: str, port: int) -> RealServer | None:
-        for d in self.dests:
-            if d.spec.addr == addr and d.spec.port == port:
-                return d
-        return None
-
-    def rebuild(self) -> None:
-        self.balancer = _balancer(self.spec, [d.peer for d in self.dests])
-        self._by_peer = {id(d.peer): d for d in self.dests}
-
-    def added(self, dest: RealServer) -> None:
-        """`dest` was linked at the head of self.dests."""
-        self._by_peer[id(dest.peer)] = dest
-        add = getattr(self.balancer, "add_dest", None)
-        if add is not None:
-            add(dest.peer)
-        else:
-            self.rebuild()
-
-    def removed(self, dest: RealServer) -> None:
-        self._by_peer.pop(id(dest.peer), None)
-        remove = getattr(self.balancer, "del_dest", None)
-        if remove is not None:
-            remove(dest.peer)
-        else:
-            self.rebuild()
-
-    def pick(self, ctx: PickContext) -> RealServer | None:
-        peer = self.balancer.pick(ctx)
-        return None if peer is None else self._by_peer.get(id(peer))
-
-    def __repr__(self) -> str:
-        return f"VirtualService({self.spec.key})"
-
-
-class Conn:
-    """A connection entry or a persistence template (ip_vs_conn)."""
-
-    __slots__ = ("active", "client", "control", "dest", "dport", "expires", "n_control",
-                 "owner", "proto", "service", "state", "template", "timeout", "tkey", "vaddr",
-                 "vport")
-
-    def __init__(self, proto: Proto, client: tuple[str, int], vaddr: str, vport: int,
-                 dest: RealServer, dport: int, *, template: bool = False) -> None:
-        self.proto = proto
-        self.client = client
-        self.vaddr = vaddr
-        self.vport = vport
-        self.dest = dest
-        self.dport = dport
-        self.service = dest.service
-        self.template = template
-        self.state: TcpState | None = TcpState.NONE if proto is Proto.TCP else None
-        self.timeout = 0.0
-        self.expires = 0.0
-        self.active = False  # counted in ActiveConn (ESTABLISHED); else InActConn
-        self.control: Conn | None = None  # the template this entry is bound to
-        self.n_control = 0  # entries this template controls
-        self.owner: ConnOwner | None = None
-        self.tkey: tuple[object, ...] | None = None  # templates: the key they are found by
-
-    @property
-    def state_name(self) -> str:
-        if self.template:
-            return "NONE"
-        return self.state.name if self.state is not None else UDP_STATE
-
-    def __repr__(self) -> str:
-        return (f"Conn({self.proto.value} {self.client} -> {self.vaddr}:{self.vport} -> "
-                f"{self.dest.peer.name} {self.state_name}{' template' if self.template else ''})")
+__all__ = ["FTPPORT", "UDP_STATE", "Conn", "ConnOwner", "DirectorError", "RealServer",
+           "ServiceTable", "Stats", "VirtualService"]
 
 
 class ServiceTable:
@@ -223,6 +104,11 @@ class ServiceTable:
         self.entries: dict[Conn, None] = {}  # every entry and template, in creation order
         self._conns: dict[tuple[object, ...], Conn] = {}  # <proto, caddr, cport, vaddr, vport>
         self._templates: dict[tuple[object, ...], Conn] = {}
+        # timers: (deadline, seq, entry), checked lazily: an entry whose traffic pushed its
+        # expiry later is re-queued when its old deadline comes up; one moved earlier (a state
+        # with a shorter timeout) is queued again at once and the stale timer skipped
+        self._timers: list[tuple[float, int, Conn]] = []
+        self._seq = 0
         self._next_est: float | None = None
         self.kernel_connections: tuple[ConnView, ...] | None = None
 
@@ -246,7 +132,7 @@ class ServiceTable:
             return
         if op is Op.ZERO and cmd.service is None:
             for svc in self.services.values():
-                _zero(svc)
+                zero(svc)
             return
         if cmd.service is None:
             raise DirectorError(errno.EINVAL, f"{op.value} needs a virtual service")
@@ -264,13 +150,13 @@ class ServiceTable:
             self._check_service(spec)
             old = svc.spec
             svc.spec = spec
-            svc.mask = _netmask(spec)
+            svc.mask = netmask(spec)
             if spec.scheduler != old.scheduler or spec.sched_flags != old.sched_flags:
                 svc.rebuild()
         elif op is Op.DEL_SERVICE:
             self._del_service(svc)
         elif op is Op.ZERO:
-            _zero(svc)
+            zero(svc)
         elif op in (Op.ADD_DEST, Op.EDIT_DEST, Op.DEL_DEST):
             if cmd.dest is None:
                 raise DirectorError(errno.EINVAL, f"{op.value} needs a real server")
@@ -289,8 +175,8 @@ class ServiceTable:
         cls = REGISTRY.get(spec.scheduler)  # importing halb.balancing registered them all
         if cls is None or cls.needs & (Needs.KEY | Needs.TIMING):
             raise DirectorError(errno.ENOENT, f"Scheduler module ip_vs_{spec.scheduler} not found")
-        _netmask(spec)  # raises EINVAL
-        _balancer(spec, [])  # the scheduler accepts its flags
+        netmask(spec)  # raises EINVAL
+        make_balancer(spec, [])  # the scheduler accepts its flags
 
     def _dest_command(self, svc: VirtualService, op: Op, spec: DestSpec) -> None:
         if op is not Op.DEL_DEST:
@@ -353,7 +239,8 @@ class ServiceTable:
         vaddr = key.addr if vaddr is None else vaddr
         vport = key.port if vport is None else vport
         proto = Proto.TCP if key.proto is Proto.FWM else key.proto
-        old = self._conns.get((proto, client[0], client[1], vaddr, vport))
+        ckey = (proto._value_, client[0], client[1], vaddr, vport)
+        old = self._conns.get(ckey)
         if old is not None:  # the client reuses the tuple: conn_reuse_mode drops the old entry
             self._remove(old)
             if old.owner is not None:
@@ -365,7 +252,7 @@ class ServiceTable:
                 return None
             dest = ct.dest
         else:
-            picked = svc.pick(self._ctx(client, vaddr, now, rng))
+            picked = svc.pick(self._ctx(svc, client, vaddr, now, rng))
             if picked is None:
                 return None
             dest = picked
@@ -377,33 +264,42 @@ class ServiceTable:
         else:
             cp.timeout = self.timeouts.tcp[TcpState.NONE]
         cp.expires = now + cp.timeout
+        self._arm(cp)
         self._bind(cp)
         if ct is not None:
             cp.control = ct
             ct.n_control += 1
         if not (svc.spec.ops and proto is Proto.UDP):  # one-packet entries are not hashed
-            self._conns[(proto, client[0], client[1], vaddr, vport)] = cp
+            self._conns[ckey] = cp
         dest.counters.conns += 1
         svc.counters.conns += 1
         return cp
 
-    def _ctx(self, client: tuple[str, int], vaddr: str, now: float,
+    def _ctx(self, svc: VirtualService, client: tuple[str, int], vaddr: str, now: float,
              rng: random.Random) -> PickContext:
-        return PickContext(now=now, rng=rng, client=_packed(client[0]), port=client[1],
-                           daddr=_packed(vaddr))
+        return PickContext(now=now, rng=rng, port=client[1],
+                           client=packed(client[0]) if svc.needs_client else None,
+                           daddr=packed(vaddr) if svc.needs_daddr else None)
+
+    def _arm(self, cp: Conn) -> None:
+        """Queue the entry's timer when its expiry moved earlier than the queued one."""
+        if cp.expires < cp.due:
+            cp.due = cp.expires
+            self._seq += 1
+            heapq.heappush(self._timers, (cp.expires, self._seq, cp))
 
     def _persist(self, svc: VirtualService, client: tuple[str, int], vaddr: str, vport: int,
                  now: float, rng: random.Random) -> Conn | None:
         key = svc.spec.key
-        snet = _snet(client[0], svc.mask)
+        net = snet(client[0], svc.mask)
         if key.proto is Proto.FWM:
-            tkey: tuple[object, ...] = ("IP", snet, f"fwmark:{key.fwmark}", 0)
+            tkey: tuple[object, ...] = ("IP", net, f"fwmark:{key.fwmark}", 0)
             tvport, zero_dport = 0, True
         elif key.port == 0 or key.port == FTPPORT:
-            tkey = (key.proto, snet, vaddr, 0)
+            tkey = (key.proto, net, vaddr, 0)
             tvport, zero_dport = 0, True
         else:
-            tkey = (key.proto, snet, vaddr, vport)
+            tkey = (key.proto, net, vaddr, vport)
             tvport, zero_dport = vport, False
         ct = self._templates.get(tkey)
         if ct is not None and self._template_valid(ct):
@@ -412,14 +308,15 @@ class ServiceTable:
         if ct is not None:  # invalidated: no longer found, lives on while it controls
             del self._templates[tkey]
             ct.tkey = None
-        dest = svc.pick(self._ctx(client, vaddr, now, rng))
+        dest = svc.pick(self._ctx(svc, client, vaddr, now, rng))
         if dest is None:
             return None
         tproto = Proto.FWM if key.proto is Proto.FWM else key.proto
-        ct = Conn(tproto, (snet, 0), vaddr, tvport, dest, 0 if zero_dport else dest.spec.port,
+        ct = Conn(tproto, (net, 0), vaddr, tvport, dest, 0 if zero_dport else dest.spec.port,
                   template=True)
         ct.timeout = svc.spec.persistent
         ct.expires = now + ct.timeout
+        self._arm(ct)
         ct.tkey = tkey
         self._templates[tkey] = ct
         self._bind(ct)
@@ -433,7 +330,7 @@ class ServiceTable:
     def lookup(self, proto: Proto, client: tuple[str, int], vaddr: str,
                vport: int) -> Conn | None:
         """The live entry of a flow (UDP: the datagrams after the first)."""
-        return self._conns.get((proto, client[0], client[1], vaddr, vport))
+        return self._conns.get((proto._value_, client[0], client[1], vaddr, vport))
 
     def datagram(self, svc: VirtualService, client: tuple[str, int], nbytes: int, now: float,
                  rng: random.Random) -> Conn | None:
@@ -449,6 +346,7 @@ class ServiceTable:
         self.inbound(cp, nbytes, now)
         if svc.spec.ops:
             cp.expires = now
+            self._arm(cp)
         return cp
 
     # -- traffic on an entry ------------------------------------------------------------------
@@ -464,6 +362,8 @@ class ServiceTable:
         if cp.state is None:  # UDP: every packet re-arms the udp timeout
             cp.timeout = self.timeouts.udp
             cp.expires = now + cp.timeout
+            if cp.expires < cp.due:
+                self._arm(cp)
             return
         new = next_state(cp.state, direction, flag)
         cp.timeout = self.timeouts.tcp[new]
@@ -479,6 +379,8 @@ class ServiceTable:
                 cp.active = True
             cp.state = new
         cp.expires = now + cp.timeout
+        if cp.expires < cp.due:  # a shorter timeout: queue it (a later one is found lazily)
+            self._arm(cp)
 
     def inbound(self, cp: Conn, nbytes: int, now: float) -> None:
         """Client → real server: one packet of `nbytes` (a read() chunk in user space)."""
@@ -522,17 +424,18 @@ class ServiceTable:
             peer.active -= 1
         else:
             peer.inactive -= 1
-        _update_overload_on_unbind(d)
+        update_overload_on_unbind(d)
 
     def _remove(self, cp: Conn) -> None:
         if cp not in self.entries:
             return
         del self.entries[cp]
+        cp.due = NEVER  # its queued timers are stale now
         if cp.template:
             if cp.tkey is not None and self._templates.get(cp.tkey) is cp:
                 del self._templates[cp.tkey]
         else:
-            k = (cp.proto, cp.client[0], cp.client[1], cp.vaddr, cp.vport)
+            k = (cp.proto._value_, cp.client[0], cp.client[1], cp.vaddr, cp.vport)
             if self._conns.get(k) is cp:
                 del self._conns[k]
             if cp.control is not None:
@@ -548,11 +451,19 @@ class ServiceTable:
     def tick(self, now: float) -> list[Conn]:
         """Expire the entries whose timers ran out (in timer order; a template that still
         controls entries is re-armed) and run the estimator every 2 s. Returns what expired."""
-        due = sorted((c for c in self.entries if c.expires <= now), key=lambda c: c.expires)
         gone = []
-        for c in due:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, _, c = heapq.heappop(timers)
+            if deadline != c.due:
+                continue  # stale: re-queued earlier, or removed
+            c.due = NEVER
+            if c.expires > now:  # traffic re-armed it meanwhile
+                self._arm(c)
+                continue
             if c.template and c.n_control > 0:
                 c.expires = now + c.timeout
+                self._arm(c)
                 continue
             self._remove(c)
             gone.append(c)
@@ -591,7 +502,7 @@ class ServiceTable:
             if u and peer.active + peer.inactive >= u:
                 peer.overloaded = True
             else:
-                _update_overload_on_unbind(dest)
+                update_overload_on_unbind(dest)
             if dc.stats is not None:
                 before = dest.counters.stats()
                 dest.counters.absorb(dc.stats)
@@ -621,98 +532,10 @@ class ServiceTable:
             if self.kernel_connections is not None:
                 conns = self.kernel_connections
             else:
-                conns = tuple(_conn_view(c, now) for c in self.entries)
+                conns = tuple(conn_view(c, now) for c in self.entries)
         return TableView(services=services, connections=conns, timeouts=self.timeouts.view(),
                          size=self.size)
 
     def dests(self) -> Iterable[RealServer]:
         for svc in self.services.values():
             yield from svc.dests
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def _update_overload_on_unbind(d: RealServer) -> None:
-    peer = d.peer
-    total = peer.active + peer.inactive
-    lo, up = d.spec.l_threshold, d.spec.u_threshold
-    if lo:
-        if total < lo:
-            peer.overloaded = False
-    elif up:
-        if total * 4 < up * 3:
-            peer.overloaded = False
-    else:
-        peer.overloaded = False
-
-
-def _zero(svc: VirtualService) -> None:
-    svc.counters.zero()
-    for d in svc.dests:
-        d.counters.zero()
-
-
-def _conn_view(c: Conn, now: float) -> ConnView:
-    key = c.service.spec.key
-    if c.template and c.proto is Proto.FWM:
-        proto = "IP"
-        virtual = (str(ipaddress.IPv4Address(key.fwmark & 0xFFFFFFFF)), 0)
-    else:
-        proto = c.proto.value
-        virtual = (c.vaddr, c.vport)
-    return ConnView(proto=proto, expires=max(0.0, c.expires - now), state=c.state_name,
-                    client=c.client, virtual=virtual, dest=(c.dest.spec.addr, c.dport),
-                    template=c.template)
-
-
-def _hostport(addr: str, port: int) -> str:
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-
-
-def _packed(addr: str) -> bytes | None:
-    try:
-        return ipaddress.ip_address(addr).packed
-    except ValueError:
-        return None
-
-
-def _netmask(spec: ServiceSpec) -> int:
-    """The -M netmask as a prefix length (IPv4 dotted mask, or the IPv6 prefix as text)."""
-    text = spec.netmask or ""
-    v6 = spec.key.ipv6 or ":" in spec.key.addr
-    try:
-        if v6:
-            plen = int(text) if text and "." not in text else 128
-            if not 1 <= plen <= 128:
-                raise ValueError(text)
-            return plen
-        if not text:
-            return 32
-        return ipaddress.IPv4Network(f"0.0.0.0/{text}").prefixlen
-    except ValueError:
-        raise DirectorError(errno.EINVAL, f"invalid netmask {text!r}") from None
-
-
-def _snet(addr: str, plen: int) -> str:
-    """The client address masked by the service's netmask (the template's client)."""
-    ip = ipaddress.ip_address(addr)
-    bits = ip.max_prefixlen
-    plen = min(plen, bits)
-    mask = ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
-    return str(ipaddress.ip_address(int(ip) & mask))
-
-
-def _balancer(spec: ServiceSpec, peers: list[Peer]) -> Balancer:
-    params = {"sched_flags": tuple(spec.sched_flags)} if spec.sched_flags else {}
-    try:
-        return create(spec.scheduler, peers, **params)
-    except ConfigurationError as e:
-        code = errno.ENOENT if "unknown" in str(e) else errno.EINVAL
-        raise DirectorError(code, str(e)) from None
-    except TypeError as e:  # the scheduler takes no such flags
-        raise DirectorError(errno.EINVAL, f"{spec.scheduler}: {e}") from None
-
-
-__all__ = ["Conn", "ConnOwner", "DirectorError", "RealServer", "ServiceTable", "Stats",
-           "VirtualService"]

@@ -293,6 +293,36 @@ def test_half_close_both_ways() -> None:
     run(main)
 
 
+def test_client_speaks_first() -> None:
+    """Bytes and a FIN sent at once, before the director has connected to the real server,
+    are kept and passed on (and counted after the handshake, as IPVS would see them)."""
+
+    async def main() -> None:
+        async with lab() as (director, servers, _):
+            port = servers[0].port
+            await service(director, port, scheduler="rr")
+            for i in range(6):
+                r, w = await asyncio.open_connection(VIP, port, local_addr=(f"127.5.10.{i+1}",
+                                                                            0))
+                payload = bytes(range(256)) * (i * 40 + 1)
+                w.write(b"SINK\n" + payload)
+                if i % 2:
+                    w.write_eof()  # the FIN too before anything came back
+                else:
+                    await w.drain()
+                name = (await r.readline()).strip()
+                if not i % 2:
+                    w.write_eof()
+                assert name in (b"A", b"B", b"C")
+                assert int(await r.read()) == len(payload)
+                w.close()
+            (svc,) = director.view().services
+            assert svc.stats.conns == 6
+            assert svc.stats.inbytes == sum(5 + 256 * (i * 40 + 1) for i in range(6))
+
+    run(main)
+
+
 def test_dead_real_server_resets_the_client_and_the_director_goes_on() -> None:
     async def main() -> None:
         async with lab() as (director, servers, _):

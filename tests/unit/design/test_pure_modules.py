@@ -53,6 +53,7 @@ PURE = [
     "halb.l4.wire",
     "halb.l4.conntrack",
     "halb.l4.service",
+    "halb.l4.entries",
     "halb.l4.nft_rules",
     "halb.l4.nft_plan",
 ]

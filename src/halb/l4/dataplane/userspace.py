@@ -67,8 +67,8 @@ def _reset(transport: asyncio.BaseTransport | None) -> None:
 class _Client(asyncio.Protocol):
     """The client side of one proxied TCP connection (and the owner of its table entry)."""
 
-    __slots__ = ("closed", "cp", "dp", "eof_in", "eof_out", "key", "server", "transport",
-                 "up_task")
+    __slots__ = ("closed", "cp", "dp", "early", "eof_in", "eof_out", "key", "server",
+                 "transport", "up_task")
 
     def __init__(self, dp: UserspaceDataPlane, key: ServiceKey) -> None:
         self.dp = dp
@@ -77,6 +77,7 @@ class _Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.server: _Server | None = None
         self.up_task: asyncio.Task[None] | None = None
+        self.early: bytearray | None = None  # client bytes read before the server was up
         self.eof_in = False  # the client sent FIN
         self.eof_out = False  # the real server sent FIN
         self.closed = False
@@ -111,7 +112,9 @@ class _Client(asyncio.Protocol):
         cp.owner = self
         table.event(cp, ProxyEvent.ACCEPT, now)
         dp.live.add(self)
-        transport.pause_reading()  # until the real server is connected
+        # until the real server is connected (uvloop starts reading after this returns
+        # whatever we say: data_received keeps what comes early)
+        transport.pause_reading()
         transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
         self.up_task = asyncio.get_running_loop().create_task(
             self._connect(cp.dest.spec.addr, cp.dport))
@@ -143,13 +146,31 @@ class _Client(asyncio.Protocol):
         if cp is None or self.closed or dp.table is None:
             _reset(server.transport)
             return
-        dp.table.event(cp, ProxyEvent.CONNECTED, dp.now())
-        if self.transport is not None and not self.transport.is_closing():
+        now = dp.now()
+        table = dp.table
+        table.event(cp, ProxyEvent.CONNECTED, now)
+        st = server.transport
+        assert st is not None
+        # what the client sent meanwhile reaches the table as IPVS would have seen it: after
+        # the handshake with the real server
+        if self.early:
+            st.write(self.early)
+            table.inbound(cp, len(self.early), now)
+        self.early = None
+        if self.eof_in:
+            table.event(cp, ProxyEvent.CLIENT_FIN, now)
+            st.write_eof()
+        elif self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         server = self.server
         if server is None or server.transport is None:
+            if self.early is None:
+                self.early = bytearray()
+            self.early += data
+            if self.transport is not None:
+                self.transport.pause_reading()
             return
         server.transport.write(data)
         cp, dp = self.cp, self.dp
@@ -158,6 +179,8 @@ class _Client(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof_in = True
+        if self.server is None:
+            return True  # passed on once the real server is connected
         cp, dp = self.cp, self.dp
         if cp is not None and dp.table is not None:
             dp.table.event(cp, ProxyEvent.CLIENT_FIN, dp.now())
