@@ -8,11 +8,15 @@ Flags (keepalived 2.2.7's names): -f/--use-file FILE (default /etc/keepalived/ke
 
 Processes, as keepalived: the parent (writes the pid file, supervises, forwards SIGTERM, SIGINT,
 SIGHUP and the dump signals SIGUSR1 / SIGUSR2) and the VRRP child (vrrp/daemon.py, its own event loop, killed by the kernel's
-parent-death signal if the parent dies: it then stops gracefully, as keepalived's child does).
-A child that dies is restarted; one that exits on a configuration error is not. Without -n the
-parent detaches first. The checkers child (health checks, LVS) belongs to a later part of halb:
--C alone says so and exits 0, and without -P a configuration with virtual_server blocks logs
-that they are not run yet.
+parent-death signal if the parent dies: it then stops gracefully, as keepalived's child does)
+and the checker child (health/daemon.py: the health checks and the L4 director they drive,
+with the ipvsadm control socket). -P runs only the VRRP child, -C only the checker child,
+neither flag both; the checker child runs only when the configuration has virtual_server
+blocks (as keepalived's). halb's own options: --dataplane nftables|userspace (the director's;
+default nftables as root, userspace otherwise) and --ipvsadm-socket PATH (default
+$HALB_IPVSADM_SOCKET or /run/halb/ipvsadm.sock). A child that dies is restarted; one that exits
+with 0 (a configuration error, or its work is over) ends the daemon. Without -n the parent
+detaches first.
 
 Logging (halb's choice, both on stderr): with -l keepalived's console lines
 ("Sat Nov 21 07:52:36 2026: (VI_1) Entering MASTER STATE"); without it syslog-style lines
@@ -61,6 +65,9 @@ class Options:
     vrrp_pid: str = "/run/vrrp.pid"
     config_id: str | None = None
     version: bool = False
+    checkers_pid: str = "/run/checkers.pid"
+    dataplane: str | None = None
+    ipvsadm_socket: str | None = None
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -74,15 +81,17 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("-t", "--config-test", nargs="?", const="", default=None)
     p.add_argument("-p", "--pid", default="/run/keepalived.pid")
     p.add_argument("-r", "--vrrp_pid", default="/run/vrrp.pid")
-    p.add_argument("-c", "--checkers_pid", default=None)
+    p.add_argument("-c", "--checkers_pid", default="/run/checkers.pid")
     p.add_argument("-i", "--config-id", default=None)
     p.add_argument("-S", "--log-facility", default=None)
     p.add_argument("-d", "--dump-conf", action="store_true")
     p.add_argument("-v", "--version", action="store_true")
+    p.add_argument("--dataplane", choices=("nftables", "userspace"), default=None)
+    p.add_argument("--ipvsadm-socket", default=None)
     a = p.parse_args(argv)
     return Options(a.conf, a.dont_fork, a.log_console, a.log_detail, a.vrrp, a.check,
                    a.config_test is not None, a.config_test or None, a.pid, a.vrrp_pid,
-                   a.config_id, a.version)
+                   a.config_id, a.version, a.checkers_pid, a.dataplane, a.ipvsadm_socket)
 
 
 class Logger:
@@ -239,7 +248,25 @@ def _vrrp_child(o: Options, config, log: Logger) -> int:  # type: ignore[no-unty
         remove_pid(o.vrrp_pid)
 
 
-def _start_child(target: Callable[[], int]) -> int:
+def _checker_child(o: Options, config, log: Logger) -> int:  # type: ignore[no-untyped-def]
+    from halb.health import daemon
+    from halb.runtime.process import die_with_parent, remove_pid, write_pid
+
+    die_with_parent(signal.SIGTERM)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+    log.ident = "Keepalived_healthcheckers"
+    with contextlib.suppress(ConfigError):
+        write_pid(o.checkers_pid)
+    try:
+        return daemon.run(config, log, dataplane=o.dataplane, socket=o.ipvsadm_socket)
+    finally:
+        remove_pid(o.checkers_pid)
+
+
+def _start_child(target: Callable[[], int], what: str = "VRRP") -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -249,7 +276,7 @@ def _start_child(target: Callable[[], int]) -> int:
             code = target()
         except BaseException as e:  # the child never returns into the parent's code
             with contextlib.suppress(Exception):
-                sys.stderr.write(f"VRRP child failed: {e!r}\n")
+                sys.stderr.write(f"{what} child failed: {e!r}\n")
         finally:
             with contextlib.suppress(Exception):
                 sys.stderr.flush()
@@ -279,8 +306,11 @@ def serve(o: Options) -> int:
     for w in loaded.warnings:
         log(format_error(w))
     config = loaded.config
-    if config.raw_blocks("virtual_server") and not o.vrrp:
-        log("virtual_server blocks found: halb's checkers and LVS come later; only VRRP runs")
+    kinds = []
+    if not o.check or o.vrrp:
+        kinds.append("VRRP")
+    if (not o.vrrp or o.check) and config.raw_blocks("virtual_server"):
+        kinds.append("Healthcheck")
     if _running(o.pid):
         log("daemon is already running")
         return 1
@@ -292,33 +322,51 @@ def serve(o: Options) -> int:
         log(str(e))
         return 1
     stopping: list[int] = []
-    child = 0
+    children: dict[int, str] = {}
 
     def forward(sig: int, _frame: object) -> None:
         if sig in (signal.SIGTERM, signal.SIGINT):
             stopping.append(sig)
-        if child:
+        for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
+                os.kill(pid, sig)
+
+    def spawn(kind: str, cfg) -> None:  # type: ignore[no-untyped-def]
+        if kind == "VRRP":
+            pid = _start_child(lambda: _vrrp_child(o, cfg, log))
+        else:
+            pid = _start_child(lambda: _checker_child(o, cfg, log), kind)
+        children[pid] = kind
+        log(f"Starting {kind} child process, pid={pid}")
+        if stopping:  # a signal that came before the child existed
+            os.kill(pid, signal.SIGTERM)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, forward)
+    if not kinds:
+        log("nothing to run: -C without virtual_server blocks")
     try:
-        while True:
-            child = _start_child(lambda cfg=config: _vrrp_child(o, cfg, log))
-            log(f"Starting VRRP child process, pid={child}")
-            if stopping:  # a signal that came before the child existed
-                os.kill(child, signal.SIGTERM)
-            _, status = os.waitpid(child, 0)
+        for kind in kinds:
+            spawn(kind, config)
+        while children:
+            pid, status = os.waitpid(-1, 0)
+            kind = children.pop(pid, "")
+            if not kind:
+                continue
             code = os.waitstatus_to_exitcode(status)
             if stopping:
-                break
-            if code == 0:
-                break
-            log(f"VRRP child process({child}) died: Respawning")
+                continue
+            if code == 0:  # its work is over: so is the daemon's
+                stopping.append(signal.SIGTERM)
+                for other in list(children):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(other, signal.SIGTERM)
+                continue
+            log(f"{kind} child process({pid}) died: Respawning")
             time.sleep(RESPAWN_DELAY)
             with contextlib.suppress(ConfigError, OSError):
                 config = _load(o).config
+            spawn(kind, config)
     finally:
         remove_pid(o.pid)
     log(f"Stopped {VERSION}")
@@ -335,8 +383,4 @@ def main(argv: list[str]) -> int:
         return 0
     if o.test:
         return config_test(o)
-    if o.check and not o.vrrp:
-        sys.stderr.write("halb keepalived: the checkers (-C) are not part of halb yet; "
-                         "nothing to run\n")
-        return 0
     return serve(o)

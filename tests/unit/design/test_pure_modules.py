@@ -40,6 +40,7 @@ PURE = [
     "halb.config.keepalived_lvs_check",
     "halb.health.events",
     "halb.health.state",
+    "halb.health.ipvs",
     "halb.vrrp.packet",
     "halb.vrrp.machine",
     "halb.vrrp.priority",

@@ -1,0 +1,170 @@
+"""keepalived's checker child: the health checks and the L4 director they drive, in one loop.
+
+`run(config, log, dataplane=..., socket=...)` is what `halb keepalived` (without -P) runs in
+its checker process (cli/keepalived.py forks it): it reads the virtual_server blocks
+(config/keepalived_lvs.py), starts a `Director` over the chosen data plane ("nftables", the
+kernel's, or "userspace", the asyncio proxy), adds every virtual service (health/ipvs.py),
+serves the ipvsadm control socket (l4/control.py) so `halb ipvsadm -L -n` lists the table as
+ipvsadm lists keepalived's, and starts the `HealthRunner`. Each `HealthChanged` the runner
+publishes becomes ipvsadm commands on the director (add with the weight, edit the weight,
+delete). A command the director refuses is logged and the checker goes on, as keepalived logs
+a failed IPVS call.
+
+SIGTERM / SIGINT: the runner stops (keepalived's shutdown: destinations removed; omega runs
+notify_down / quorum_down), the services are deleted, the control socket closes and the
+director stops, which removes what its data plane created (nft tables, listeners). SIGHUP is
+logged and ignored (reload belongs to a later part). SIGUSR1 / SIGUSR2 are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from halb.config.keepalived_lvs_model import LvsConfig
+from halb.health.ipvs import IpvsSync
+from halb.health.runner import HealthRunner
+from halb.l4.model import Command
+
+DATAPLANES = ("nftables", "userspace")
+
+
+def default_dataplane() -> str:
+    """nftables as root (the kernel forwards), user space otherwise."""
+    return "nftables" if os.geteuid() == 0 else "userspace"
+
+
+def build_director(dataplane: str) -> Any:
+    from halb.l4.director import Director
+
+    plane: Any
+    if dataplane == "nftables":
+        from halb.l4.dataplane.nftables import NftablesDataPlane
+
+        plane = NftablesDataPlane()
+    elif dataplane == "userspace":
+        from halb.l4.dataplane.userspace import UserspaceDataPlane
+
+        plane = UserspaceDataPlane()
+    else:
+        raise ValueError(f"unknown data plane {dataplane!r} (nftables or userspace)")
+    return Director(plane)
+
+
+def _describe(cmd: Command) -> str:
+    parts = [cmd.op.value]
+    if cmd.service is not None:
+        k = cmd.service.key
+        parts.append(f"FWM {k.fwmark}" if k.fwmark else f"{k.proto.value} [{k.addr}]:{k.port}")
+    if cmd.dest is not None:
+        parts.append(f"-r [{cmd.dest.addr}]:{cmd.dest.port} -w {cmd.dest.weight}")
+    return " ".join(parts)
+
+
+class Checker:
+    """The checker process's work: a director, its control socket, the runner between them."""
+
+    def __init__(self, lvs: LvsConfig, director: Any, log: Callable[[str], None], *,
+                 global_defs: Any = None, socket: str | None = None) -> None:
+        self.lvs = lvs
+        self.director = director
+        self.log = log
+        self.socket = socket
+        self.sync = IpvsSync(lvs)
+        self.runner = HealthRunner(lvs, global_defs=global_defs, log=log)
+        self._consumer: asyncio.Task[None] | None = None
+
+    async def execute(self, cmd: Command) -> bool:
+        try:
+            await self.director.execute(cmd)
+        except Exception as e:  # keepalived logs a refused IPVS command and goes on
+            self.log(f"IPVS ({_describe(cmd)}): {e}")
+            return False
+        return True
+
+    async def _consume(self) -> None:
+        while True:
+            ev = await self.runner.queue.get()
+            for cmd in self.sync.apply(ev):
+                await self.execute(cmd)
+
+    async def _drain(self) -> None:
+        while not self.runner.queue.empty():
+            for cmd in self.sync.apply(self.runner.queue.get_nowait()):
+                await self.execute(cmd)
+
+    async def serve(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
+        from halb.l4.control import ControlServer
+
+        await self.director.start()
+        try:
+            async with ControlServer(self.director, self.socket):
+                for cmd in self.sync.services():
+                    await self.execute(cmd)
+                await self.runner.start()
+                self._consumer = asyncio.create_task(self._consume(), name="ipvs-sync")
+                if ready is not None:
+                    ready()
+                try:
+                    await stop.wait()
+                finally:
+                    await self.shutdown()
+        finally:
+            await self.director.stop()
+
+    async def shutdown(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+            self._consumer = None
+        await self.runner.stop()
+        await self._drain()
+        for cmd in self.sync.shutdown():
+            await self.execute(cmd)
+
+
+async def _main(checker: Checker, log: Callable[[str], None]) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log(
+        "Reloading: halb's checker does not reload yet; the running configuration stays"))
+    try:
+        await checker.serve(stop, lambda: log(
+            f"Initializing ipvs: {len(checker.sync.specs)} virtual server(s), "
+            f"control socket {checker.socket or 'default'}"))
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+def run(config: Any, log: Callable[[str], None], *, dataplane: str | None = None,
+        socket: str | None = None) -> int:
+    """The checker child's life: 0 after a clean stop, 1 when the director cannot run."""
+    from halb.config.keepalived_lvs import virtual_servers
+    from halb.runtime.loop import new_event_loop
+
+    lvs = virtual_servers(config)
+    plane = dataplane or default_dataplane()
+    try:
+        director = build_director(plane)
+    except Exception as e:
+        log(f"cannot start the {plane} director: {e}")
+        return 1
+    checker = Checker(lvs, director, log, global_defs=config.global_defs, socket=socket)
+    # the user-space data plane forwards every byte: uvloop; nftables drives nft and netlink
+    loop = new_event_loop() if plane == "userspace" else asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_main(checker, log))
+    except OSError as e:
+        log(f"checker: {e.strerror or e}")
+        return 1
+    finally:
+        loop.close()
+    return 0
