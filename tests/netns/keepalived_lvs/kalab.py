@@ -99,6 +99,13 @@ class Keepalived:
     def why(self) -> str:
         return f"listing:\n{self.ipvsadm('-L', '-n').stdout}\nlog:\n{self.log.read_text()}"
 
+    def checked(self, server: str, timeout: float = 10.0) -> None:
+        """Wait until the first TCP_CHECK of `server` ("198.18.1.11:80") has passed: from then
+        on a failure goes through retry / delay_before_retry."""
+        addr, port = server.rsplit(":", 1)
+        line = f"TCP connection to [{addr}]:tcp:{port} success."
+        wait_for(lambda: line in self.log.read_text(), timeout, why=self.why)
+
     def stop(self, timeout: float = 15.0) -> int:
         os.killpg(self.proc.pid, signal.SIGTERM)
         return self.proc.wait(timeout)

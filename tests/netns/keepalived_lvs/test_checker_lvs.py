@@ -71,7 +71,7 @@ def test_removed_on_failure_and_added_back(lab) -> None:  # type: ignore[no-unty
     assert sorted(n or "" for n in names(net, 6)) == ["rs1", "rs1", "rs2", "rs2", "rs3", "rs3"]
 
     rs1 = net.servers[0]
-    time.sleep(DELAY_LOOP)  # the checks are running
+    ka.checked("198.18.1.11:80")  # so the failure is retried before the removal
     net._kill(rs1.procs.pop())
     stopped = time.monotonic()
     wait_for(lambda: "198.18.1.11:80" not in ka.dests(), REMOVAL_BOUND + SLACK, why=ka.why)
@@ -81,6 +81,8 @@ def test_removed_on_failure_and_added_back(lab) -> None:  # type: ignore[no-unty
     after = names(net, 12)
     assert None not in after, after  # no new connection goes to the dead server
     assert set(after) == {"rs2", "rs3"}, after
+    assert f"TCP_CHECK on service [198.18.1.11]:tcp:80 failed after {RETRY} retries" in (
+        ka.log.read_text())
 
     net.start_server(rs1)
     returned = time.monotonic()
@@ -104,7 +106,8 @@ def test_sorry_server_and_quorum_scripts(lab, tmp_path) -> None:  # type: ignore
              f"    quorum_down \"{down.script} down\"")
     net, ka = lab(conf(RS[:2], extra))
     wait_for(lambda: set(ka.dests()) == {"198.18.1.11:80", "198.18.1.12:80"}, 10, why=ka.why)
-    time.sleep(DELAY_LOOP)
+    for addr in RS[:2]:
+        ka.checked(f"{addr}:80")
     for s in net.servers[:2]:
         net._kill(s.procs.pop())
     wait_for(lambda: set(ka.dests()) == {"198.18.1.13:80"}, 2 * (REMOVAL_BOUND + SLACK),
@@ -123,7 +126,7 @@ def test_sorry_server_and_quorum_scripts(lab, tmp_path) -> None:  # type: ignore
 def test_inhibit_on_failure_keeps_weight_zero(lab) -> None:  # type: ignore[no-untyped-def]
     net, ka = lab(conf(RS[:2], "inhibit_on_failure"))
     wait_for(lambda: len(ka.dests()) == 2, 10, why=ka.why)
-    time.sleep(DELAY_LOOP)
+    ka.checked("198.18.1.11:80")
     net._kill(net.servers[0].procs.pop())
     wait_for(lambda: ka.dests().get("198.18.1.11:80", ["", ""])[1] == "0",
              REMOVAL_BOUND + SLACK, why=ka.why)
@@ -162,7 +165,7 @@ def test_nftables_dataplane(lab) -> None:  # type: ignore[no-untyped-def]
     wait_for(lambda: len(ka.dests()) == 2, 10, why=ka.why)
     assert "halb" in ka.nft_tables()
     assert set(names(net, 4)) == {"rs1", "rs2"}
-    time.sleep(DELAY_LOOP)
+    ka.checked("198.18.1.11:80")
     net._kill(net.servers[0].procs.pop())
     wait_for(lambda: "198.18.1.11:80" not in ka.dests(), REMOVAL_BOUND + SLACK, why=ka.why)
     after = names(net, 6)

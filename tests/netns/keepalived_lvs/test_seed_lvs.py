@@ -54,12 +54,15 @@ def test_seed_002_4_13_stop_one_server(lab) -> None:  # type: ignore[no-untyped-
     first = net.probe(8, sources=net.clients, timeout=2.0)["names"]
     assert None not in first and set(first) <= {"rs1", "rs2"}, first  # type: ignore[operator]
 
+    ka.checked("198.18.0.11:80", 12)  # checked once: the failure goes through nb_get_retry
     net._kill(net.servers[0].procs.pop())
     stopped = time.monotonic()
     wait_for(lambda: "198.18.0.11:80" not in ka.dests(), REMOVAL, step=0.2, why=ka.why)
     assert time.monotonic() - stopped <= REMOVAL
     after = net.probe(8, sources=net.clients, timeout=2.0)["names"]
     assert after == ["rs2"] * 8, after  # access unaffected: every client served by rs2
+    assert "TCP_CHECK on service [198.18.0.11]:tcp:80 failed after 2 retries" in (
+        ka.log.read_text())
 
     net.start_server(net.servers[0])
     wait_for(lambda: "198.18.0.11:80" in ka.dests(), 6 + 2 + 4.0, step=0.2, why=ka.why)
