@@ -8,7 +8,10 @@ serves the ipvsadm control socket (l4/control.py) so `halb ipvsadm -L -n` lists 
 ipvsadm lists keepalived's, and starts the `HealthRunner`. Each `HealthChanged` the runner
 publishes becomes ipvsadm commands on the director (add with the weight, edit the weight,
 delete). A command the director refuses is logged and the checker goes on, as keepalived logs
-a failed IPVS call.
+a failed IPVS call. A virtual service the data plane cannot take yet (the user-space one binds
+the VIP, which a VRRP BACKUP does not hold) is tried again every SERVICE_RETRY seconds, quietly,
+and gets its current destinations once it is in: so the director of the VRRP MASTER is the one
+that receives the VIP's traffic, and a BACKUP's takes over when the VIP arrives.
 
 SIGTERM / SIGINT: the runner stops (keepalived's shutdown: destinations removed; omega runs
 notify_down / quorum_down), the services are deleted, the control socket closes and the
@@ -31,6 +34,7 @@ from halb.health.runner import HealthRunner
 from halb.l4.model import Command
 
 DATAPLANES = ("nftables", "userspace")
+SERVICE_RETRY = 1.0
 
 
 def default_dataplane() -> str:
@@ -77,25 +81,44 @@ class Checker:
         self.sync = IpvsSync(lvs)
         self.runner = HealthRunner(lvs, global_defs=global_defs, log=log)
         self._consumer: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
+        self.pending: list[Command] = []  # -A commands the data plane refused so far
 
-    async def execute(self, cmd: Command) -> bool:
+    async def execute(self, cmd: Command, quiet: bool = False) -> bool:
         try:
             await self.director.execute(cmd)
         except Exception as e:  # keepalived logs a refused IPVS command and goes on
-            self.log(f"IPVS ({_describe(cmd)}): {e}")
+            if not quiet:
+                self.log(f"IPVS ({_describe(cmd)}): {e}")
             return False
         return True
+
+    def _pending(self, cmd: Command) -> bool:
+        """A command for a service still waiting for the data plane: it fails, quietly."""
+        return cmd.service is not None and any(
+            p.service is not None and p.service.key == cmd.service.key for p in self.pending)
+
+    async def _retry_services(self) -> None:
+        while self.pending:
+            await asyncio.sleep(SERVICE_RETRY)
+            for cmd in list(self.pending):
+                if cmd.service is None or not await self.execute(cmd, quiet=True):
+                    continue
+                self.pending.remove(cmd)
+                self.log(f"IPVS ({_describe(cmd)}): added")
+                for add in self.sync.replay(cmd.service):
+                    await self.execute(add)
 
     async def _consume(self) -> None:
         while True:
             ev = await self.runner.queue.get()
             for cmd in self.sync.apply(ev):
-                await self.execute(cmd)
+                await self.execute(cmd, quiet=self._pending(cmd))
 
     async def _drain(self) -> None:
         while not self.runner.queue.empty():
             for cmd in self.sync.apply(self.runner.queue.get_nowait()):
-                await self.execute(cmd)
+                await self.execute(cmd, quiet=self._pending(cmd))
 
     async def serve(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
         from halb.l4.control import ControlServer
@@ -104,7 +127,12 @@ class Checker:
         try:
             async with ControlServer(self.director, self.socket):
                 for cmd in self.sync.services():
-                    await self.execute(cmd)
+                    if not await self.execute(cmd):
+                        self.pending.append(cmd)
+                if self.pending:
+                    self.log(f"{len(self.pending)} virtual service(s) not in the data plane "
+                             f"yet: trying again every {SERVICE_RETRY:g} s")
+                    self._retry = asyncio.create_task(self._retry_services(), name="vs-retry")
                 await self.runner.start()
                 self._consumer = asyncio.create_task(self._consume(), name="ipvs-sync")
                 if ready is not None:
@@ -117,15 +145,16 @@ class Checker:
             await self.director.stop()
 
     async def shutdown(self) -> None:
-        if self._consumer is not None:
-            self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consumer
-            self._consumer = None
+        for task in (self._consumer, self._retry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._consumer = self._retry = None
         await self.runner.stop()
         await self._drain()
         for cmd in self.sync.shutdown():
-            await self.execute(cmd)
+            await self.execute(cmd, quiet=self._pending(cmd))
 
 
 async def _main(checker: Checker, log: Callable[[str], None]) -> None:

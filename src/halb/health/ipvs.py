@@ -11,8 +11,9 @@ of the L4 director (keepalived's ipwrapper.c / ipvswrapper.c, without the netlin
 * `IpvsSync(lvs)`: keeps what keepalived believes is in the table and turns each
   `HealthChanged` into the commands that make the table say the same: add with the weight
   (present and absent before), edit the weight (present, weight changed; inhibit_on_failure
-  keeps a dead server with weight 0), delete (no longer present). `shutdown()` deletes the
-  services keepalived added (its clear_services on exit).
+  keeps a dead server with weight 0), delete (no longer present). `replay(spec)` gives a service
+  added late its current destinations. `shutdown()` deletes the services keepalived added (its
+  clear_services on exit).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class IpvsSync:
 
     lvs: LvsConfig
     specs: dict[str, list[ServiceSpec]] = field(default_factory=dict)
-    dests: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, server) → w
+    dests: dict[tuple[str, str], DestSpec] = field(default_factory=dict)  # (service, server)
 
     def services(self) -> list[Command]:
         """The -A commands for every virtual service (the director starts empty)."""
@@ -132,17 +133,23 @@ class IpvsSync:
         key = (ev.service, ev.server)
         before = self.dests.get(key)
         if ev.present:
-            if before == ev.weight:
+            if before is not None and before.weight == ev.weight:
                 return []
-            self.dests[key] = ev.weight
+            dest = self.dests[key] = dest_spec(server, ev.weight)
             op = Op.ADD_DEST if before is None else Op.EDIT_DEST
         else:
             if before is None:
                 return []
-            del self.dests[key]
+            dest = self.dests.pop(key)
             op = Op.DEL_DEST
-        dest = dest_spec(server, ev.weight if ev.present else before)
         return [Command(op, service=spec, dest=dest) for spec in specs]
+
+    def replay(self, spec: ServiceSpec) -> list[Command]:
+        """The -a commands that give `spec` the destinations keepalived believes it has (for a
+        service the director could not add at first: a VIP that was not local yet)."""
+        names = [name for name, specs in self.specs.items() if spec in specs]
+        return [Command(Op.ADD_DEST, service=spec, dest=dest)
+                for (service, _), dest in self.dests.items() if service in names]
 
     def shutdown(self) -> list[Command]:
         """Every service keepalived added, deleted (their destinations go with them)."""

@@ -172,3 +172,22 @@ def test_nftables_dataplane(lab) -> None:  # type: ignore[no-untyped-def]
     assert set(after) == {"rs2"}, after
     assert ka.stop() == 0
     assert "halb" not in ka.nft_tables()
+
+
+def test_userspace_service_waits_for_the_vip(lab) -> None:  # type: ignore[no-untyped-def]
+    """A director without the VIP (a VRRP BACKUP's) cannot bind it in user space: the service
+    comes in, with the destinations the checks found, once the VIP arrives (MASTER)."""
+    from halb.testing.netns import ip
+
+    def no_vip(net) -> None:  # type: ignore[no-untyped-def]
+        ip("-n", net.director_ns, "addr", "del", f"{net.vip}/32", "dev", "eth0")
+
+    net, ka = lab(conf(RS[:2]), before=no_vip)
+    ka.checked("198.18.1.11:80")
+    assert "198.18.0.100:80" not in ka.listing()
+    assert names(net, 1) == [None]  # nobody answers for the VIP
+    ip("-n", net.director_ns, "addr", "add", f"{net.vip}/32", "dev", "eth0")
+    wait_for(lambda: set(ka.dests()) == {"198.18.1.11:80", "198.18.1.12:80"}, 5, why=ka.why)
+    assert set(names(net, 4)) == {"rs1", "rs2"}
+    log = ka.log.read_text()
+    assert "not in the data plane yet" in log and "ESRCH" not in log, log

@@ -132,3 +132,15 @@ def test_group_and_dr_and_tunnel() -> None:
         ("198.18.0.101", 0), ("198.18.0.102", 0), ("", 9)]
     assert {c.dest.forward for c in grp if c.dest} == {Forward.TUNNEL}
     assert [c.op for c in sync.shutdown()] == [Op.DEL_SERVICE] * 5
+
+
+def test_replay_gives_a_late_service_its_destinations() -> None:
+    sync = IpvsSync(lvs())
+    specs = [c.service for c in sync.services()]
+    sync.apply(ev(RS1, True, 3))
+    sync.apply(ev(RS2, True, 1))
+    sync.apply(ev(RS2, False))
+    replay = sync.replay(specs[0])  # type: ignore[arg-type]
+    assert [(c.op, c.dest.addr, c.dest.weight) for c in replay if c.dest] == [
+        (Op.ADD_DEST, "198.18.1.11", 3)]
+    assert sync.replay(specs[1]) == []  # type: ignore[arg-type]
