@@ -13,6 +13,11 @@ the VIP, which a VRRP BACKUP does not hold) is tried again every SERVICE_RETRY s
 and gets its current destinations once it is in: so the director of the VRRP MASTER is the one
 that receives the VIP's traffic, and a BACKUP's takes over when the VIP arrives.
 
+ha_suspend: a virtual server's checks pause while its address is not local (keepalived's
+checker learns it from netlink; halb looks every HA_POLL seconds by binding to it), so a VRRP
+BACKUP does not check; they resume when the VIP arrives. Address services only (not fwmark or
+group ones).
+
 SIGTERM / SIGINT: the runner stops (keepalived's shutdown: destinations removed; omega runs
 notify_down / quorum_down), the services are deleted, the control socket closes and the
 director stops, which removes what its data plane created (nft tables, listeners). SIGHUP is
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +41,18 @@ from halb.l4.model import Command
 
 DATAPLANES = ("nftables", "userspace")
 SERVICE_RETRY = 1.0
+HA_POLL = 1.0
+
+
+def is_local(address: str) -> bool:
+    """Whether `address` is one of this namespace's (a bind to it succeeds)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((address, 0))
+    except OSError:
+        return False
+    return True
 
 
 def default_dataplane() -> str:
@@ -82,6 +100,7 @@ class Checker:
         self.runner = HealthRunner(lvs, global_defs=global_defs, log=log)
         self._consumer: asyncio.Task[None] | None = None
         self._retry: asyncio.Task[None] | None = None
+        self._suspend: asyncio.Task[None] | None = None
         self.pending: list[Command] = []  # -A commands the data plane refused so far
 
     async def execute(self, cmd: Command, quiet: bool = False) -> bool:
@@ -97,6 +116,16 @@ class Checker:
         """A command for a service still waiting for the data plane: it fails, quietly."""
         return cmd.service is not None and any(
             p.service is not None and p.service.key == cmd.service.key for p in self.pending)
+
+    async def _ha_suspend(self, watched: list[tuple[str, str]]) -> None:
+        local: dict[str, bool] = {}
+        while True:
+            for name, address in watched:
+                now = is_local(address)
+                if local.get(name) != now:
+                    local[name] = now
+                    self.runner.set_enabled(name, now)
+            await asyncio.sleep(HA_POLL)
 
     async def _retry_services(self) -> None:
         while self.pending:
@@ -134,6 +163,11 @@ class Checker:
                              f"yet: trying again every {SERVICE_RETRY:g} s")
                     self._retry = asyncio.create_task(self._retry_services(), name="vs-retry")
                 await self.runner.start()
+                watched = [(vs.name, str(vs.address)) for vs in self.lvs.virtual_servers
+                           if vs.ha_suspend and vs.address is not None and vs.group is None]
+                if watched:
+                    self._suspend = asyncio.create_task(self._ha_suspend(watched),
+                                                        name="ha-suspend")
                 self._consumer = asyncio.create_task(self._consume(), name="ipvs-sync")
                 if ready is not None:
                     ready()
@@ -145,12 +179,12 @@ class Checker:
             await self.director.stop()
 
     async def shutdown(self) -> None:
-        for task in (self._consumer, self._retry):
+        for task in (self._consumer, self._retry, self._suspend):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._consumer = self._retry = None
+        self._consumer = self._retry = self._suspend = None
         await self.runner.stop()
         await self._drain()
         for cmd in self.sync.shutdown():

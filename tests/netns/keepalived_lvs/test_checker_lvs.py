@@ -191,3 +191,26 @@ def test_userspace_service_waits_for_the_vip(lab) -> None:  # type: ignore[no-un
     assert set(names(net, 4)) == {"rs1", "rs2"}
     log = ka.log.read_text()
     assert "not in the data plane yet" in log and "ESRCH" not in log, log
+
+
+def test_ha_suspend_pauses_checks_without_the_vip(lab) -> None:  # type: ignore[no-untyped-def]
+    """ha_suspend: no checks while the VIP is elsewhere (a dead server stays in the table);
+    they resume when the VIP arrives, and the dead server goes."""
+    from halb.testing.netns import ip
+
+    def no_vip(net) -> None:  # type: ignore[no-untyped-def]
+        ip("-n", net.director_ns, "addr", "del", f"{net.vip}/32", "dev", "eth0")
+
+    net, ka = lab(conf(RS[:2], "ha_suspend"), dataplane="nftables", before=no_vip)
+    wait_for(lambda: "activating healthchecker for service [198.18.1.11]:tcp:80"
+             in ka.log.read_text(), 5, why=ka.why)  # keepalived's "Deactivating" at start
+    net._kill(net.servers[0].procs.pop())
+    # unsuspended, the first check (1 s + up to warmup = delay_loop) would remove it at once
+    time.sleep(2 * DELAY_LOOP + 1.5)
+    assert set(ka.dests()) == {"198.18.1.11:80", "198.18.1.12:80"}, ka.why()
+    assert "TCP_CHECK on service" not in ka.log.read_text()
+    ip("-n", net.director_ns, "addr", "add", f"{net.vip}/32", "dev", "eth0")
+    wait_for(lambda: set(ka.dests()) == {"198.18.1.12:80"}, 2 * DELAY_LOOP + REMOVAL_BOUND
+             + SLACK, why=ka.why)
+    assert set(names(net, 3)) == {"rs2"}
+    assert "Activating healthchecker for service [198.18.1.12]:tcp:80" in ka.log.read_text()
