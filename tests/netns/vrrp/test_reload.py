@@ -59,9 +59,11 @@ def test_reload_keeps_state_rejects_bad_config_and_removes(
     recs = {n: Recorder(tmp_path, f"rec-{n}.sh") for n in ("n1", "n2")}
     setup = {"n1": (150, "MASTER"), "n2": (100, "BACKUP")}
     cluster.sample()
-    for node, (prio, state) in setup.items():
-        cluster.start(node, "halb", conf(recs[node], prio, state, vi2=False))
-    cluster.wait_holder("n1", timeout=mdi(3, 150, ADV) + 3)
+    # n1 first: with advert_int 0.2, n2 alone would become MASTER after 0.7 s, sooner than a
+    # loaded machine may take to start n1 (a start-up race, not what this test is about)
+    cluster.start("n1", "halb", conf(recs["n1"], *setup["n1"], vi2=False))
+    cluster.wait_holder("n1", timeout=mdi(3, 150, ADV) + 5)
+    cluster.start("n2", "halb", conf(recs["n2"], *setup["n2"], vi2=False))
     recs["n1"].wait(2, 2)
     recs["n2"].wait(1, 2)
     before = {n: vi1_runs(recs[n]) for n in ("n1", "n2")}
