@@ -41,9 +41,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from halb import __version__
 from halb.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from halb.config.keepalived_model import KeepalivedConfig
 
 VERSION = "Keepalived v2.2.7 (halb " + __version__ + ")"
 DEFAULT_CONF = "/etc/keepalived/keepalived.conf"
@@ -163,18 +167,72 @@ def system_checks(config) -> tuple[list[str], bool]:  # type: ignore[no-untyped-
     insecure = False
     if not g.enable_script_security:
         for script in scripts:
-            with contextlib.suppress(ScriptError):
+            try:
                 runner.resolve(script)
+            except ScriptError:
+                continue  # keepalived drops a script it cannot find: no violation from it
             if runner.user_of(script)[0] == "root":
                 insecure = True
     return out, insecure
+
+
+def _user_exists(user: str, group: str | None) -> bool:
+    import grp
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+        if group is not None:
+            grp.getgrnam(group)
+    except KeyError:
+        return False
+    return True
+
+
+CHECK_SECURITY = ("SECURITY VIOLATION - check scripts are being executed but script_security "
+                  "not enabled.")
+
+
+def _lvs_warnings(config: KeepalivedConfig) -> tuple[list[str], bool]:
+    """What keepalived's checker parse prints for virtual_server blocks (its -t lines), and
+    whether its scripts (MISC_CHECK, notify_up/down, quorum_up/down) run as root without
+    enable_script_security."""
+    from halb.config.keepalived import FatalConfigError, format_error
+    from halb.config.keepalived_lvs import virtual_servers
+    from halb.vrrp.notify import ScriptError, ScriptRunner
+
+    if not any(b.name in ("virtual_server", "virtual_server_group") for b in config.raw):
+        return [], False
+    try:
+        lvs = virtual_servers(config, lookup_user=_user_exists)
+    except FatalConfigError as e:
+        return [format_error(w) for w in e.warnings] + [format_error(e)], False
+    lines = [format_error(w) for w in lvs.warnings if w.level == "warn"]
+    insecure = False
+    if not config.global_defs.enable_script_security:
+        runner = ScriptRunner(config.global_defs, lambda _m: None)
+        for script in lvs.scripts():
+            try:
+                runner.resolve(script)
+            except ScriptError:
+                continue
+            insecure = insecure or runner.user_of(script)[0] == "root"
+    return lines, insecure
+
+
+def _emit(o: Options, text: str) -> None:
+    if o.test_file:
+        with open(o.test_file, "w") as f:
+            f.write(text)
+    else:
+        sys.stderr.write(text)
 
 
 def config_test(o: Options) -> int:
     from halb.config.keepalived import FatalConfigError, format_error
 
     lines: list[str] = []
-    insecure = False
+    insecure = check_insecure = False
     try:
         loaded = _load(o)
     except FatalConfigError as e:
@@ -182,18 +240,22 @@ def config_test(o: Options) -> int:
     except ConfigError as e:
         lines.append(format_error(e))
     else:
+        # keepalived's checker parse prints before the VRRP checks; a check-script security
+        # violation decides the exit code (6) whatever was printed
+        lvs_lines, check_insecure = _lvs_warnings(loaded.config)
+        lines += lvs_lines
         lines += [format_error(w) for w in loaded.warnings]
         more, insecure = system_checks(loaded.config)
         lines += more
     if insecure:
         lines.append("SECURITY VIOLATION - scripts are being executed but script_security "
                      "not enabled.")
-    text = "".join(line + "\n" for line in lines)
-    if o.test_file:
-        with open(o.test_file, "w") as f:
-            f.write(text)
-    else:
-        sys.stderr.write(text)
+    if check_insecure:
+        lines.append(CHECK_SECURITY)
+        text = "".join(line + "\n" for line in lines)
+        _emit(o, text)
+        return EXIT_CONFIG_TEST_SECURITY
+    _emit(o, "".join(line + "\n" for line in lines))
     if len(lines) > (1 if insecure else 0):
         return EXIT_CONFIG_TEST
     return EXIT_CONFIG_TEST_SECURITY if insecure else EXIT_OK

@@ -79,3 +79,20 @@ def test_seed_against_keepalived(name: str, keepalived_binary: str,
               int(line.split("Line ", 1)[1].split(")")[0]) >= start]
     assert theirs  # the seeds do have something to say
     assert halb_says(tmp_path, name) == theirs
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CASES.glob("*.conf")))
+def test_cli_config_test_prints_what_keepalived_prints(name: str, keepalived_binary: str,
+                                                       tmp_path: pathlib.Path) -> None:
+    """`halb keepalived -t` itself: the same lines (the check-script SECURITY VIOLATION
+    included) and the same exit code as `keepalived -t`."""
+    import sys
+
+    shutil.copy(CASES / f"{name}.conf", tmp_path)
+    argv = ["-t", "-f", f"{name}.conf", "-l"]
+    theirs = subprocess.run([keepalived_binary, *argv, "-D"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=30)
+    ours = subprocess.run([sys.executable, "-m", "halb", "keepalived", *argv], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+    assert (ours.stdout + ours.stderr).splitlines() == (theirs.stdout + theirs.stderr).splitlines()
+    assert ours.returncode == theirs.returncode
