@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from common import cpu_seconds, process_tree  # noqa: E402
 
 from halb.testing.l4net import CLIENT_BACK, L4Net  # noqa: E402
+from halb.testing.netns import Topology  # noqa: E402
 
 HALB = [sys.executable, "-m", "halb"]
 TARGETS = {("nftables", "direct"): 0.9, ("userspace", "haproxy"): 0.6}
@@ -89,7 +90,7 @@ listen l4
 """
 
 
-class Bench:
+class Bench(Topology):
     def __init__(self, mode: str, tmp: pathlib.Path, connections: int, seconds: int) -> None:
         self.mode = mode
         self.tmp = tmp
@@ -98,17 +99,6 @@ class Bench:
         self.net = L4Net(mode, servers=1, clients=1, prefix=f"b4{mode[0]}", serve=False,
                          client_on_back=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def __enter__(self) -> Bench:
-        try:
-            self.build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def pinned(self, ns: str, cpu: str, argv: list[str], **kw: object
                ) -> subprocess.Popen[bytes]:

@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from halb.testing.netns import ip, ns_exists
+from halb.testing.netns import Topology, ip, ns_exists
 
 VIP = "198.18.0.100"
 DIRECTOR = "198.18.0.1"
@@ -59,7 +59,7 @@ class Server:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
-class L4Net:
+class L4Net(Topology):
     def __init__(self, mode: str = "nat", servers: int = 3, clients: int = 4,
                  prefix: str | None = None, port: int = 80, serve: bool = True,
                  client_on_back: bool = False) -> None:
@@ -83,17 +83,6 @@ class L4Net:
         self._made: list[str] = []
         self._ports = 0
         self.procs: list[subprocess.Popen[bytes]] = []
-
-    def __enter__(self) -> L4Net:
-        try:
-            self.build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- building -----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ addresses over rtnetlink.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ctypes
 import ipaddress
@@ -37,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Self, TypeVar
 
 ALLOWED = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("127.0.0.0/8"))
 
@@ -168,7 +169,31 @@ class Node:
     online: bool = True
 
 
-class Lan:
+class Topology(abc.ABC):
+    """A set of namespaces used as a context manager: `build()` on enter (undone by `close()`
+    if it fails half way), `close()` on exit, whatever happened inside."""
+
+    @abc.abstractmethod
+    def build(self) -> None:
+        """Create the namespaces, links and processes."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Remove everything build() created (also after a partial build)."""
+
+    def __enter__(self) -> Self:
+        try:
+            self.build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Lan(Topology):
     def __init__(self, nodes: int = 2, subnet: str = "198.18.0.0/24", ifname: str = "eth0",
                  prefix: str | None = None, addresses: Sequence[str] | None = None,
                  client: str | None = None) -> None:
@@ -197,17 +222,6 @@ class Lan:
         self.client_procs: list[subprocess.Popen[bytes]] = []
         self._readers: dict[str, AddressReader] = {}
         self._readers_lock = threading.Lock()
-
-    def __enter__(self) -> Lan:
-        try:
-            self.build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
