@@ -50,6 +50,22 @@ def keepalived_binary() -> str:
     return require_binary("keepalived")
 
 
+# session-scoped so module-scoped fixtures (the ipvsadm oracle) can use them
+@pytest.fixture(scope="session")
+def nft_binary() -> str:
+    return require_binary("nft")
+
+
+@pytest.fixture(scope="session")
+def ipvsadm_binary() -> str:
+    return require_binary("ipvsadm")
+
+
+@pytest.fixture(scope="session")
+def gcc_binary() -> str:
+    return require_binary("gcc")
+
+
 @pytest.fixture
 def root() -> None:
     require_root()

@@ -9,10 +9,8 @@ tunnel types.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shlex
-import shutil
 import socket
 
 import pytest
@@ -38,29 +36,17 @@ from halb.l4.model import (
 )
 
 pytestmark = pytest.mark.peer
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_binary(name: str) -> str:
-    """tests/conftest.py's policy: skip when absent, fail under CI."""
-    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    reason = f"{name} is not installed (the ipvsadm oracle needs ipvsadm and a C compiler)"
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: this test must not be skipped)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
-def oracle(tmp_path_factory: pytest.TempPathFactory) -> Oracle:
-    binary = require_binary("ipvsadm")
+def oracle(tmp_path_factory: pytest.TempPathFactory, ipvsadm_binary: str,
+           request: pytest.FixtureRequest) -> Oracle:
     workdir = tmp_path_factory.mktemp("ipvsadm-oracle")
     shim = build_shim(workdir)
     if shim is None:
-        require_binary("gcc")  # skips (fails under CI) with the reason
-        raise AssertionError("unreachable")
-    return Oracle(binary, shim, workdir)
+        request.getfixturevalue("gcc_binary")  # skips (fails under CI) with the reason
+        raise AssertionError("no C compiler could build the shim")
+    return Oracle(ipvsadm_binary, shim, workdir)
 
 
 # listings without -n resolve addresses: the shim answers "localhost" for 127.0.0.1 and

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 
@@ -24,26 +23,15 @@ from halb.testing.l4net import L4Net
 Lab = Callable[..., tuple[L4Net, Keepalived]]
 
 
-def require(name: str) -> str:
-    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    reason = f"{name} is not installed (make test installs it when run as root)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: this test must not be skipped)")
-    pytest.skip(reason)
-    raise AssertionError("unreachable")
-
-
 @pytest.fixture
-def lab(root: None, tmp_path: pathlib.Path) -> Iterator[Lab]:
+def lab(root: None, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
     made: list[tuple[L4Net, Keepalived | None]] = []
 
     def build(conf: str, *, mode: str = "nat", dataplane: str = "userspace",
               halves: tuple[str, ...] = ("-C",), before: Callable[[L4Net], object] | None = None,
               **kw: object) -> tuple[L4Net, Keepalived]:
         if dataplane == "nftables":
-            require("nft")
+            request.getfixturevalue("nft_binary")
         net = L4Net(mode, prefix=f"ka{os.getpid() % 10000}{len(made)}", **kw)  # type: ignore[arg-type]
         made.append((net, None))
         net.__enter__()

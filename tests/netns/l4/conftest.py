@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 
@@ -24,23 +23,6 @@ from halb.testing.l4net import L4Net
 from halb.testing.netns import ip, ns_exists
 
 Lab = Callable[..., tuple[L4Net, Director]]
-
-
-def require(name: str) -> str:
-    """A peer binary, or skip (fail under CI=true, as tests/conftest.py's require_binary)."""
-    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    reason = f"{name} is not installed (make test installs it when run as root)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: this test must not be skipped)")
-    pytest.skip(reason)
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture
-def nft_binary() -> str:
-    return require("nft")
 
 
 @pytest.fixture
