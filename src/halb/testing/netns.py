@@ -169,6 +169,20 @@ class Node:
     online: bool = True
 
 
+def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+               wait: float = 15.0) -> None:
+    """Signal a process group (a daemon and its children), wait for its leader, and SIGKILL the
+    group if it is still there after `wait` seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(wait)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 class Topology(abc.ABC):
     """A set of namespaces used as a context manager: `build()` on enter (undone by `close()`
     if it fails half way), `close()` on exit, whatever happened inside."""
@@ -279,14 +293,7 @@ class Lan(Topology):
     @staticmethod
     def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL,
              wait: float = 10.0) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(wait)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_group(proc, sig, wait)
 
     def crash(self, node: Node | str) -> float:
         """The host dies: SIGKILL to its processes, then its cable is pulled (its VIPs stay

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from halb.testing.l4net import L4Net
+from halb.testing.netns import stop_group
 
 HALB = [sys.executable, "-m", "halb"]
 
@@ -115,14 +116,7 @@ class Keepalived:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+            stop_group(self.proc)
         with contextlib.suppress(Exception):
             if "halb" in self.nft_tables():  # a daemon that died leaves its tables
                 for family in ("ip", "netdev"):

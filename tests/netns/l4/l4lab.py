@@ -10,16 +10,15 @@ fails, kills it and deletes the halb nft tables itself.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 from halb.testing.l4net import L4Net
+from halb.testing.netns import stop_group
 
 HERE = pathlib.Path(__file__).resolve().parent
 HALB = [sys.executable, "-m", "halb"]
@@ -80,14 +79,7 @@ class Director:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+            stop_group(self.proc)
         if "halb" in self.nft_tables():  # a director that died leaves its tables: not ours
             for family in ("ip", "netdev"):
                 self.net.director(["nft", "delete", "table", family, "halb"])
