@@ -118,17 +118,12 @@ def popt_words(argv: Sequence[str]) -> Iterator[Opt | str | UsageError]:
                 yield Opt(name, None, word)
             elif eq:
                 yield Opt(name, value, word)
-            elif takes == "required":
-                if i >= len(argv):
+            else:
+                value, i = _separate(takes, argv, i)
+                if value is _MISSING:
                     yield UsageError(f"{word}: missing argument\n", EXIT_POPT)
                     return
-                yield Opt(name, argv[i], word)
-                i += 1
-            elif i < len(argv) and not argv[i].startswith("-"):
-                yield Opt(name, argv[i], word)
-                i += 1
-            else:
-                yield Opt(name, None, word)
+                yield Opt(name, value, word)
             continue
         if word.startswith("-") and len(word) > 1:
             j = 1
@@ -145,21 +140,29 @@ def popt_words(argv: Sequence[str]) -> Iterator[Opt | str | UsageError]:
                     continue
                 if j < len(word):
                     yield Opt(name, word[j:], word)
-                elif takes == "required":
-                    if i >= len(argv):
+                else:
+                    value, i = _separate(takes, argv, i)
+                    if value is _MISSING:
                         yield UsageError(f"{word}: missing argument\n", EXIT_POPT)
                         return
-                    yield Opt(name, argv[i], word)
-                    i += 1
-                elif i < len(argv) and not argv[i].startswith("-"):
-                    yield Opt(name, argv[i], word)
-                    i += 1
-                else:
-                    yield Opt(name, None, word)
+                    yield Opt(name, value, word)
                 break
             continue
         rest.append(word)
     yield from rest
+
+
+_MISSING = "\0missing"  # a sentinel no argv word can be (argv words hold no NUL)
+
+
+def _separate(takes: str, argv: Sequence[str], i: int) -> tuple[str | None, int]:
+    """An option's argument given as the next word (popt): required ones take it whatever it
+    is (_MISSING at the end of argv), optional ones only when it does not start with '-'."""
+    if takes == "required":
+        return (argv[i], i + 1) if i < len(argv) else (_MISSING, i)
+    if i < len(argv) and not argv[i].startswith("-"):
+        return argv[i], i + 1
+    return None, i
 
 
 # -- value parsing (C semantics) --------------------------------------------------------------
