@@ -13,6 +13,7 @@ commands:
   nginx        the L7 reverse proxy / web server (reads nginx.conf; nginx's flags)
   keepalived   VRRP failover of virtual IPs (reads keepalived.conf; keepalived's flags)
   ipvsadm      the L4 director's table, ipvsadm's grammar and output (--start-director runs one)
+  backend      a demo HTTP backend that names the node that answered (--listen --name --delay)
 
 Invoked through a link named nginx, keepalived or ipvsadm, halb behaves as that command.
 """
@@ -36,8 +37,15 @@ def _ipvsadm(argv: list[str]) -> int:
     return main(argv)
 
 
+def _backend(argv: list[str]) -> int:
+    from halb.cli.backend import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"nginx": _nginx, "keepalived": _keepalived,
                                                    "ipvsadm": _ipvsadm}
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {**COMMANDS, "backend": _backend}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) < 2 or args[1] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0 if len(args) >= 2 else 1
-    cmd = COMMANDS.get(args[1])
+    cmd = SUBCOMMANDS.get(args[1])
     if cmd is None:
         sys.stderr.write(f"halb: unknown command {args[1]!r}\n{USAGE}")
         return 1

@@ -1,0 +1,2 @@
+"""halb lab: the seeds' cluster in network namespaces (topology, load driver, scenarios, report)
+and `halb backend`, the demo backend it runs."""
