@@ -311,6 +311,7 @@ def _vrrp_child(o: Options, config, log: Logger) -> int:  # type: ignore[no-unty
 
 
 def _checker_child(o: Options, config, log: Logger) -> int:  # type: ignore[no-untyped-def]
+    from halb.config.keepalived import format_error
     from halb.health import daemon
     from halb.runtime.process import die_with_parent, remove_pid, write_pid
 
@@ -322,8 +323,16 @@ def _checker_child(o: Options, config, log: Logger) -> int:  # type: ignore[no-u
     log.ident = "Keepalived_healthcheckers"
     with contextlib.suppress(ConfigError):
         write_pid(o.checkers_pid)
+
+    def loader():  # type: ignore[no-untyped-def]
+        loaded = _load(o)
+        for w in loaded.warnings:
+            log(format_error(w))
+        return loaded.config
+
     try:
-        return daemon.run(config, log, dataplane=o.dataplane, socket=o.ipvsadm_socket)
+        return daemon.run(config, log, dataplane=o.dataplane, socket=o.ipvsadm_socket,
+                          loader=loader)
     finally:
         remove_pid(o.checkers_pid)
 

@@ -20,8 +20,17 @@ group ones).
 
 SIGTERM / SIGINT: the runner stops (keepalived's shutdown: destinations removed; omega runs
 notify_down / quorum_down), the services are deleted, the control socket closes and the
-director stops, which removes what its data plane created (nft tables, listeners). SIGHUP is
-logged and ignored (reload belongs to a later part). SIGUSR1 / SIGUSR2 are ignored.
+director stops, which removes what its data plane created (nft tables, listeners). SIGUSR1 /
+SIGUSR2 are ignored.
+
+SIGHUP: keepalived's reload ("Reloading", "Got SIGHUP, reloading checker configuration").
+The file is read again with `loader`; if it does not load (a fatal error: keepalived's line
+with "(FILE: Line N)"), the running configuration is kept and the reason is logged. Otherwise
+the events already out are applied, the table keeper and the health state are carried over to
+the new configuration (health/reload.py) and only the difference goes to the director: no
+flush, so the services that did not change keep their connections and scheduler state, and
+servers that did not change keep their health (no re-check, no flap). A new service the data
+plane cannot take yet joins the ones retried every SERVICE_RETRY seconds.
 """
 
 from __future__ import annotations
@@ -34,10 +43,12 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from halb.config.errors import ConfigError
 from halb.config.keepalived_lvs_model import LvsConfig
 from halb.health.ipvs import IpvsSync
+from halb.health.reload import reload_sync
 from halb.health.runner import HealthRunner
-from halb.l4.model import Command
+from halb.l4.model import Command, Op
 
 DATAPLANES = ("nftables", "userspace")
 SERVICE_RETRY = 1.0
@@ -102,6 +113,8 @@ class Checker:
         self._retry: asyncio.Task[None] | None = None
         self._suspend: asyncio.Task[None] | None = None
         self.pending: list[Command] = []  # -A commands the data plane refused so far
+        self._lock = asyncio.Lock()  # events and reloads change the table one at a time
+        self._stopping = False
 
     async def execute(self, cmd: Command, quiet: bool = False) -> bool:
         try:
@@ -117,6 +130,16 @@ class Checker:
         return cmd.service is not None and any(
             p.service is not None and p.service.key == cmd.service.key for p in self.pending)
 
+    def _watch(self) -> None:
+        """ha_suspend: poll the addresses of the virtual servers that have it."""
+        if self._suspend is not None:
+            self._suspend.cancel()
+            self._suspend = None
+        watched = [(vs.name, str(vs.address)) for vs in self.lvs.virtual_servers
+                   if vs.ha_suspend and vs.address is not None and vs.group is None]
+        if watched:
+            self._suspend = asyncio.create_task(self._ha_suspend(watched), name="ha-suspend")
+
     async def _ha_suspend(self, watched: list[tuple[str, str]]) -> None:
         local: dict[str, bool] = {}
         while True:
@@ -127,22 +150,67 @@ class Checker:
                     self.runner.set_enabled(name, now)
             await asyncio.sleep(HA_POLL)
 
+    def _retry_later(self) -> None:
+        if self.pending and (self._retry is None or self._retry.done()):
+            self._retry = asyncio.create_task(self._retry_services(), name="vs-retry")
+
     async def _retry_services(self) -> None:
         while self.pending:
             await asyncio.sleep(SERVICE_RETRY)
-            for cmd in list(self.pending):
-                if cmd.service is None or not await self.execute(cmd, quiet=True):
-                    continue
-                self.pending.remove(cmd)
-                self.log(f"IPVS ({_describe(cmd)}): added")
-                for add in self.sync.replay(cmd.service):
-                    await self.execute(add)
+            async with self._lock:
+                for cmd in list(self.pending):
+                    if cmd.service is None or not await self.execute(cmd, quiet=True):
+                        continue
+                    self.pending.remove(cmd)
+                    self.log(f"IPVS ({_describe(cmd)}): added")
+                    for add in self.sync.replay(cmd.service):
+                        await self.execute(add)
 
     async def _consume(self) -> None:
         while True:
             ev = await self.runner.queue.get()
-            for cmd in self.sync.apply(ev):
-                await self.execute(cmd, quiet=self._pending(cmd))
+            async with self._lock:
+                for cmd in self.sync.apply(ev):
+                    await self.execute(cmd, quiet=self._pending(cmd))
+
+    async def reload(self, loader: Callable[[], Any]) -> bool:
+        """SIGHUP: re-read, diff, carry the state over, change only the difference."""
+        from halb.config.keepalived import format_error
+        from halb.config.keepalived_lvs import virtual_servers
+
+        if self._stopping:
+            return False
+        self.log("Reloading")
+        self.log("Got SIGHUP, reloading checker configuration")
+        try:
+            config = loader()
+            lvs = virtual_servers(config)
+        except ConfigError as e:
+            for w in getattr(e, "warnings", []):
+                self.log(format_error(w))
+            self.log(f"Reload failed, the running configuration is kept: {format_error(e)}")
+            return False
+        async with self._lock:
+            if self._stopping:
+                return False
+            await self._drain()  # what the old state decided, on the old table
+            sync, cmds = reload_sync(self.sync, lvs)
+            old_pending = {c.service.key for c in self.pending if c.service is not None}
+            new_keys = {s.key: s for specs in sync.specs.values() for s in specs}
+            self.pending = [Command(Op.ADD_SERVICE, service=new_keys[k])
+                            for k in old_pending if k in new_keys]
+            self.sync, self.lvs = sync, lvs
+            self.runner.reload(lvs, config.global_defs)  # its events wait for the lock
+            for cmd in cmds:
+                key = cmd.service.key if cmd.service is not None else None
+                if key in old_pending:
+                    continue  # not in the data plane: the retry adds it as it is now
+                if not await self.execute(cmd) and cmd.op is Op.ADD_SERVICE:
+                    self.pending.append(cmd)
+            self._retry_later()
+            self._watch()
+        self.log(f"Reloaded: {len(sync.specs)} virtual server(s)")
+        return True
 
     async def _drain(self) -> None:
         while not self.runner.queue.empty():
@@ -161,13 +229,9 @@ class Checker:
                 if self.pending:
                     self.log(f"{len(self.pending)} virtual service(s) not in the data plane "
                              f"yet: trying again every {SERVICE_RETRY:g} s")
-                    self._retry = asyncio.create_task(self._retry_services(), name="vs-retry")
+                    self._retry_later()
                 await self.runner.start()
-                watched = [(vs.name, str(vs.address)) for vs in self.lvs.virtual_servers
-                           if vs.ha_suspend and vs.address is not None and vs.group is None]
-                if watched:
-                    self._suspend = asyncio.create_task(self._ha_suspend(watched),
-                                                        name="ha-suspend")
+                self._watch()
                 self._consumer = asyncio.create_task(self._consume(), name="ipvs-sync")
                 if ready is not None:
                     ready()
@@ -179,36 +243,59 @@ class Checker:
             await self.director.stop()
 
     async def shutdown(self) -> None:
+        self._stopping = True
         for task in (self._consumer, self._retry, self._suspend):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._consumer = self._retry = self._suspend = None
-        await self.runner.stop()
-        await self._drain()
-        for cmd in self.sync.shutdown():
-            await self.execute(cmd, quiet=self._pending(cmd))
+        async with self._lock:  # a reload under way finishes first
+            await self.runner.stop()
+            await self._drain()
+            for cmd in self.sync.shutdown():
+                await self.execute(cmd, quiet=self._pending(cmd))
 
 
-async def _main(checker: Checker, log: Callable[[str], None]) -> None:
+async def _reloads(checker: Checker, hups: asyncio.Queue[None],
+                   loader: Callable[[], Any]) -> None:
+    while True:
+        await hups.get()
+        try:
+            await checker.reload(loader)
+        except Exception as e:  # a reload's bug must not end the checker
+            checker.log(f"Reload failed: {e!r}")
+
+
+async def _main(checker: Checker, log: Callable[[str], None],
+                loader: Callable[[], Any] | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    hups: asyncio.Queue[None] = asyncio.Queue()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log(
-        "Reloading: halb's checker does not reload yet; the running configuration stays"))
+    reloads = None
+    if loader is None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: log(
+            "Reloading: no configuration file to read again; the running one stays"))
+    else:
+        loop.add_signal_handler(signal.SIGHUP, hups.put_nowait, None)
+        reloads = asyncio.create_task(_reloads(checker, hups, loader), name="reloads")
     try:
         await checker.serve(stop, lambda: log(
             f"Initializing ipvs: {len(checker.sync.specs)} virtual server(s), "
             f"control socket {checker.socket or 'default'}"))
     finally:
+        if reloads is not None:
+            reloads.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reloads
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 
 def run(config: Any, log: Callable[[str], None], *, dataplane: str | None = None,
-        socket: str | None = None) -> int:
+        socket: str | None = None, loader: Callable[[], Any] | None = None) -> int:
     """The checker child's life: 0 after a clean stop, 1 when the director cannot run."""
     from halb.config.keepalived_lvs import virtual_servers
     from halb.runtime.loop import new_event_loop
@@ -224,7 +311,7 @@ def run(config: Any, log: Callable[[str], None], *, dataplane: str | None = None
     # the user-space data plane forwards every byte: uvloop; nftables drives nft and netlink
     loop = new_event_loop() if plane == "userspace" else asyncio.new_event_loop()
     try:
-        loop.run_until_complete(_main(checker, log))
+        loop.run_until_complete(_main(checker, log, loader))
     except OSError as e:
         log(f"checker: {e.strerror or e}")
         return 1

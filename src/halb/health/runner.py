@@ -13,6 +13,10 @@ removed; with omega, notify_down / quorum_down, given 1 s).
 Nothing here calls back into a consumer, and the queue carries plain frozen values, so the
 runner can live in its own process (as keepalived's checker child) with the queue bridged by
 whoever starts it. `set_enabled(service, on)` is ha_suspend's input (the VIP came or went).
+
+`reload(lvs)` (SIGHUP) swaps in a new state machine with the old one's state carried over
+(health/reload.py): a probe running for a checker that is kept goes on and its result counts
+for the new checker; probes of removed checkers are cancelled.
 """
 
 from __future__ import annotations
@@ -25,11 +29,20 @@ from collections.abc import Callable
 
 from halb.config.keepalived_lvs_model import HTTP_GET, MISC_CHECK, SSL_GET, LvsConfig
 from halb.config.keepalived_model import GlobalDefs
-from halb.health.events import Action, HealthChanged, Log, Probe, ProbeResult, RunScript
+from halb.health.events import (
+    Action,
+    CheckerId,
+    HealthChanged,
+    Log,
+    Probe,
+    ProbeResult,
+    RunScript,
+)
 from halb.health.probes.http import http_get
 from halb.health.probes.misc import misc_check
 from halb.health.probes.ssl import client_context
 from halb.health.probes.tcp import tcp_check
+from halb.health.reload import Reloaded, reload_state
 from halb.health.state import HealthState
 from halb.vrrp.notify import NOTIFY_TIMEOUT, ScriptError, ScriptRunner
 
@@ -45,12 +58,13 @@ class HealthRunner:
         self.global_defs = global_defs or GlobalDefs()
         self.log = log or (lambda _: None)
         self.clock = clock
+        self.rng = rng
         self.state = HealthState(lvs, rng)
         self.queue: asyncio.Queue[HealthChanged] = asyncio.Queue()
         self.scripts = ScriptRunner(self.global_defs, self.log)
         self._tls: _ssl.SSLContext | None = None
         self._task: asyncio.Task[None] | None = None
-        self._probes: set[asyncio.Task[None]] = set()
+        self._probes: dict[asyncio.Task[None], list[CheckerId]] = {}  # task -> [its checker]
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -75,6 +89,27 @@ class HealthRunner:
         if left:
             await asyncio.wait(left)
 
+    def reload(self, lvs: LvsConfig, global_defs: GlobalDefs | None = None) -> Reloaded:
+        """Carry the state over to `lvs` (synchronous: nothing runs in between)."""
+        done = reload_state(self.state, lvs, self.clock(), self.rng)
+        for task, cid in list(self._probes.items()):
+            new = done.ids.get(cid[0])
+            if new is None:
+                task.cancel()
+                del self._probes[task]
+            else:
+                cid[0] = new
+        self.lvs = lvs
+        self.state = done.state
+        if global_defs is not None:
+            self.global_defs = self.scripts.g = global_defs
+        if any(c.kind == SSL_GET for vs in lvs.virtual_servers
+               for rs in vs.real_servers for c in rs.checkers):
+            self._tls = client_context(lvs.ssl)
+        self._apply(done.actions)
+        self._wake.set()
+        return done
+
     def set_enabled(self, service: str, enabled: bool) -> None:
         self._apply(self.state.set_enabled(service, enabled))
         self._wake.set()
@@ -83,9 +118,10 @@ class HealthRunner:
         while True:
             now = self.clock()
             for probe in self.state.due(now):
-                task = asyncio.create_task(self._probe(probe))
-                self._probes.add(task)
-                task.add_done_callback(self._probes.discard)
+                cid = [probe.id]
+                task = asyncio.create_task(self._probe(probe, cid))
+                self._probes[task] = cid
+                task.add_done_callback(self._done)
             deadline = self.state.next_deadline()
             self._wake.clear()
             timer = None
@@ -98,7 +134,10 @@ class HealthRunner:
                 if timer is not None:
                     timer.cancel()
 
-    async def _probe(self, probe: Probe) -> None:
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._probes.pop(task, None)
+
+    async def _probe(self, probe: Probe, cid: list[CheckerId]) -> None:
         try:
             result = await self._run(probe)
         except asyncio.CancelledError:
@@ -108,7 +147,7 @@ class HealthRunner:
             result = ProbeResult(ok=False, message=repr(e))
         if result.unavailable and result.message:
             self.log(result.message)
-        self._apply(self.state.result(probe.id, result, self.clock()))
+        self._apply(self.state.result(cid[0], result, self.clock()))
         self._wake.set()
 
     async def _run(self, probe: Probe) -> ProbeResult:

@@ -22,6 +22,7 @@ epilog / timeout_epilog, check_misc.c misc_check_child_thread, ipwrapper.c), not
 Inputs: `start(now)`, `due(now)` (the probes to run now), `result(id, ProbeResult, now)`,
 `set_enabled(service, on)` (ha_suspend: checks pause while the VIP is absent), `stop()`.
 Outputs: lists of actions (HealthChanged, RunScript, Log) and `next_deadline()`.
+A reload (health/reload.py) builds a new HealthState and carries this one's state into it.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def _dest(rs: RealServer | SorryServer, sorry: bool = False) -> _Dest:
 
 class HealthState:
     def __init__(self, lvs: LvsConfig, rng: Callable[[], float]) -> None:
+        self.lvs = lvs
         self.rng = rng
         self.services: list[_Service] = []
         self.checks: dict[CheckerId, _Check] = {}
@@ -136,28 +138,41 @@ class HealthState:
     def start(self, now: float) -> list[Action]:
         """keepalived's validate_check_config + init_services + register_checkers_thread."""
         for check in self.checks.values():
-            if check.cfg.alpha:
-                self._set_checker_state(check, False)
-                check.dest.alive = False
-            check.retry_it = check.cfg.retry  # the first failure decides at once
-            warmup = check.cfg.warmup * self.rng() if check.cfg.warmup else 0.0
-            check.next = now + BOOTSTRAP_DELAY + warmup
-            self._log(f"{'A' if check.enabled else 'Dea'}ctivating healthchecker for service "
-                      f"{check.dest.name} for VS {check.svc.name}")
+            self.begin(check, now)
         for svc in self.services:
             svc.quorum_up = self._weight_sum(svc) >= svc.cfg.quorum + svc.cfg.hysteresis
         for svc in self.services:
-            for d in svc.rss:
-                if (not d.num_failed and not d.alive) or (d.inhibit and not d.set):
-                    d.alive = d.alive or not d.num_failed
-                    self._ipvs(svc, d, "add")
-            self._update_quorum(svc, init=True)
-            s = svc.sorry
-            if s is not None and s.inhibit and not s.set:
-                s.num_failed = 1
-                self._ipvs(svc, s, "add")
-                s.num_failed = 0
+            self.init_service(svc, svc.rss)
         return self._flush()
+
+    def begin(self, check: _Check, now: float) -> None:
+        """A new checker: down first with alpha, its first probe a bootstrap + warmup away."""
+        if check.cfg.alpha:
+            self._set_checker_state(check, False)
+            check.dest.alive = False
+        self.schedule(check, now)
+
+    def schedule(self, check: _Check, now: float) -> None:
+        """A checker's first round: the first failure decides at once."""
+        check.retry_it = check.cfg.retry
+        warmup = check.cfg.warmup * self.rng() if check.cfg.warmup else 0.0
+        check.next = now + BOOTSTRAP_DELAY + warmup
+        self._log(f"{'A' if check.enabled else 'Dea'}ctivating healthchecker for service "
+                  f"{check.dest.name} for VS {check.svc.name}")
+
+    def init_service(self, svc: _Service, new: list[_Dest], init: bool = True) -> None:
+        """keepalived's init_service_rs for the servers `new` (every one at start, those a
+        reload added later), then the quorum and the sorry server."""
+        for d in new:
+            if (not d.num_failed and not d.alive) or (d.inhibit and not d.set):
+                d.alive = d.alive or not d.num_failed
+                self._ipvs(svc, d, "add")
+        self._update_quorum(svc, init=init)
+        s = svc.sorry
+        if s is not None and s.inhibit and not s.set:
+            s.num_failed = 1
+            self._ipvs(svc, s, "add")
+            s.num_failed = 0
 
     def due(self, now: float) -> list[Probe]:
         """The probes to start now (each checker runs one at a time)."""
@@ -174,7 +189,9 @@ class HealthState:
         return probes
 
     def result(self, cid: CheckerId, res: ProbeResult, now: float) -> list[Action]:
-        check = self.checks[cid]
+        check = self.checks.get(cid)
+        if check is None:  # a checker a reload removed while its probe ran
+            return []
         check.running = False
         if res.unavailable:
             check.next = now + check.cfg.delay_loop

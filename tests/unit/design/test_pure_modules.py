@@ -41,6 +41,7 @@ PURE = [
     "halb.health.events",
     "halb.health.state",
     "halb.health.ipvs",
+    "halb.health.reload",
     "halb.vrrp.packet",
     "halb.vrrp.machine",
     "halb.vrrp.priority",

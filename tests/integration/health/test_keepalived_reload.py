@@ -1,0 +1,172 @@
+"""SIGHUP reload of `halb keepalived -C --dataplane userspace` on loopback (no root): the same
+file changes nothing (no flap, an open connection goes on), a new real server joins, a removed
+one leaves, a broken file keeps the running configuration and says why with file:line.
+
+Real servers: `halb.testing.l4peers serve` on 127.6.1.11-13 ("A", "B", "C"), the VIP
+127.6.1.10; short checks (delay_loop 1, connect_timeout 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+PY = sys.executable
+VIP = "127.6.1.10"
+RS = {"A": "127.6.1.11", "B": "127.6.1.12", "C": "127.6.1.13"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((VIP, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: Callable[[], object], timeout: float, why: Callable[[], str]) -> None:
+    end = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > end:
+            raise AssertionError(f"still false after {timeout}s\n{why()}")
+        time.sleep(0.05)
+
+
+def conf(port: int, names: str, extra: str = "") -> str:
+    servers = "".join(f"""
+    real_server {RS[n]} {port} {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 1
+        }}
+    }}""" for n in names)
+    return f"""virtual_server {VIP} {port} {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    {extra}
+{servers}
+}}
+"""
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, start_new_session=True, **kw)  # type: ignore[call-overload]
+        self.procs.append(proc)
+        return proc
+
+    def serve(self, name: str, port: int) -> None:
+        proc = self.start([PY, "-m", "halb.testing.l4peers", "serve", "--name", name,
+                           "--host", RS[name], "--port", str(port)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    from halb.testing.netns import stop_group
+
+    p = Procs()
+    try:
+        yield p
+    finally:
+        for proc in reversed(p.procs):
+            if proc.poll() is None:
+                stop_group(proc)
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+
+
+def test_sighup_reload_on_loopback(procs: Procs, tmp_path: pathlib.Path) -> None:
+    port = free_port()
+    for name in RS:
+        procs.serve(name, port)
+    path = tmp_path / "k.conf"
+    path.write_text(conf(port, "AB"))
+    sock = str(tmp_path / "ipvsadm.sock")
+    log = tmp_path / "k.log"
+    with open(log, "w") as logf:
+        ka = procs.start([PY, "-m", "halb", "keepalived", "-n", "-l", "-C", "--dataplane",
+                          "userspace", "--ipvsadm-socket", sock, "-f", str(path),
+                          "-p", str(tmp_path / "k.pid"), "-c", str(tmp_path / "c.pid")],
+                         stdout=logf, stderr=logf)
+    env = dict(os.environ, HALB_IPVSADM_SOCKET=sock)
+
+    def listing() -> str:
+        return subprocess.run([PY, "-m", "halb", "ipvsadm", "-L", "-n"], capture_output=True,
+                              text=True, env=env, timeout=30).stdout
+
+    def dests() -> set[str]:
+        return {line.split()[1] for line in listing().splitlines()
+                if line.startswith("  -> ") and "RemoteAddress" not in line}
+
+    def why() -> str:
+        return f"{listing()}\n{log.read_text()}"
+
+    def names(n: int) -> list[str | None]:
+        out = subprocess.run([PY, "-m", "halb.testing.l4peers", "probe", "--to",
+                              f"{VIP}:{port}", "--count", str(n), "--timeout", "2"],
+                             capture_output=True, text=True, timeout=60)
+        return list(json.loads(out.stdout)["names"])
+
+    def reload(text: str | None, count: int) -> None:
+        if text is not None:
+            path.write_text(text)
+        os.kill(ka.pid, signal.SIGHUP)  # the parent forwards it, as keepalived
+        wait_for(lambda: log.read_text().count("Got SIGHUP, reloading checker") >= count, 10,
+                 why)
+
+    def checked(name: str) -> None:
+        line = f"TCP connection to [{RS[name]}]:tcp:{port} success."
+        wait_for(lambda: line in log.read_text(), 10, why)
+
+    ab = {f"{RS['A']}:{port}", f"{RS['B']}:{port}"}
+    wait_for(lambda: dests() == ab, 20, why)
+    checked("A")
+    checked("B")
+    held = procs.start([PY, "-m", "halb.testing.l4peers", "probe", "--to", f"{VIP}:{port}",
+                        "--count", "2", "--hold"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert held.stdin is not None and held.stdout is not None
+    assert sorted(json.loads(held.stdout.readline())["names"]) == ["A", "B"]
+
+    # the same file: nothing moves, the open connections go on
+    before = log.read_text()
+    reload(None, 1)
+    wait_for(lambda: "Reloaded: 1 virtual server(s)" in log.read_text(), 10, why)
+    after = log.read_text()[len(before):]
+    for word in ("Removing", "Adding", "Activating", "success"):
+        assert word not in after, after
+    held.stdin.write(b"again\n")
+    held.stdin.flush()
+    assert sorted(json.loads(held.stdout.readline())["names"]) == ["A", "B"]
+
+    # C joins, B leaves; the connection to A goes on
+    reload(conf(port, "AC"), 2)
+    wait_for(lambda: dests() == {f"{RS['A']}:{port}", f"{RS['C']}:{port}"}, 10, why)
+    assert f"service [{RS['B']}]:tcp:{port} no longer exist" in log.read_text()
+    assert sorted(n or "" for n in names(4)) == ["A", "A", "C", "C"]
+    held.stdin.write(b"again\n")
+    held.stdin.flush()
+    again = json.loads(held.stdout.readline())["names"]
+    assert sorted(n or "" for n in again) == ["", "A"]  # B's connection closed with B, A's on
+
+    # a broken file: the running configuration stays, the reason with file:line
+    reload(conf(port, "A").replace("lb_algo rr", "lb_algo"), 3)
+    wait_for(lambda: "Reload failed" in log.read_text(), 10, why)
+    line = next(x for x in log.read_text().splitlines() if "Reload failed" in x)
+    assert f"({path}: Line 3) *** Configuration line starting `lb_algo` is missing" in line
+    assert dests() == {f"{RS['A']}:{port}", f"{RS['C']}:{port}"}
+    assert sorted(n or "" for n in names(4)) == ["A", "A", "C", "C"]
+    assert ka.poll() is None
