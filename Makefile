@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the conformance tests and benchmarks run as oracles.
-PEER_PACKAGES := nginx wrk keepalived nftables haproxy ipvsadm gcc libc6-dev
-PEER_BINARIES := /usr/sbin/nginx /usr/bin/wrk /usr/sbin/keepalived /usr/sbin/nft /usr/sbin/haproxy \
+PEER_PACKAGES := nginx libnginx-mod-http-cache-purge wrk keepalived nftables haproxy ipvsadm gcc libc6-dev
+PEER_BINARIES := /usr/sbin/nginx /usr/lib/nginx/modules/ngx_http_cache_purge_module.so /usr/bin/wrk /usr/sbin/keepalived /usr/sbin/nft /usr/sbin/haproxy \
                  /usr/sbin/ipvsadm /usr/bin/gcc
 
 .PHONY: run test lint peers venv clean

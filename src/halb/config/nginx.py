@@ -256,6 +256,9 @@ class Builder:
         from halb.config.nginx_upstream import resolve_proxy_targets
 
         resolve_proxy_targets(self)
+        from halb.config.nginx_cache import check_zones
+
+        check_zones(self, hb)
         for sb in hb.servers:
             _check_locations(sb)
         for name in self.used_variables:
@@ -370,7 +373,7 @@ def _wildcard_ok(name: str) -> bool:
 
 
 # Directives that a level does not hand down to the levels below it.
-_NOT_INHERITED = frozenset({"ret", "try_files", "internal", "proxy_pass"})
+_NOT_INHERITED = frozenset({"ret", "try_files", "internal", "proxy_pass", "proxy_cache_purge"})
 
 
 def _merge(parent: dict[str, Any], own: dict[str, Any], top: bool = False) -> dict[str, Any]:
@@ -406,7 +409,7 @@ def load(conf_file: str, prefix: str | None = None, *, global_directives: str = 
          is_root: bool | None = None, reader: lexer.Reader | None = None) -> Loaded:
     """Read, parse and build an nginx configuration the way `nginx -c conf_file` does."""
     # Handlers register themselves on import.
-    from halb.config import nginx_directives, nginx_upstream  # noqa: F401
+    from halb.config import nginx_cache, nginx_directives, nginx_upstream  # noqa: F401
 
     conf_file = os.path.abspath(conf_file)
     prefix = os.path.abspath(prefix) + os.sep if prefix else os.path.dirname(conf_file) + os.sep

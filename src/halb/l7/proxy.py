@@ -36,6 +36,8 @@ from halb.balancing import Outcome, Peer, PickContext
 from halb.config.model import ProxyPass
 from halb.l7 import handler
 from halb.l7.body import BODY, CONNECT, HEADER, OVER, READ_AHEAD, STREAM, TUNNEL, RequestBody
+from halb.l7.cache import CacheRequest
+from halb.l7.cache import begin as cache_begin
 from halb.l7.proxy_body import RequestBodySender
 from halb.l7.proxy_fail import UpstreamFailures
 from halb.l7.proxy_headers import (
@@ -88,6 +90,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         "body_len",
         "body_sent",
         "buffering",
+        "cache",
         "cached",
         "client_paused",
         "conn",
@@ -146,6 +149,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         self.peer: Peer | None = None
         self.up: UpstreamConnection | None = None
         self.cached = False
+        self.cache: CacheRequest | None = None  # proxy_cache (l7/cache.py)
         self.request_sent = False
         self.header_committed = False  # the client's response has started (or was decided)
         self.timer: asyncio.TimerHandle | None = None
@@ -262,6 +266,8 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         plan = self.plan
         uri = upstream_uri(r, self.pp, self.uri_part)
         method = expand(plan.method, r) if plan.method is not None else r.method
+        if method == "HEAD" and self.cache is not None and self.cache.converted:
+            method = "GET"  # proxy_cache_convert_head
         return request_head(r, plan, method, uri, self.body_len, self.upchunked)
 
     async def _connect(self, peer: Peer) -> None:
@@ -433,7 +439,11 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         if status == 101 and "upgrade" in r.headers:
             self._tunnel(head, rest)
             return
-        if r.method == "HEAD" or status in (204, 304):
+        cache = self.cache
+        if cache is not None and cache.on_head(head, rest):
+            return  # a stale answer from the cache instead (proxy_cache_use_stale)
+        if (r.method == "HEAD" and not (cache is not None and cache.converted)) or \
+                status in (204, 304):
             mode = EMPTY
         elif head.chunked:
             mode = CHUNKED
@@ -558,6 +568,9 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         if reader.error:
             self._mid_body_failure(f"{reader.error} while reading upstream")
             return
+        cache = self.cache
+        if cache is not None and body:
+            cache.write(body)
         if body and not self.r.is_head:
             if self.buffering:
                 self.out.append(body)
@@ -602,6 +615,8 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         assert reader is not None and head is not None
         keep = (not head.connection_close and reader.done and not reader.extra
                 and head.status != 101 and reader.mode != UNTIL_CLOSE)
+        if self.cache is not None:
+            self.cache.complete(reader.done and not reader.error)
         self._done_with_upstream(head, None, Outcome.SUCCESS, keep)
         out = self.out
         tail = out[0] if len(out) == 1 else b"".join(out)
@@ -641,6 +656,8 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
 
     def _over(self) -> None:
         self.phase = OVER
+        if self.cache is not None:
+            self.cache.finish()
         self.body.close()
         if self.client_paused:
             self.client_paused = False
@@ -649,6 +666,18 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
+
+    # -- proxy_cache_use_stale -----------------------------------------------------------------
+
+    def _next(self, ft: str, message: str | None) -> None:
+        if self.cache is not None:
+            self.cache.ft = ft
+        super()._next(ft, message)
+
+    def _finish_error(self, status: int) -> None:
+        if self.cache is not None and self.cache.on_error(status):
+            return
+        super()._finish_error(status)
 
     # -- $upstream_* --------------------------------------------------------------------------
 
@@ -707,6 +736,12 @@ def proxy_pass(r: Request, pp: ProxyPass) -> object:
         return Finish(502)
     proxy = ProxyRequest(conn, r, pp, group, host, port, uri_part)
     r.proxy = proxy
+    conf = r.conf
+    zone = conf.extra.get("proxy_cache") if conf is not None else None
+    if zone is not None:
+        answer = cache_begin(proxy, zone)
+        if answer is not None:
+            return answer
     return proxy.start()
 
 

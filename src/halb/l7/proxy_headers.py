@@ -40,6 +40,11 @@ DEFAULT_SET_HEADERS: tuple[tuple[str, Template], ...] = tuple(
         ("Transfer-Encoding", "$proxy_internal_chunked"), ("TE", ""), ("Keep-Alive", ""),
         ("Expect", ""), ("Upgrade", "")))
 _INTERNAL = {"$proxy_internal_body_length": 1, "$proxy_internal_chunked": 2}
+# ngx_http_proxy_cache_headers: what a caching location does not pass on
+CACHE_SET_HEADERS: tuple[tuple[str, Template], ...] = tuple(
+    (name, compile_template("")) for name in (
+        "If-Modified-Since", "If-Unmodified-Since", "If-None-Match", "If-Match", "Range",
+        "If-Range"))
 
 # response headers nginx does not pass by default (proxy_hide_header's built-in list)
 HIDDEN = frozenset({"date", "server", "x-pad", "x-accel-expires", "x-accel-redirect",
@@ -178,8 +183,8 @@ class Plan:
         own = get("proxy_set_header") or ()
         names = {n.lower() for n, _ in own}
         entries = []
-        for name, tpl in (*own, *((n, v) for n, v in DEFAULT_SET_HEADERS
-                                  if n.lower() not in names)):
+        defaults = DEFAULT_SET_HEADERS + (CACHE_SET_HEADERS if get("proxy_cache") else ())
+        for name, tpl in (*own, *((n, v) for n, v in defaults if n.lower() not in names)):
             kind = NORMAL
             line = None
             if tpl.is_static:

@@ -27,10 +27,12 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from halb.balancing.shared import Zone
 from halb.config.errors import ConfigError
 from halb.config.model import Listen, NginxConfig
+from halb.l7 import cache_zone as cache_zones
 from halb.l7.log import ErrorLogger
 from halb.l7.upstream import create_zones
 from halb.runtime.listeners import ListenerSet, to_bind
@@ -86,6 +88,8 @@ class Master:
         self.current.sockets = sockets
         self.current.ids = lookup_user(cfg.user)
         self.current.zones = _zones(cfg)
+        # made and loaded before the workers fork
+        cache_zones.open_zones(_cache_paths(cfg), self.current.ids)
         os.set_blocking(self._wakeup_w, False)
         os.set_blocking(self._wakeup_r, False)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
@@ -157,6 +161,8 @@ class Master:
             level = "notice" if code == 0 else "alert"
         self.error_log.log(level, f"worker process {pid} {how}")
         self._unlock_zones(pid)
+        for name in cache_zones.worker_exited(pid):
+            self.error_log.log("alert", f'shared memory zone "{name}" was locked by {pid}')
         cur = self.current
         if pid in cur.workers:
             index = cur.workers.pop(pid)
@@ -204,6 +210,7 @@ class Master:
             zones = _zones(config)  # the new generation's own: nginx does not reuse them
             sockets, stale = self.listeners.update(to_bind(config))
             ids = lookup_user(config.user)
+            cache_zones.open_zones(_cache_paths(config), ids)  # kept when unchanged, as nginx
         except ConfigError as e:
             self.error_log.log(e.level, str(e))
             return
@@ -297,6 +304,8 @@ class Master:
                     getattr(self, f"handle_{name}")()
                 self.reap()
                 now = time.monotonic()
+                if cache_zones.ZONES:  # the cache manager: inactive and max_size
+                    cache_zones.manage_all(now)
                 due = [i for when, i in self.respawn if when <= now]
                 self.respawn = [(w, i) for w, i in self.respawn if w > now]
                 for i in due:
@@ -320,6 +329,10 @@ class Master:
             self.listeners.close()
             remove_pid(self.pid_path)
             self.error_log.log("notice", "exit")
+
+
+def _cache_paths(config: NginxConfig) -> Any:
+    return config.http.conf.extra.get("proxy_cache_path") if config.http is not None else None
 
 
 def _zones(config: NginxConfig) -> dict[str, Zone]:

@@ -23,6 +23,8 @@ PURE = [
     "halb.config.values",
     "halb.config.template",
     "halb.config.model",
+    "halb.config.nginx_cache",
+    "halb.l7.cache_rules",
     "halb.config.nginx",
     "halb.config.nginx_directives",
     "halb.l7.routing",

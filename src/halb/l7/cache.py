@@ -1,0 +1,489 @@
+"""proxy_cache for one proxied request (ngx_http_upstream_cache + ngx_http_file_cache), and the
+ngx_cache_purge module's location handler.
+
+A CacheRequest rides on its ProxyRequest (l7/proxy.py calls begin / on_head / write / complete /
+on_error / finish):
+- begin: the method must be in proxy_cache_methods; proxy_cache_bypass → BYPASS (the answer may
+  still be stored); else the key's node in the shared keys zone (l7/cache_zone.py) is counted
+  and looked up: a fresh file → HIT (served from the file, the stored upstream head goes through
+  the same header rules as a live one); an expired one → EXPIRED (kept for
+  proxy_cache_use_stale; UPDATING when another request is refreshing it and `updating` is
+  listed); none → MISS, stored once proxy_cache_min_uses is reached; with proxy_cache_lock a MISS
+  whose key another request is filling waits (checked every 100 ms) until that one is done or
+  proxy_cache_lock_timeout passes (then it goes upstream and is not stored).
+- on_head: a stale answer instead of an http_5xx/403/404 listed in use_stale; else whether the
+  response is cached (cache_rules.validity, proxy_no_cache, proxy_buffering) and, if so, a
+  temporary file next to the final one gets the header;
+- write: each piece of the body as it streams to the client (nothing is held in memory);
+- complete: the temporary file is renamed into place and the zone learns its size and validity;
+- on_error: a stale answer instead of an error/timeout/invalid_header listed in use_stale;
+- finish: whatever is left (an unfinished temporary file is removed, the fill marker released).
+
+The request is sent upstream without If-Modified-Since, If-None-Match, If-Match,
+If-Unmodified-Since, Range and If-Range (nginx's cache headers), a HEAD as a GET
+(proxy_cache_convert_head).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from halb.balancing import Outcome
+from halb.config.nginx_cache import DEFAULT_KEY
+from halb.l7 import handler
+from halb.l7.body import OVER, STREAM
+from halb.l7.cache_rules import (
+    decode_header,
+    encode_header,
+    head_block,
+    http_time,
+    md5_key,
+    predicates,
+    validity,
+    variant,
+)
+from halb.l7.cache_zone import ZONES, CacheZone, open_zones
+from halb.l7.proxy_response import DONE, parse_head
+from halb.l7.response import Response, error_page
+from halb.l7.static import Finish
+from halb.l7.variables import VARIABLES, expand
+
+if TYPE_CHECKING:
+    from halb.l7.proxy import ProxyRequest
+    from halb.l7.proxy_response import ResponseHead
+    from halb.l7.request import Request
+
+PIECE = 64 * 1024
+LOCK_POLL = 0.1
+STATUS_FT = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
+             403: "http_403", 404: "http_404", 429: "http_429"}
+_seq = itertools.count(1)
+
+
+class CacheConf:
+    """A location's cache settings, resolved once."""
+
+    __slots__ = ("background_update", "bypass", "convert_head", "extra", "ignore", "key", "lock",
+                 "lock_age", "lock_timeout", "methods", "min_uses", "no_cache", "use_stale",
+                 "valid", "zone")
+
+    def __init__(self, extra: Mapping[str, Any]) -> None:
+        self.extra = extra
+        get = extra.get
+        self.zone: str = get("proxy_cache")
+        self.key = get("proxy_cache_key", DEFAULT_KEY)
+        self.valid: tuple[tuple[int, int], ...] = get("proxy_cache_valid", ())
+        self.use_stale: frozenset[str] = get("proxy_cache_use_stale", frozenset())
+        self.lock: bool = get("proxy_cache_lock", False)
+        self.lock_timeout: float = get("proxy_cache_lock_timeout", 5.0)
+        self.lock_age: float = get("proxy_cache_lock_age", 5.0)
+        self.bypass: tuple[Any, ...] = get("proxy_cache_bypass", ())
+        self.no_cache: tuple[Any, ...] = get("proxy_no_cache", ())
+        self.methods: frozenset[str] = get("proxy_cache_methods", frozenset({"GET", "HEAD"}))
+        self.min_uses: int = get("proxy_cache_min_uses", 1)
+        self.convert_head: bool = get("proxy_cache_convert_head", True)
+        self.background_update: bool = get("proxy_cache_background_update", False)
+        self.ignore: frozenset[str] = get("proxy_ignore_headers", frozenset())
+
+
+_CONFS: dict[int, CacheConf] = {}
+
+
+def conf_for(extra: Mapping[str, Any]) -> CacheConf:
+    cc = _CONFS.get(id(extra))
+    if cc is None or cc.extra is not extra:
+        if len(_CONFS) > 4096:
+            _CONFS.clear()
+        cc = _CONFS[id(extra)] = CacheConf(extra)
+    return cc
+
+
+def zone_for(r: Request, name: str) -> CacheZone | None:
+    zone = ZONES.get(name)
+    if zone is None:  # a single process (master_process off) opens its zones on first use
+        http = r.conn.server.config.http
+        paths = http.conf.extra.get("proxy_cache_path") if http is not None else None
+        if paths and name in paths:
+            open_zones(paths)
+            zone = ZONES.get(name)
+    return zone
+
+
+class CacheRequest:
+    __slots__ = ("cc", "converted", "digest", "fd", "ft", "key", "owner", "path", "proxy",
+                 "sfd", "sleft", "soff", "stale", "status", "store", "timer", "tmp", "valid",
+                 "variant", "vary", "waited", "zone")
+
+    def __init__(self, proxy: ProxyRequest, zone: CacheZone, cc: CacheConf) -> None:
+        self.proxy = proxy
+        self.zone = zone
+        self.cc = cc
+        self.status: str | None = None
+        self.converted = cc.convert_head and proxy.r.method == "HEAD"
+        self.key = ""
+        self.digest = b""
+        self.path = ""
+        self.store = False
+        self.owner = 0  # our fill marker in the zone (0: none)
+        self.fd = -1  # the temporary file being written
+        self.tmp = ""
+        self.valid = 0
+        self.vary = ""
+        self.variant = bytes(16)
+        self.stale: tuple[int, Any] | None = None  # (fd, FileHeader) of an expired file
+        self.sfd = -1  # the file being served
+        self.soff = 0
+        self.sleft = 0
+        self.ft: str | None = None
+        self.timer: Any = None
+        self.waited = 0.0
+
+    # -- the lookup ---------------------------------------------------------------------------
+
+    def lookup(self, count: bool = True) -> object | None:
+        """None: go upstream; handler.PENDING: answered from the cache, or waiting."""
+        zone = self.zone
+        cc = self.cc
+        now = time.monotonic()
+        with zone:
+            node = zone.lookup(self.digest, now, count)
+        if node is None:  # no room in the zone: the manager will make some
+            self.status = "MISS"
+            return None
+        if node.valid:
+            opened = self._open()
+            if opened is not None:
+                fd, h = opened
+                if h.valid_sec >= int(time.time()):
+                    self._serve(fd, h, "HIT")
+                    return handler.PENDING
+                self.stale = (fd, h)
+                if "updating" in cc.use_stale and node.fill_pid and \
+                        node.fill_pid != self.owner and \
+                        now - node.fill_time < max(cc.lock_age, 60.0):
+                    self.stale = None
+                    self._serve(fd, h, "UPDATING")
+                    return handler.PENDING
+                self.status = "EXPIRED"
+                self._take_fill(now)
+                return None
+        self.status = "MISS"
+        if node.uses < cc.min_uses:
+            return None
+        if cc.lock and node.fill_pid and now - node.fill_time < cc.lock_age:
+            if self.waited < cc.lock_timeout:
+                self.timer = self.proxy.loop.call_later(LOCK_POLL, self._retry)
+                return handler.PENDING
+            return None  # waited long enough: upstream, and not stored
+        self._take_fill(now)
+        return None
+
+    def _take_fill(self, now: float) -> None:
+        self.owner = (os.getpid() << 32) | (next(_seq) & 0xFFFFFFFF)
+        self.store = True
+        with self.zone:
+            node = self.zone.peek(self.digest)
+            if node is not None:
+                self.zone.set_fill(node.slot, self.owner, now)
+
+    def _retry(self) -> None:
+        self.timer = None
+        self.waited += LOCK_POLL
+        proxy = self.proxy
+        if proxy.phase == OVER:
+            return
+        try:
+            if self.lookup(count=False) is None:
+                proxy.start()
+        except Exception as e:
+            proxy.crashed(e)
+
+    def _open(self) -> tuple[int, Any] | None:
+        """The key's file and its header (None: gone, damaged, another key or variant)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            with self.zone:
+                self.zone.forget(self.digest)
+            return None
+        try:
+            data = os.pread(fd, 16384, 0)
+            h = decode_header(data)
+            if h is not None and h.body_start > len(data):
+                data = os.pread(fd, h.body_start, 0)
+                h = decode_header(data)
+            if h is None or not h.head_block or h.key != self.key or (
+                    h.vary and variant(h.vary, self.proxy.r.headers) != h.variant):
+                os.close(fd)
+                return None
+        except OSError:
+            os.close(fd)
+            return None
+        return fd, h
+
+    # -- answering from a file ----------------------------------------------------------------
+
+    def _serve(self, fd: int, h: Any, status: str) -> None:
+        """Answer from a cache file, on the next turn of the loop (never inside the phase
+        that called us, so the connection sees an ordinary asynchronous answer)."""
+        self.status = status
+        self.sfd = fd
+        self.proxy.phase = STREAM
+        self.proxy.loop.call_soon(self._start_serving, h)
+
+    def _start_serving(self, h: Any) -> None:
+        proxy = self.proxy
+        fd = self.sfd
+        if fd < 0:  # the client went away meanwhile
+            return
+        try:
+            r = proxy.r
+            st, head, _ = parse_head(h.head_block, len(h.head_block) + 1)
+            size = os.fstat(fd).st_size
+            if st != DONE or head is None:
+                raise ValueError(f"cache file {self.path} has a damaged header")
+            head.content_length = size - h.body_start
+            head.chunked = False
+            proxy.resp = head
+            self.soff = h.body_start
+            self.sleft = 0 if r.is_head or head.status in (204, 304) else size - h.body_start
+            proxy._send_head(head)
+            proxy.conn.on_writable = self._pump
+            self._pump()
+        except Exception as e:
+            self._close_served()
+            proxy.crashed(e)
+
+    def _pump(self) -> None:
+        proxy = self.proxy
+        conn = proxy.conn
+        r = proxy.r
+        fd = self.sfd
+        if fd < 0:
+            return
+        tail = b""
+        while self.sleft > 0:
+            try:
+                data = os.pread(fd, min(self.sleft, PIECE), self.soff)
+            except OSError:
+                data = b""
+            if not data:  # the file shrank (purged and reused): the answer cannot complete
+                self._close_served()
+                proxy._over()
+                conn.stream_abort(r)
+                return
+            self.soff += len(data)
+            self.sleft -= len(data)
+            if self.sleft == 0:
+                tail = data
+                break
+            if not conn.stream_body(r, data):
+                return  # resumed by the client's writability
+        self._close_served()
+        proxy._over()
+        conn.stream_end(r, tail)
+
+    def _close_served(self) -> None:
+        if self.sfd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.sfd)
+            self.sfd = -1
+
+    # -- storing ------------------------------------------------------------------------------
+
+    def on_head(self, head: ResponseHead, rest: bytes) -> bool:
+        """The upstream's header came. True when a stale answer was sent instead."""
+        proxy = self.proxy
+        cc = self.cc
+        ft = STATUS_FT.get(head.status)
+        if ft is not None and self.stale is not None and ft in cc.use_stale:
+            fd, h = self.stale
+            self.stale = None
+            proxy._done_with_upstream(head, rest or b"-", Outcome.SUCCESS)
+            self._serve(fd, h, "STALE")
+            return True
+        if not self.store or not proxy.buffering:
+            return False
+        r = proxy.r
+        if cc.no_cache and predicates([expand(t, r) for t in cc.no_cache]):
+            return False
+        wall = int(time.time())
+        valid, _why = validity(head.status, head.headers, head.lows, cc.valid, cc.ignore, wall)
+        if not valid:
+            return False
+        vary = "" if "vary" in cc.ignore else (head.get("vary") or "")
+        lm = head.get("last-modified")
+        modified = http_time(lm) if lm else None
+        block = head_block(head.status_line, head.version, head.headers)
+        data = encode_header(valid, wall, modified if modified is not None else -1,
+                             head.status, self.key, vary, variant(vary, r.headers), block)
+        tmp = f"{self.path}.{os.getpid()}.{next(_seq)}"
+        try:
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            proxy.conn.log_error("crit", f'open() "{tmp}" failed ({e.errno}: {e.strerror})', r)
+            return False
+        self.fd = fd
+        self.tmp = tmp
+        self.valid = valid
+        self._write(data)
+        return False
+
+    def _write(self, data: bytes) -> bool:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+        except OSError as e:
+            self.proxy.conn.log_error("crit", f'write() "{self.tmp}" failed ({e.errno}: '
+                                              f"{e.strerror})", self.proxy.r)
+            self._drop_tmp()
+            return False
+        return True
+
+    def write(self, data: bytes) -> None:
+        if self.fd >= 0 and data:
+            self._write(data)
+
+    def complete(self, ok: bool) -> None:
+        """The whole body was read (ok: cleanly)."""
+        if self.fd < 0:
+            return
+        if not ok:
+            self._drop_tmp()
+            return
+        fd = self.fd
+        self.fd = -1
+        try:
+            size = os.fstat(fd).st_size
+            os.close(fd)
+            os.rename(self.tmp, self.path)
+        except OSError as e:
+            self.proxy.conn.log_error("crit", f'rename() "{self.tmp}" to cache file failed '
+                                              f"({e.errno}: {e.strerror})", self.proxy.r)
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            return
+        with self.zone:
+            self.zone.stored(self.digest, self.valid, size, time.monotonic())
+        self.owner = 0
+
+    def _drop_tmp(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+
+    # -- failures and the end -----------------------------------------------------------------
+
+    def on_error(self, status: int) -> bool:
+        """The upstream failed for good: True when a stale answer was sent instead."""
+        ft = self.ft or "error"
+        if self.stale is None or ft not in self.cc.use_stale:
+            return False
+        fd, h = self.stale
+        self.stale = None
+        self.proxy._over()
+        self._serve(fd, h, "STALE")
+        return True
+
+    def finish(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._drop_tmp()
+        self._close_served()
+        if self.stale is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.stale[0])
+            self.stale = None
+        if self.owner:
+            with self.zone:
+                node = self.zone.peek(self.digest)
+                if node is not None and node.fill_pid == self.owner:
+                    self.zone.set_fill(node.slot, 0, 0.0)
+            self.owner = 0
+
+
+def begin(proxy: ProxyRequest, zone_name: str) -> object | None:
+    """Called by proxy_pass before going upstream: None to go on, else the handler's answer."""
+    r = proxy.r
+    conf = r.conf
+    assert conf is not None
+    cc = conf_for(conf.extra)
+    if r.method not in cc.methods or (r.body_expected and not r.body_complete):
+        return None
+    zone = zone_for(r, zone_name)
+    if zone is None:
+        return None
+    c = CacheRequest(proxy, zone, cc)
+    proxy.cache = c
+    c.key = expand(cc.key, r)
+    c.digest = md5_key(c.key)
+    c.path = zone.path_of(c.digest)
+    if cc.bypass and predicates([expand(t, r) for t in cc.bypass]):
+        c.status = "BYPASS"
+        c.store = True
+        c._take_fill(time.monotonic())
+        return None
+    return c.lookup()
+
+
+# -- ngx_cache_purge ----------------------------------------------------------------------------
+
+_PURGED = ("<html>\r\n<head><title>Successful purge</title></head>\r\n"
+           "<body bgcolor=\"white\">\r\n<center><h1>Successful purge</h1>\r\n"
+           "<br>Key : {key}\r\n<br>Path: {path}\r\n</center>\r\n")
+
+
+def purge(r: Request, value: tuple[str, Any]) -> object:
+    """`proxy_cache_purge ZONE KEY`: remove the key's file (200 and the module's page; 404 when
+    the key is not cached)."""
+    name, tpl = value
+    zone = zone_for(r, name)
+    if zone is None:
+        return Finish(500)
+    key = expand(tpl, r)
+    digest = md5_key(key)
+    path = zone.path_of(digest)
+    with zone:
+        node = zone.peek(digest)
+        cached = node is not None and node.valid != 0
+        if cached:
+            zone.forget(digest)
+    if not cached:
+        return Finish(404)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return Finish(404)
+    except OSError as e:
+        r.conn.log_error("crit", f'unlink() "{path}" failed ({e.errno}: {e.strerror})', r)
+        return Finish(500)
+    conf = r.conf
+    assert conf is not None
+    tail = error_page(404, conf.server_tokens) or b""
+    footer = tail[tail.find(b"<hr>"):] if b"<hr>" in tail else b"</body>\r\n</html>\r\n"
+    body = _PURGED.format(key=key, path=path).encode("utf-8", "surrogateescape") + footer
+    return Response(200, body=body, content_type="text/html")
+
+
+handler.CONTENT_HANDLERS["proxy_cache_purge"] = purge  # type: ignore[assignment]
+
+
+def _cache_status(r: Request) -> str | None:
+    proxy = r.proxy
+    c = getattr(proxy, "cache", None) if proxy is not None else None
+    return c.status if c is not None else None
+
+
+VARIABLES["upstream_cache_status"] = _cache_status
