@@ -170,9 +170,12 @@ class LocConf:
     # Settings added by later roles (proxy, upstream, gzip, headers, ...) live here,
     # keyed by directive name, so that the merge rules stay one mechanism.
     extra: MappingProxyType[str, Any] = field(default_factory=_empty)
+    # the output filters (config/nginx_filters.py's Filters; l7/filters/), built from `extra`
+    # at load time; None when the location has none (the hot path tests only this)
+    filters: Any = None
 
 
-LOC_FIELDS = frozenset(LocConf.__dataclass_fields__) - {"extra"}
+LOC_FIELDS = frozenset(LocConf.__dataclass_fields__) - {"extra", "filters"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -393,7 +393,9 @@ def _loc_conf(settings: dict[str, Any]) -> LocConf:
     for key in ("index", "access_log", "try_files", "error_log"):
         if key in fields and isinstance(fields[key], list):
             fields[key] = tuple(fields[key])
-    return LocConf(extra=MappingProxyType(extra), **fields)
+    from halb.config.nginx_filters import filters_for
+
+    return LocConf(extra=MappingProxyType(extra), filters=filters_for(extra), **fields)
 
 
 # -- entry points ----------------------------------------------------------------------------
@@ -409,7 +411,7 @@ def load(conf_file: str, prefix: str | None = None, *, global_directives: str = 
          is_root: bool | None = None, reader: lexer.Reader | None = None) -> Loaded:
     """Read, parse and build an nginx configuration the way `nginx -c conf_file` does."""
     # Handlers register themselves on import.
-    from halb.config import nginx_cache, nginx_directives, nginx_upstream  # noqa: F401
+    from halb.config import nginx_cache, nginx_directives, nginx_filters, nginx_upstream  # noqa: F401
 
     conf_file = os.path.abspath(conf_file)
     prefix = os.path.abspath(prefix) + os.sep if prefix else os.path.dirname(conf_file) + os.sep

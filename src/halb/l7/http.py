@@ -59,6 +59,7 @@ IDLE, READING_HEADER, READING_BODY, WRITING, LINGERING, DISCARDING = STATES
 
 class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.Protocol):
     __slots__ = (
+        "body_filter",
         "body_left",
         "closing",
         "conf",
@@ -145,6 +146,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.file_left = 0
         self.use_sendfile = False
         self.stream_chunked = False  # a streamed body is being chunk-encoded
+        self.body_filter: Any = None  # the output body filter of the response (l7/filters/)
         self.stream_pending = b""  # a streamed response's header, not written yet
         self.tunnel: Any = None  # an upgraded connection's upstream side (proxy_pass)
         self.on_writable: Callable[[], None] | None = None  # a streamed body waits for the client

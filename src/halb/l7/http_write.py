@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from halb.l7.filters.chain import header_filter
 from halb.l7.log import request_context
 from halb.l7.request import Request
 from halb.l7.response import Response, render_headers
@@ -43,6 +44,7 @@ class ResponseWriter:
     deadline: float
     stream_chunked: bool
     stream_pending: bytes
+    body_filter: Any
     tunnel: Any
     on_writable: Callable[[], None] | None
 
@@ -67,6 +69,9 @@ class ResponseWriter:
         if r.send_continue:
             t.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         conf = r.conf or self.conf
+        body_filter = None
+        if conf.filters is not None:  # add_header, expires, gzip (l7/filters/)
+            body_filter = header_filter(r, resp, conf.filters)
         chunked = False
         if resp.unknown_length and not r.is_head:
             # ngx_http_chunked_header_filter: chunked for HTTP/1.1, else the close ends it
@@ -83,6 +88,9 @@ class ResponseWriter:
             self._close_resp_file(resp)
             t.write(head)
             self._done(r, lingering)
+            return
+        if body_filter is not None:
+            self._send_filtered(r, resp, body_filter, head, chunked, lingering)
             return
         if resp.file_fd is None:
             if chunked:
@@ -123,7 +131,89 @@ class ResponseWriter:
             t.get_extra_info("sslcontext") is None
         self._pump_file()
 
+    def _send_filtered(self, r: Request, resp: Response, body_filter: Any, head: bytes,
+                       chunked: bool, lingering: bool) -> None:
+        """A body that passes through an output filter (gzip): read and filtered in pieces,
+        its length unknown (chunked for HTTP/1.1, else the close ends it)."""
+        t = self.transport
+        self.stream_chunked = chunked
+        if resp.file_fd is None or resp.file_count <= SMALL_FILE:
+            if resp.file_fd is None:
+                data = resp.body
+            else:
+                try:
+                    data = os.pread(resp.file_fd, resp.file_count, resp.file_offset)
+                except OSError as e:
+                    self._close_resp_file(resp)
+                    self.server.error_log.log("crit", f"pread() failed ({e.errno}: "
+                                              f"{e.strerror})", self.number, request_context(r))
+                    self._force_close()
+                    return
+                self._close_resp_file(resp)
+            t.write(head + self._framed(r, body_filter.last(data), True))
+            self.stream_chunked = False
+            self._done(r, lingering)
+            return
+        t.write(head)
+        self.body_filter = body_filter
+        self.file_fd = resp.file_fd
+        resp.file_fd = None
+        self.file_offset = resp.file_offset
+        self.file_left = resp.file_count
+        self._pump_file()
+
+    def _framed(self, r: Request, data: bytes, final: bool) -> bytes:
+        """A filtered piece as it goes out (chunk framing), counted as sent."""
+        n = len(data)
+        if self.stream_chunked:
+            out = b"%x\r\n%b\r\n" % (n, data) if n else b""
+            if final:
+                out += b"0\r\n\r\n"
+        else:
+            out = data
+        r.body_bytes_sent += n
+        r.bytes_sent += len(out)
+        return out
+
+    def _pump_filtered(self) -> None:
+        r = self.responding
+        t = self.transport
+        bf = self.body_filter
+        if r is None or t is None or self.file_fd is None:
+            return
+        fd = self.file_fd
+        while self.file_left > 0 and not self.paused_writing:
+            if self.closing or t.is_closing():
+                self._close_file()
+                self.body_filter = None
+                return
+            try:
+                data = os.pread(fd, min(self.file_left, CHUNK), self.file_offset)
+            except OSError:
+                data = b""
+            if not data:  # the file shrank under us: the response cannot be completed
+                self._close_file()
+                self.body_filter = None
+                self._force_close()
+                return
+            self.file_offset += len(data)
+            self.file_left -= len(data)
+            final = self.file_left == 0
+            out = bf.last(data) if final else bf.data(data)
+            out = self._framed(r, out, final)
+            if out:
+                t.write(out)
+            self.deadline = self.loop.time() + self.conf.send_timeout
+        if self.file_left == 0:
+            self._close_file()
+            self.body_filter = None
+            self.stream_chunked = False
+            self._done(r, False)
+
     def _pump_file(self) -> None:
+        if self.body_filter is not None:
+            self._pump_filtered()
+            return
         r = self.responding
         t = self.transport
         if r is None or t is None or self.file_fd is None:
@@ -196,7 +286,7 @@ class ResponseWriter:
     # -- streamed bodies (proxy_pass) ---------------------------------------------------------
 
     def stream_start(self, r: Request, resp: Response, head: bytes, chunked: bool,
-                     on_writable: Callable[[], None] | None) -> None:
+                     on_writable: Callable[[], None] | None, body_filter: Any = None) -> None:
         """A response whose header the handler rendered and whose body follows in pieces.
         Nothing is written yet: the header goes out with the first stream_body(), or at
         stream_end(); a stream_abort() before that sends nothing (nginx's postponed output)."""
@@ -205,13 +295,16 @@ class ResponseWriter:
         self.stream_pending = head
         self.stream_chunked = chunked
         self.on_writable = on_writable
+        self.body_filter = body_filter
 
-    def stream_body(self, r: Request, data: bytes) -> bool:
+    def stream_body(self, r: Request, data: bytes, flush: bool = False) -> bool:
         """Write a piece of the body (after the header if still pending); False when the
-        client is not keeping up."""
+        client is not keeping up. flush: an output filter passes on what it holds."""
         t = self.transport
         if t is None or self.closing:
             return False
+        if self.body_filter is not None:
+            data = self.body_filter.data(data, flush)
         head = self.stream_pending
         n = len(data)
         if self.stream_chunked and n:
@@ -233,6 +326,9 @@ class ResponseWriter:
         """The last piece of the body, then the end (the chunked terminator)."""
         t = self.transport
         self.on_writable = None
+        if self.body_filter is not None:
+            tail = self.body_filter.last(tail)
+            self.body_filter = None
         if t is not None and not self.closing:
             head = self.stream_pending
             self.stream_pending = b""
@@ -254,6 +350,7 @@ class ResponseWriter:
         self.on_writable = None
         self.stream_chunked = False
         self.stream_pending = b""
+        self.body_filter = None
         r.keepalive = False
         if self.responding is r:
             self.responding = None

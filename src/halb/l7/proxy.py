@@ -38,6 +38,7 @@ from halb.l7 import handler
 from halb.l7.body import BODY, CONNECT, HEADER, OVER, READ_AHEAD, STREAM, TUNNEL, RequestBody
 from halb.l7.cache import CacheRequest
 from halb.l7.cache import begin as cache_begin
+from halb.l7.filters.chain import header_filter
 from halb.l7.proxy_body import RequestBodySender
 from halb.l7.proxy_fail import UpstreamFailures
 from halb.l7.proxy_headers import (
@@ -521,6 +522,17 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
             if content_type is None:
                 content_type = next((v for n, v in kept if n.lower() == "content-type"), None)
         length = head.content_length
+        resp = Response(status, headers=out, content_type=content_type,
+                        content_length=length if length >= 0 else None)
+        resp.unknown_length = length < 0
+        body_filter = None
+        if conf.filters is not None:  # add_header, expires, gzip (l7/filters/)
+            body_filter = header_filter(r, resp, conf.filters, upstream=True)
+            out = resp.headers
+            if resp.unknown_length:
+                length = -1
+            if r.method == "HEAD":
+                body_filter = None
         if self.conn.draining:
             r.keepalive = False
         chunked = False
@@ -529,13 +541,10 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
                 chunked = True
             else:
                 r.keepalive = False
-        resp = Response(status, headers=out, content_type=content_type,
-                        content_length=length if length >= 0 else None)
-        resp.unknown_length = length < 0
         data = render_head(r, status, line, content_type, length, location, out, plan,
-                           chunked, r.keepalive)
+                           chunked, r.keepalive, resp.vary)
         self.header_committed = True
-        self.conn.stream_start(r, resp, data, chunked, self._client_writable)
+        self.conn.stream_start(r, resp, data, chunked, self._client_writable, body_filter)
         self.out_len = len(data)
 
     def _http09(self, data: bytes) -> None:
@@ -590,7 +599,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self.out_len = 0
-        if not self.conn.stream_body(self.r, data):
+        if not self.conn.stream_body(self.r, data, not self.buffering):
             up = self.up
             if up is not None and up.transport is not None and \
                     (not self.buffering or self.conn.write_buffered() > READ_AHEAD):

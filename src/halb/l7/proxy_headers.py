@@ -281,7 +281,7 @@ def rewrite_redirect(r: Request, rules: list[tuple[Any, Any]], value: str,
 
 def render_head(r: Request, status: int, line: str | None, content_type: str | None,
                 length: int, location: str | None, headers: list[tuple[str, str]],
-                plan: Plan, chunked: bool, keepalive: bool) -> bytes:
+                plan: Plan, chunked: bool, keepalive: bool, vary: bool = False) -> bytes:
     """ngx_http_header_filter for a proxied response: `line` is the upstream's status line
     ("200 OK"), None when an error_page status replaced it."""
     conf = r.conf
@@ -314,6 +314,8 @@ def render_head(r: Request, status: int, line: str | None, content_type: str | N
             out.append(b"Keep-Alive: timeout=%d\r\n" % int(conf.keepalive_header))
     else:
         out.append(b"Connection: close\r\n")
+    if vary:  # gzip_vary (l7/filters/gzip.py)
+        out.append(b"Vary: Accept-Encoding\r\n")
     for name, value in headers:
         out.append(_enc(name) + b": " + _enc(value) + b"\r\n")
     out.append(b"\r\n")

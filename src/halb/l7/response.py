@@ -159,6 +159,7 @@ class Response:
     unknown_length: bool = False  # no Content-Length: chunked for HTTP/1.1, else close
     status_line: bytes | None = None  # a proxied response keeps the upstream's reason phrase
     last_modified_raw: str | None = None  # a proxied Last-Modified, as the upstream wrote it
+    vary: bool = False  # "Vary: Accept-Encoding" (gzip_vary: l7/filters/gzip.py)
 
 
 _LAST_MODIFIED: dict[float, bytes] = {}  # mtime -> its header line (files change rarely)
@@ -203,6 +204,8 @@ def render_headers(resp: Response, *, server_tokens: str, keepalive: bool,
     out.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
     if keepalive and keepalive_header:
         out.append(b"Keep-Alive: timeout=%d\r\n" % int(keepalive_header))
+    if resp.vary:
+        out.append(b"Vary: Accept-Encoding\r\n")
     if location is not None:
         out.append(location)
     if resp.etag is not None:

@@ -230,6 +230,12 @@ def file_response(r: Request, fd: int, st: os.stat_result, path: str) -> Respons
         resp.content_type = None
         return resp
     if conf.max_ranges != 0:
+        f = conf.filters
+        if f is not None and f.gzip is not None:  # gzip takes the length: no ranges
+            from halb.l7.filters.chain import ranges_allowed
+
+            if not ranges_allowed(r, resp, f):
+                return resp
         ranged = apply_range(r, resp, st.st_size, conf.max_ranges)
         if ranged is not None:
             return ranged

@@ -1,0 +1,33 @@
+"""Running a location's output filters, in nginx's order: headers (add_header, expires), then
+gzip. Called by the static writer (l7/http_write.py) and the proxy (l7/proxy.py) with the
+response's headers, before they are rendered."""
+
+from __future__ import annotations
+
+from halb.config.nginx_filters import Filters
+from halb.l7.filters import BodyFilter
+from halb.l7.filters.gzip import client_ok, compressible, gzip_header
+from halb.l7.filters.headers import apply_headers
+from halb.l7.request import Request
+from halb.l7.response import DATES, Response
+
+
+def header_filter(r: Request, resp: Response, f: Filters, upstream: bool = False
+                  ) -> BodyFilter | None:
+    """Change resp's headers as the location's filters say; the body filter that the body
+    must then pass through, or None."""
+    now = DATES.second
+    if f.headers or f.expires is not None:
+        apply_headers(r, resp, f, now, upstream)
+    if f.gzip is not None:
+        return gzip_header(f.gzip, r.version, r.headers, resp, now)
+    return None
+
+
+def ranges_allowed(r: Request, resp: Response, f: Filters) -> bool:
+    """False when gzip will compress this static file (nginx's range filter runs after gzip
+    and finds no length: the whole file is sent, compressed)."""
+    g = f.gzip
+    if g is None or not compressible(g, resp):
+        return True
+    return not client_ok(g, r.version, r.headers, resp, DATES.second)
