@@ -29,10 +29,10 @@ def lab(root: None, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> I
 
     def build(conf: str, *, mode: str = "nat", dataplane: str = "userspace",
               halves: tuple[str, ...] = ("-C",), before: Callable[[L4Net], object] | None = None,
-              **kw: object) -> tuple[L4Net, Keepalived]:
+              topology: type[L4Net] = L4Net, **kw: object) -> tuple[L4Net, Keepalived]:
         if dataplane == "nftables":
             request.getfixturevalue("nft_binary")
-        net = L4Net(mode, prefix=f"ka{os.getpid() % 10000}{len(made)}", **kw)  # type: ignore[arg-type]
+        net = topology(mode, prefix=f"ka{os.getpid() % 10000}{len(made)}", **kw)  # type: ignore[arg-type]
         made.append((net, None))
         net.__enter__()
         tmp = tmp_path / f"ka{len(made)}"

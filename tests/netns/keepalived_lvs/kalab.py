@@ -3,10 +3,15 @@ L4Net topology (halb.testing.l4net: client, director, real servers on 198.18.0.0
 
 `Keepalived(net, conf_text, tmp, dataplane, halves)` writes the configuration, runs
 `halb keepalived -n -l -C --dataplane <dp> --ipvsadm-socket <tmp>/ipvsadm.sock` inside the
-director's namespace (`halves=()`: VRRP and the checkers, as keepalived without -P / -C)
-and waits for its control socket; `listing()` is `halb ipvsadm -L -n`
-against it, `dests()` its real server rows; `stop()` sends SIGTERM and returns the exit code;
-`close()` (also after a failure) kills what is left and deletes any halb nft table.
+director's namespace (`halves=()`: VRRP and the checkers, as keepalived without -P / -C; `ns`:
+another director's namespace) and waits for its control socket; `listing()` is
+`halb ipvsadm -L -n` against it, `dests()` its real server rows; `reload(text)` rewrites the
+file (when given), sends SIGHUP to the daemon's parent and waits until the checker has
+reloaded (or refused the file); `stop()` sends SIGTERM and returns the exit code; `close()`
+(also after a failure) kills what is left and deletes any halb nft table.
+
+`TwoDirectors`: L4Net with a second director `<p>d2` (198.18.0.2) on the front LAN, without
+the VIP (VRRP brings it to whichever director is MASTER).
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from halb.testing.l4net import L4Net
-from halb.testing.netns import stop_group
+from halb.testing.l4net import L4Net, sysctl
+from halb.testing.netns import ip, stop_group
 
 HALB = [sys.executable, "-m", "halb"]
 
@@ -63,10 +68,28 @@ class Recorder:
         return self.path.read_text().splitlines() if self.path.exists() else []
 
 
+class TwoDirectors(L4Net):
+    DIRECTOR2 = "198.18.0.2"
+
+    def build(self) -> None:
+        super().build()
+        self.director2_ns = f"{self.prefix}d2"
+        self._ns(self.director2_ns)
+        self._plug(self.front_ns, self.director2_ns, "eth0", [f"{self.DIRECTOR2}/24"])
+        sysctl(self.director2_ns, "net.ipv4.ip_forward", "1")
+        end = time.monotonic() + 5
+        while "LOWER_UP" not in ip("-n", self.director2_ns, "link", "show", "eth0").stdout:
+            if time.monotonic() > end:
+                raise RuntimeError("the second director's link did not come up")
+            time.sleep(0.02)
+
+
 class Keepalived:
     def __init__(self, net: L4Net, conf: str, tmp: pathlib.Path,
-                 dataplane: str = "userspace", halves: tuple[str, ...] = ("-C",)) -> None:
+                 dataplane: str = "userspace", halves: tuple[str, ...] = ("-C",),
+                 ns: str | None = None) -> None:
         self.net = net
+        self.ns = ns or net.director_ns
         self.tmp = tmp
         self.conf = tmp / "keepalived.conf"
         self.conf.write_text(conf)
@@ -77,7 +100,7 @@ class Keepalived:
                 "--ipvsadm-socket", self.socket, "-f", str(self.conf),
                 "-p", str(tmp / "keepalived.pid"), "-c", str(tmp / "checkers.pid"),
                 "-r", str(tmp / "vrrp.pid")]
-        self.proc = net.popen(net.director_ns, argv, stdout=self._logf, stderr=self._logf)
+        self.proc = net.popen(self.ns, argv, stdout=self._logf, stderr=self._logf)
         wait_for(lambda: "Initializing ipvs" in self.log.read_text()
                  or self.proc.poll() is not None, 20)
         if self.proc.poll() is not None:
@@ -107,12 +130,23 @@ class Keepalived:
         line = f"TCP connection to [{addr}]:tcp:{port} success."
         wait_for(lambda: line in self.log.read_text(), timeout, why=self.why)
 
+    def reload(self, text: str | None = None, timeout: float = 15.0) -> str:
+        """SIGHUP (the new file first, when given); the log lines the reload wrote."""
+        if text is not None:
+            self.conf.write_text(text)
+        before = self.log.read_text()
+        done = before.count("Reloaded: ") + before.count("Reload failed")
+        os.kill(self.proc.pid, signal.SIGHUP)  # the parent, which forwards it
+        wait_for(lambda: (lambda t: t.count("Reloaded: ") + t.count("Reload failed"))(
+            self.log.read_text()) > done, timeout, why=self.why)
+        return self.log.read_text()[len(before):]
+
     def stop(self, timeout: float = 15.0) -> int:
         os.killpg(self.proc.pid, signal.SIGTERM)
         return self.proc.wait(timeout)
 
     def nft_tables(self) -> str:
-        return self.net.director(["nft", "list", "tables"]).stdout
+        return self.net.run(self.ns, ["nft", "list", "tables"]).stdout
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -120,5 +154,5 @@ class Keepalived:
         with contextlib.suppress(Exception):
             if "halb" in self.nft_tables():  # a daemon that died leaves its tables
                 for family in ("ip", "netdev"):
-                    self.net.director(["nft", "delete", "table", family, "halb"])
+                    self.net.run(self.ns, ["nft", "delete", "table", family, "halb"])
         self._logf.close()
