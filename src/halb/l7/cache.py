@@ -247,9 +247,7 @@ class CacheRequest:
             size = os.fstat(fd).st_size
             if st != DONE or head is None:
                 raise ValueError(f"cache file {self.path} has a damaged header")
-            head.content_length = size - h.body_start
-            head.chunked = False
-            proxy.resp = head
+            proxy.resp = head  # its own Content-Length, or none (chunked to the client)
             self.soff = h.body_start
             self.sleft = 0 if r.is_head or head.status in (204, 304) else size - h.body_start
             proxy._send_head(head)

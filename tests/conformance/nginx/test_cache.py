@@ -1,0 +1,289 @@
+"""proxy_cache side by side with nginx (and the ngx_cache_purge module, loaded with `-g
+load_module`): the same requests in the same order to both; each answer compared, each access
+log line with $upstream_cache_status compared, and the number of requests the upstream saw from
+each proxy compared (the backend counts per proxy source address: `proxy_bind %ADDR%`).
+
+The backend answers by query arguments: cc= (Cache-Control), xae= (X-Accel-Expires), cookie=1
+(Set-Cookie), vary=, status=, chunked=1, fail=N (500 after N answers), drop=N (close without
+an answer after N answers); its body names the path and how many requests it has seen for it
+from that proxy, so a HIT shows an old count.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socketserver
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from harness import HALB_ADDR, NGINX_ADDR, Case, Pair, compare, req, same_access_logs
+
+pytestmark = pytest.mark.peer
+
+PURGE_MODULE = "/usr/lib/nginx/modules/ngx_http_cache_purge_module.so"
+
+CONFIG = r"""
+    proxy_cache_path %PREFIX%/cache levels=1:2 keys_zone=z:1m;
+    log_format cs 'CS $request_method $request_uri $status $upstream_cache_status';
+    server {
+        listen %ADDR%:%PORT%;
+        server_name localhost;
+        access_log %PREFIX%/cs.log cs;
+        proxy_bind %ADDR%;
+        proxy_cache z;
+        proxy_cache_valid 200 1m;
+        location / { proxy_pass http://%UP%; }
+        location /valid404/ { proxy_cache_valid 404 1m; proxy_pass http://%UP%; }
+        location /stale/ {
+            proxy_cache_use_stale error timeout http_500;
+            proxy_pass http://%UP%;
+        }
+        location /bypass/ {
+            proxy_cache_key $scheme$proxy_host$uri;
+            proxy_cache_bypass $arg_nocache;
+            proxy_no_cache $arg_nostore;
+            proxy_pass http://%UP%;
+        }
+        location /minuses/ { proxy_cache_min_uses 2; proxy_pass http://%UP%; }
+        location /keyed/ {
+            proxy_cache_key $host$uri$is_args$args;
+            proxy_pass http://%UP%;
+        }
+        location /ignore/ {
+            proxy_ignore_headers Set-Cookie Cache-Control;
+            proxy_pass http://%UP%;
+        }
+        location ~ /purge(/.*) { proxy_cache_purge z $host$1$is_args$args; }
+    }
+"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    counts: dict[tuple[str, str], int] = {}
+    lock = threading.Lock()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        url = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        with self.lock:
+            key = (self.client_address[0], url.path)
+            n = self.counts[key] = self.counts.get(key, 0) + 1
+        if "drop" in q and n > int(q["drop"]):
+            self.close_connection = True
+            return
+        status = int(q.get("status", "200"))
+        body = f"{url.path} n={n}\n".encode()
+        if "fail" in q and n > int(q["fail"]):
+            status, body = 500, b"broken\n"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Connection", "close")
+        for arg, name in (("cc", "Cache-Control"), ("xae", "X-Accel-Expires"),
+                          ("vary", "Vary")):
+            if arg in q:
+                self.send_header(name, q[arg])
+        if q.get("cookie"):
+            self.send_header("Set-Cookie", "a=1")
+        if q.get("chunked"):
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        self.close_connection = True
+
+    do_GET = do_HEAD = do_POST = _answer
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def seen(addr: str, path: str) -> int:
+    """How many requests for `path` the backend got from the proxy on `addr`."""
+    return _Handler.counts.get((addr, path), 0)
+
+
+class _Holder:
+    def __init__(self, workdir: Path, dirs: dict[str, Path]) -> None:
+        self.workdir = workdir
+        self.dirs = dirs
+        self.pair: Pair | None = None
+        self.failed: BaseException | None = None
+
+
+@pytest.fixture(scope="module")
+def _holder(tmp_path_factory: pytest.TempPathFactory, docroot: dict[str, Path]
+            ) -> Iterator[_Holder]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    holder = _Holder(tmp_path_factory.mktemp("cache"), docroot)
+    holder.dirs = {**docroot, "up": Path(f"127.0.0.1:{server.server_address[1]}")}
+    try:
+        yield holder
+    finally:
+        try:
+            if holder.pair is not None:
+                holder.pair.stop()
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def cpair(nginx_binary: str, _holder: _Holder) -> Pair:
+    if not os.path.exists(PURGE_MODULE):
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("libnginx-mod-http-cache-purge is not installed")
+        pytest.skip("libnginx-mod-http-cache-purge is not installed (make peers)")
+    if _holder.failed is not None:
+        raise RuntimeError("the servers did not start") from _holder.failed
+    if _holder.pair is None:
+        pair = Pair(CONFIG, _holder.workdir, _holder.dirs, nginx_binary)
+        for srv in pair.servers.values():
+            srv.argv[-1] = f"daemon off; load_module {PURGE_MODULE};"
+        try:
+            pair.start()
+        except BaseException as e:
+            _holder.failed = e
+            raise
+        _holder.pair = pair
+    return _holder.pair
+
+
+# (path, the statuses nginx must log for it): checked by the last test, so that the logs
+# (halb flushes its access log once a second) are waited for once
+EXPECTED: list[tuple[str, list[str]]] = []
+
+
+def _statuses(pair: Pair, path: str, want: list[str]) -> None:
+    EXPECTED.append((path, want))
+
+
+def _run(pair: Pair, name: str, *targets: str, method: str = "GET") -> None:
+    for i, target in enumerate(targets):
+        compare(pair, Case(f"{name}-{i}", req(target, method=method)))
+
+
+def _same_upstream_count(path: str) -> int:
+    n = seen(NGINX_ADDR, path)
+    assert seen(HALB_ADDR, path) == n, f"{path}: nginx went upstream {n} times, halb " \
+                                       f"{seen(HALB_ADDR, path)}"
+    return n
+
+
+def test_miss_then_hit(cpair: Pair) -> None:
+    _run(cpair, "hit", *["/hit/a?cc=max-age%3D60"] * 3)
+    _statuses(cpair, "/hit/a", ["MISS", "HIT", "HIT"])
+    assert _same_upstream_count("/hit/a") == 1
+
+
+@pytest.mark.parametrize("query", ["cookie=1", "cc=no-store", "cc=private", "xae=0",
+                                   "vary=*", "status=404", "cc=max-age%3D0"])
+def test_not_cached(cpair: Pair, query: str) -> None:
+    path = f"/nc/{query.replace('=', '-').replace('%', '')}"
+    _run(cpair, path, *[f"{path}?{query}"] * 2)
+    _statuses(cpair, path, ["MISS", "MISS"])
+    assert _same_upstream_count(path) == 2
+
+
+def test_validity_from_status_and_headers(cpair: Pair) -> None:
+    _run(cpair, "v404", *["/valid404/a?status=404"] * 2)
+    _statuses(cpair, "/valid404/a", ["MISS", "HIT"])
+    # a time from the upstream's headers caches a status proxy_cache_valid does not list
+    _run(cpair, "v500", *["/v500?status=500&cc=max-age%3D60"] * 2)
+    _statuses(cpair, "/v500", ["MISS", "HIT"])
+    _run(cpair, "vxae", *["/vxae?status=403&xae=60"] * 2)
+    _statuses(cpair, "/vxae", ["MISS", "HIT"])
+    # proxy_ignore_headers: Set-Cookie and Cache-Control do not count
+    _run(cpair, "ign", *["/ignore/a?cookie=1&cc=no-store"] * 2)
+    _statuses(cpair, "/ignore/a", ["MISS", "HIT"])
+
+
+def test_expired(cpair: Pair) -> None:
+    # X-Accel-Expires: @1 stores a response that is already expired
+    _run(cpair, "exp", *["/exp?xae=@1"] * 3)
+    _statuses(cpair, "/exp", ["MISS", "EXPIRED", "EXPIRED"])
+    assert _same_upstream_count("/exp") == 3
+
+
+def test_stale_on_500_and_error(cpair: Pair) -> None:
+    _run(cpair, "st500", *["/stale/a?xae=@1&fail=1"] * 3)
+    _statuses(cpair, "/stale/a", ["MISS", "STALE", "STALE"])
+    _run(cpair, "sterr", *["/stale/b?xae=@1&drop=1"] * 2)
+    _statuses(cpair, "/stale/b", ["MISS", "STALE"])
+    # without proxy_cache_use_stale the failure is passed on
+    _run(cpair, "nostale", *["/nostale?xae=@1&fail=1"] * 2)
+    _statuses(cpair, "/nostale", ["MISS", "EXPIRED"])
+
+
+def test_bypass_and_no_cache(cpair: Pair) -> None:
+    _run(cpair, "byp", "/bypass/a?cc=max-age%3D60", "/bypass/a?cc=max-age%3D60&nocache=1",
+         "/bypass/a?cc=max-age%3D60", "/bypass/a?cc=max-age%3D60&nocache=1&nostore=1",
+         "/bypass/a?cc=max-age%3D60")
+    _statuses(cpair, "/bypass/a", ["MISS", "BYPASS", "HIT", "BYPASS", "HIT"])
+    assert _same_upstream_count("/bypass/a") == 3
+
+
+def test_min_uses(cpair: Pair) -> None:
+    _run(cpair, "mu", *["/minuses/a?cc=max-age%3D60"] * 3)
+    _statuses(cpair, "/minuses/a", ["MISS", "MISS", "HIT"])
+
+
+def test_methods_head_and_chunked(cpair: Pair) -> None:
+    _run(cpair, "post", *["/post?cc=max-age%3D60"] * 2, method="POST")
+    _statuses(cpair, "/post", ["-", "-"])
+    # a HEAD goes up as a GET (proxy_cache_convert_head): the GET after it is a HIT
+    _run(cpair, "head", "/head?cc=max-age%3D60", method="HEAD")
+    _run(cpair, "head-get", "/head?cc=max-age%3D60")
+    _statuses(cpair, "/head", ["MISS", "HIT"])
+    # a chunked answer is stored de-chunked and served from the cache with its length
+    _run(cpair, "chunked", *["/chunked?cc=max-age%3D60&chunked=1"] * 2)
+    _statuses(cpair, "/chunked", ["MISS", "HIT"])
+
+
+def test_purge(cpair: Pair) -> None:
+    _run(cpair, "pg", *["/keyed/p?cc=max-age%3D60"] * 2)
+    answers = cpair.run(Case("purge", req("/purge/keyed/p?cc=max-age%3D60")))
+    pages = []
+    for name, ex in answers.items():
+        last = ex.last
+        assert last is not None and last.status == 200, (name, ex)
+        body = last.body.decode().replace(str(cpair[name].prefix), "PREFIX")
+        pages.append(re.sub(r"(nginx|halb)/[\d.]+", "SERVER", body))
+    assert pages[0] == pages[1]
+    assert "Successful purge" in pages[0] and "Key : localhost/keyed/p?cc=max-age%3D60" \
+        in pages[0]
+    # a second purge finds nothing (404); the next request goes upstream
+    _run(cpair, "pg-after", "/purge/keyed/p?cc=max-age%3D60", "/keyed/p?cc=max-age%3D60",
+         "/purge/keyed/none")
+    _statuses(cpair, "/keyed/p", ["MISS", "HIT", "MISS"])
+    assert _same_upstream_count("/keyed/p") == 2
+
+
+def test_cache_status_logs(cpair: Pair) -> None:
+    """$upstream_cache_status of every request above: the same in both access logs, and what
+    the tests expect of nginx."""
+    if not EXPECTED:
+        pytest.skip("run with the tests above")
+    same_access_logs(cpair, r"CS \S+ (\S+) ", "cs.log")
+    text = (cpair["nginx"].prefix / "cs.log").read_text()
+    for path, want in EXPECTED:
+        got = [ln.split()[-1] for ln in text.splitlines()
+               if ln.split()[2].split("?")[0] == path]
+        assert got == want, f"{path}: nginx logged {got}, expected {want}"
