@@ -32,6 +32,7 @@ rewritten URI does not matter), e.g. /x/status/503, /chunked, /slow-header/500ms
                           other targets, with headers an accel redirect keeps)
     multi                 repeated headers, lower-case names
     no-ctype              no Content-Type header
+    hdr/NAME/VALUE        add that header (VALUE percent-encoded: hdr/Cache-Control/no-cache)
     continue              a "100 Continue" before the final answer
     bad-header            an invalid status line
     upgrade               "101 Switching Protocols"; then, when the request has an Upgrade
@@ -297,6 +298,9 @@ class _Conn(asyncio.Protocol):
                           ("Link", "</a>; rel=preload"), ("WWW-Authenticate", "Basic")]
             elif p == "no-ctype":
                 ctype = False
+            elif p == "hdr" and i + 2 < len(parts):  # hdr/NAME/VALUE (percent-encoded)
+                extra.append((nxt, parts[i + 2]))
+                i += 2
             elif p == "lm":
                 extra.append(("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT"))
             elif p == "lm-rfc850":

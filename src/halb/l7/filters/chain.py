@@ -20,14 +20,16 @@ def header_filter(r: Request, resp: Response, f: Filters, upstream: bool = False
     if f.headers or f.expires is not None:
         apply_headers(r, resp, f, now, upstream)
     if f.gzip is not None:
-        return gzip_header(f.gzip, r.version, r.headers, resp, now)
+        return gzip_header(f.gzip, r.version, r.headers, resp, now, upstream)
     return None
 
 
 def ranges_allowed(r: Request, resp: Response, f: Filters) -> bool:
     """False when gzip will compress this static file (nginx's range filter runs after gzip
-    and finds no length: the whole file is sent, compressed)."""
+    and finds no length: the whole file is sent, compressed). Called before the range is cut
+    (gzip's header filter then leaves a static 206 alone)."""
     g = f.gzip
     if g is None or not compressible(g, resp):
         return True
+    resp.vary = resp.vary or g.vary  # decided on the whole file, before a range
     return not client_ok(g, r.version, r.headers, resp, DATES.second)

@@ -248,9 +248,11 @@ def weak_etag(value: str) -> str | None:
 
 
 def gzip_header(g: Gzip, version: int, headers: Mapping[str, str], resp: Response,
-                now: float) -> GzipBody | None:
+                now: float, upstream: bool = True) -> GzipBody | None:
     """The header filter: decides, and when compressing changes resp's headers and returns
     the body filter."""
+    if resp.status == 206 and not upstream:  # a range: gzip declined (chain.ranges_allowed)
+        return None
     if not compressible(g, resp):
         return None
     resp.vary = resp.vary or g.vary
