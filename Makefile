@@ -8,7 +8,7 @@ PEER_PACKAGES := nginx libnginx-mod-http-cache-purge wrk keepalived nftables hap
 PEER_BINARIES := /usr/sbin/nginx /usr/lib/nginx/modules/ngx_http_cache_purge_module.so /usr/bin/wrk /usr/sbin/keepalived /usr/sbin/nft /usr/sbin/haproxy \
                  /usr/sbin/ipvsadm /usr/bin/gcc
 
-.PHONY: run test lint peers venv clean
+.PHONY: run test lint peers venv clean lab
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: $(STAMP)
 
 test: $(STAMP) peers lint
 	$(BIN)/python -m pytest -q
+
+# The seeds' cluster in network namespaces (root): every fault scenario with halb, then with the
+# real keepalived and nginx, and the HTML report (lab-results/report.html). About 6 minutes.
+lab: $(STAMP) peers
+	$(BIN)/halb lab run all --both --report --results lab-results
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

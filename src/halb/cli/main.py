@@ -14,6 +14,7 @@ commands:
   keepalived   VRRP failover of virtual IPs (reads keepalived.conf; keepalived's flags)
   ipvsadm      the L4 director's table, ipvsadm's grammar and output (--start-director runs one)
   backend      a demo HTTP backend that names the node that answered (--listen --name --delay)
+  lab          the seeds' cluster in network namespaces: up | down | status | run | report (root)
 
 Invoked through a link named nginx, keepalived or ipvsadm, halb behaves as that command.
 """
@@ -43,9 +44,16 @@ def _backend(argv: list[str]) -> int:
     return main(argv)
 
 
+def _lab(argv: list[str]) -> int:
+    from halb.cli.lab import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"nginx": _nginx, "keepalived": _keepalived,
                                                    "ipvsadm": _ipvsadm}
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {**COMMANDS, "backend": _backend}
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {**COMMANDS, "backend": _backend,
+                                                      "lab": _lab}
 
 
 def main(argv: list[str] | None = None) -> int:

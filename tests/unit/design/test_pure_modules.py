@@ -63,6 +63,9 @@ PURE = [
     "halb.l4.entries",
     "halb.l4.nft_rules",
     "halb.l4.nft_plan",
+    "halb.lab.plan",
+    "halb.lab.analysis",
+    "halb.lab.report",
 ]
 PURE_PACKAGES = ["halb.balancing"]
 
