@@ -121,7 +121,8 @@ class LocConf:
     alias_name: str | None = None
     index: tuple[Template, ...] = _INDEX
     try_files: tuple[Template, ...] | None = None
-    ret: Return | None = None
+    # the rewrite module's statements of this level (config/rewrite_model.py's Script)
+    rewrite: tuple[Any, ...] | None = None
     error_pages: MappingProxyType[int, ErrorPage] = field(default_factory=_empty)
     autoindex: bool = False
     autoindex_exact_size: bool = True

@@ -12,7 +12,7 @@ ended the directive):
 Settings merge down http → server → location → nested location the way nginx merges them: a
 level that sets a directive replaces the inherited value, list-valued directives (index,
 error_page, access_log) are inherited only by levels that have none of their own, and the rewrite
-phase directives (return) and try_files are not inherited. The handlers themselves live in
+module's statements (rewrite, return, set, if, break) and try_files are not inherited. The handlers themselves live in
 config/nginx_directives.py; this module owns the mechanics.
 """
 
@@ -372,8 +372,15 @@ def _wildcard_ok(name: str) -> bool:
     return "*" not in name
 
 
-# Directives that a level does not hand down to the levels below it.
-_NOT_INHERITED = frozenset({"ret", "try_files", "internal", "proxy_pass", "proxy_cache_purge"})
+# Directives that a level does not hand down to the levels below it ("rewrite": the rewrite
+# module's statements, config/nginx_rewrite.py).
+_NOT_INHERITED = frozenset({"rewrite", "try_files", "internal", "proxy_pass",
+                            "proxy_cache_purge"})
+
+# Hooks that turn a module's build-time state into its frozen form, run on a copy of a level's
+# merged settings before it becomes a LocConf: key present -> fn(settings) edits the copy
+# (the rewrite module's scripts and their `if` locations, the referer module's checks).
+FREEZERS: dict[str, Callable[[dict[str, Any]], None]] = {}
 
 
 def _merge(parent: dict[str, Any], own: dict[str, Any], top: bool = False) -> dict[str, Any]:
@@ -385,12 +392,17 @@ def _merge(parent: dict[str, Any], own: dict[str, Any], top: bool = False) -> di
 
 
 def _loc_conf(settings: dict[str, Any]) -> LocConf:
+    if any(key in settings for key in FREEZERS):
+        settings = dict(settings)
+        for key, fn in FREEZERS.items():
+            if key in settings:
+                fn(settings)
     fields = {k: v for k, v in settings.items() if k in LOC_FIELDS}
     extra = {k: v for k, v in settings.items() if k not in LOC_FIELDS}
     for key in ("error_pages", "types"):
         if key in fields and not isinstance(fields[key], MappingProxyType):
             fields[key] = MappingProxyType(dict(fields[key]))
-    for key in ("index", "access_log", "try_files", "error_log"):
+    for key in ("index", "access_log", "try_files", "error_log", "rewrite"):
         if key in fields and isinstance(fields[key], list):
             fields[key] = tuple(fields[key])
     from halb.config.nginx_filters import filters_for
@@ -411,7 +423,13 @@ def load(conf_file: str, prefix: str | None = None, *, global_directives: str = 
          is_root: bool | None = None, reader: lexer.Reader | None = None) -> Loaded:
     """Read, parse and build an nginx configuration the way `nginx -c conf_file` does."""
     # Handlers register themselves on import.
-    from halb.config import nginx_cache, nginx_directives, nginx_filters, nginx_upstream  # noqa: F401
+    from halb.config import (  # noqa: F401
+        nginx_cache,
+        nginx_directives,
+        nginx_filters,
+        nginx_rewrite,
+        nginx_upstream,
+    )
 
     conf_file = os.path.abspath(conf_file)
     prefix = os.path.abspath(prefix) + os.sep if prefix else os.path.dirname(conf_file) + os.sep

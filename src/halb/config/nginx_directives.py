@@ -1,5 +1,5 @@
-"""The directives of nginx's core, events, http core, index, autoindex, static, log and rewrite
-`return` modules: one handler each, registered in config/nginx.py's table (PURE).
+"""The directives of nginx's core, events, http core, index, autoindex, static and log modules:
+one handler each, registered in config/nginx.py's table (PURE).
 
 Messages are nginx's own wording, so `halb nginx -t` reads like `nginx -t`.
 """
@@ -19,7 +19,6 @@ from halb.config.model import (
     ErrorPage,
     Listen,
     LogFormat,
-    Return,
     ServerName,
 )
 from halb.config.nginx import (
@@ -34,7 +33,6 @@ from halb.config.nginx import (
     MAIN,
     NOARGS,
     ONEMORE,
-    SIF,
     SRV,
     TAKE1,
     TAKE2,
@@ -545,25 +543,6 @@ def _try_files(b: Builder, blk: Block, st: Statement) -> None:
         if not code.isdigit() or int(code) > 999:
             raise ConfigError(f'invalid code "{last}"', st.end)
     blk.settings["try_files"] = [b.template(a.value, st.end) for a in st.args]
-
-
-_REDIRECT_CODES = (301, 302, 303, 307, 308)
-
-
-@directive("return", SRV | LOC | SIF | LIF, TAKE12)
-def _return(b: Builder, blk: Block, st: Statement) -> None:
-    first = st.args[0].value
-    if first.isdigit():
-        code = int(first)
-        if code > 999:
-            raise ConfigError(f'invalid return code "{first}"', st.end)
-        text = b.template(st.args[1].value, st.end) if len(st.args) > 1 else None
-    else:
-        if len(st.args) != 1 or not first.startswith(("http://", "https://", "$scheme")):
-            raise ConfigError(f'invalid return code "{first}"', st.end)
-        code, text = 302, b.template(first, st.end)
-    # the first return of a level wins, later ones are unreachable (nginx stops at it)
-    blk.settings.setdefault("ret", Return(code, text))
 
 
 @directive("error_page", ANY_HTTP | LIF, TWOMORE)

@@ -1,11 +1,14 @@
 """The request phases of nginx's http core, in order, with internal redirects.
 
-server rewrite (server-level `return`) → find config (location search, auto-redirect, internal,
-client_max_body_size) → location rewrite (`return`) → try_files → content (index, autoindex,
-static; or a location handler registered by a later module such as proxy_pass) → finalize
-(error_page, special responses). An internal redirect (index, try_files, error_page) starts
-again at server rewrite, a named location at location rewrite; after 10 the request ends with
-500 as nginx's "rewrite or internal redirection cycle".
+server rewrite (the server level's rewrite/if/set/return, l7/rewrite.py) → find config
+(location search, auto-redirect, internal, client_max_body_size) → location rewrite (the
+location's statements; an `if` that holds switches to its own configuration; a rewrite without
+`break` sends the request back to find config, the post-rewrite step) → try_files → content
+(index, autoindex, static; or a location handler registered by a later module such as
+proxy_pass) → finalize (error_page, special responses). An internal redirect (index, try_files,
+error_page) starts again at server rewrite, a named location at location rewrite; a URI change
+of either kind counts, and the 11th ends the request with 500 as nginx's "rewrite or internal
+redirection cycle".
 
 `handle()` returns a Response to send, CLOSE (444: close without answering) or PENDING when a
 content handler answers later by calling `conn.finish_request()`.
@@ -16,19 +19,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from halb.config.model import Location, Return, Server
+from halb.config.model import Location, Server
 from halb.l7 import static
 from halb.l7.request import Request
 from halb.l7.response import Response, error_page
+from halb.l7.rewrite import CLOSE, REDIRECT_CODES, do_return, run_script
 from halb.l7.routing import find_location
 from halb.l7.static import Finish, Redirect
 from halb.l7.variables import expand
 
-CLOSE = object()  # 444: close the connection without a response
+__all__ = ["CLOSE", "CONTENT_HANDLERS", "PENDING", "do_return", "handle", "resume"]
+
 PENDING = object()  # the content handler answers asynchronously
+AGAIN = object()  # the location rewrite changed the URI: search the locations again
 
 MAX_URI_CHANGES = 10
-REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # Statuses after which nginx does not keep the connection alive.
 NO_KEEPALIVE = frozenset({400, 413, 414, 494, 495, 496, 497, 500, 501})
 
@@ -62,15 +67,19 @@ def run(r: Request, result: Response | Finish | Redirect | object | None,
         if result is None:
             if stage == 0:
                 r.conf = server.conf
-                if server.conf.ret is not None:
-                    result = do_return(r, server.conf.ret)
-                else:
-                    stage = 1
-            if stage == 1:
+                script = server.conf.rewrite
+                if script is not None:
+                    result = run_script(r, script)
+                stage = 1
+            if stage == 1 and result is None:
                 result = find_config(r, server)
                 stage = 2
             if result is None and stage == 2:
                 result = run_location(r)
+                if result is AGAIN:
+                    result = None
+                    stage = 1
+                    continue
         if isinstance(result, Redirect):
             redirected = internal_redirect(r, result)
             if isinstance(redirected, Finish):
@@ -95,6 +104,7 @@ def run(r: Request, result: Response | Finish | Redirect | object | None,
 
 
 def find_config(r: Request, server: Server) -> Finish | None:
+    r.uri_changed = False
     m = find_location(server.locations, r.uri)
     if m.redirect:
         return Finish(301, location=r.uri + "/" + (("?" + r.args) if r.args else ""))
@@ -127,9 +137,18 @@ def check_body_size(r: Request) -> Finish | None:
 def run_location(r: Request) -> Response | Finish | Redirect | object | None:
     conf = r.conf
     assert conf is not None
-    loc = r.location
-    if loc is not None and conf.ret is not None:
-        return do_return(r, conf.ret)
+    if r.location is not None and conf.rewrite is not None:
+        out = run_script(r, conf.rewrite)
+        if out is not None:
+            return out
+        if r.uri_changed:  # ngx_http_core_post_rewrite_phase
+            r.uri_changes += 1
+            if r.uri_changes > MAX_URI_CHANGES:
+                return Finish(500, "rewrite or internal redirection cycle while processing "
+                                   f'"{r.uri}"')
+            return AGAIN
+        conf = r.conf  # an `if` that held gave the request its configuration
+        assert conf is not None
     if conf.try_files is not None:
         tried = static.try_files(r)
         if tried is not None:
@@ -149,21 +168,6 @@ def run_location(r: Request) -> Response | Finish | Redirect | object | None:
             return Finish(403, f'directory index of "{path}" is forbidden')
         return Finish(404)
     return out
-
-
-def do_return(r: Request, ret: Return) -> Response | Finish | object:
-    """The rewrite module's `return`."""
-    code = ret.code
-    if code == 444:
-        return CLOSE
-    if code in REDIRECT_CODES:
-        r.test_expect()  # ngx_http_send_response discards the body
-        return Finish(code, location=expand(ret.text, r) if ret.text else "")
-    if code < 400 or ret.text is not None:
-        r.test_expect()
-        body = expand(ret.text, r).encode("utf-8", "surrogateescape") if ret.text else b""
-        return Response(code, body=body, content_type=static.mime_type(r, r.uri))
-    return Finish(code)
 
 
 def internal_redirect(r: Request, red: Redirect) -> Finish | None:

@@ -97,6 +97,8 @@ def upstream_uri(r: Request, pp: ProxyPass, uri_part: str | None) -> str:
         target = r.target  # the client's request-target, untouched (r->unparsed_uri)
         start = _path_start(target)
         return target[start:] if start < len(target) else "/" + target[start:]
+    if not r.valid_location:  # after rewrite's `break`: the whole URI, proxy_pass's part ignored
+        uri_part = None
     loc_len = len(pp.location_name) if uri_part and not pp.location_regex else 0
     rest = r.uri[loc_len:]
     if r.internal or quoted_uri(r.target):

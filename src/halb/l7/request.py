@@ -55,6 +55,7 @@ class Request:
         "uri_changed",
         "uri_changes",
         "valid",
+        "valid_location",
         "var_cache",
         "version",
     )
@@ -90,7 +91,8 @@ class Request:
         self.captures: tuple[str | None, ...] = ()
         self.named_captures: dict[str, str | None] = {}
         self.internal = False
-        self.uri_changed = False
+        self.uri_changed = False  # a rewrite changed the URI: search the locations again
+        self.valid_location = True  # cleared by rewrite's `break`: proxy_pass ignores its URI
         self.uri_changes = 0
         self.error_page_done = False
         self.err_status: int | None = None  # set by error_page: the final status (0: keep)

@@ -16,6 +16,7 @@ from urllib.parse import unquote_to_bytes
 
 from halb import __version__
 from halb.config.template import Template, Var
+from halb.l7.referer import invalid_referer
 from halb.l7.request import Request
 from halb.l7.response import DATES
 
@@ -129,6 +130,24 @@ def http_header(r: Request, name: str) -> str | None:
     return r.headers.get(header)
 
 
+def _invalid_referer(r: Request) -> str:
+    conf = r.conf
+    refs = conf.extra.get("valid_referers") if conf is not None else None
+    return invalid_referer(refs, r.headers.get("referer"))
+
+
+def _uninitialized(r: Request, name: str) -> str:
+    """A variable that only `set` gives a value, read where none was set: "" (and nginx's
+    warning, once per request, unless uninitialized_variable_warn is off)."""
+    conf = r.conf
+    if conf is None or conf.extra.get("uninitialized_variable_warn", True):
+        r.conn.log_error("warn", f'using uninitialized "{name}" variable', r)
+    if r.var_cache is None:
+        r.var_cache = {}
+    r.var_cache[name] = ""
+    return ""
+
+
 def _proxy_add_x_forwarded_for(r: Request) -> str:
     xff = http_header(r, "x_forwarded_for")
     return f"{xff}, {r.conn.remote_addr}" if xff else r.conn.remote_addr
@@ -196,6 +215,7 @@ VARIABLES: dict[str, Getter] = {
     "realpath_root": _realpath_root,
     "request_filename": _request_filename,
     "pipe": lambda r: "p" if r.conn.pipelined else ".",
+    "invalid_referer": _invalid_referer,
 }
 
 _PREFIXED: list[tuple[str, Callable[[Request, str], str | None]]] = [
@@ -219,14 +239,19 @@ def get(r: Request, name: str) -> str | None:
     fn = VARIABLES.get(name)
     if fn is not None:
         return fn(r)
+    cache = r.var_cache  # set by `set`
+    if cache is not None and name in cache:
+        return cache[name]
     if name in r.named_captures:
         return r.named_captures[name]
     for prefix, family in _PREFIXED:
         if name.startswith(prefix):
             return family(r, name[len(prefix):])
-    extra = r.var_cache
-    if extra is not None and name in extra:
-        return extra[name]
+    conf = r.conf
+    if conf is not None:
+        declared = conf.extra.get("set_variables")
+        if declared is not None and name in declared:
+            return _uninitialized(r, name)
     return None
 
 

@@ -10,11 +10,16 @@ import os
 import pytest
 
 from halb.config.errors import ConfigError
-from halb.config.model import Listen, Location, NginxConfig, Server
+from halb.config.model import Listen, Location, LocConf, NginxConfig, Return, Server
 from halb.config.nginx import DIRECTIVES, load, load_text
 
 F = "/tmp/nginx.conf"
 
+
+
+def _ret(conf: LocConf) -> Return | None:
+    """The first `return` among a level's rewrite-module statements."""
+    return next((op for op in conf.rewrite or () if isinstance(op, Return)), None)
 
 def conf(text: str, **kw: object) -> NginxConfig:
     return load_text(text, **kw)  # type: ignore[arg-type]
@@ -538,7 +543,7 @@ def test_locations_that_are_not_duplicates() -> None:
     srv = server("location /a {}\nlocation = /a {}\nlocation ~ /a {}\nlocation ~ /a {}\n"
                  "location @a { return 200; }\nlocation @a { return 201; }")
     assert len(srv.locations) == 4
-    ret = srv.named_locations["@a"].conf.ret
+    ret = _ret(srv.named_locations["@a"].conf)
     assert ret is not None and ret.code == 200  # of two named locations, the first is used
 
 
@@ -631,8 +636,9 @@ def test_unknown_variable_in_http_comes_before_a_later_error() -> None:
 
 def test_known_variables_and_captures() -> None:
     srv = server("return 200 \"$host $http_x_y ${uri}x $1 $arg_a $cookie_c\";")
-    assert srv.conf.ret is not None and srv.conf.ret.text is not None
-    assert srv.conf.ret.text.variables == ("host", "http_x_y", "uri", "1", "arg_a", "cookie_c")
+    ret = _ret(srv.conf)
+    assert ret is not None and ret.text is not None
+    assert ret.text.variables == ("host", "http_x_y", "uri", "1", "arg_a", "cookie_c")
 
 
 # -- error_page, return, try_files, index, types ---------------------------------------------------
@@ -682,14 +688,15 @@ RETURNS = [
 
 @pytest.mark.parametrize(("line", "code", "text"), RETURNS)
 def test_return_forms(line: str, code: int, text: str | None) -> None:
-    ret = server(line).conf.ret
+    ret = _ret(server(line).conf)
     assert ret is not None and ret.code == code
     assert (ret.text.raw if ret.text else None) == text
 
 
-def test_first_return_of_a_level_wins() -> None:
-    ret = server("return 404; return 200;").conf.ret
-    assert ret is not None and ret.code == 404
+def test_returns_of_a_level_run_in_order() -> None:
+    script = server("return 404; return 200;").conf.rewrite
+    assert script is not None
+    assert [op.code for op in script] == [404, 200]  # the first one answers
 
 
 @pytest.mark.parametrize(("line", "message"), [
@@ -927,14 +934,14 @@ def test_plain_settings_are_replaced_where_set(merged: NginxConfig) -> None:
 def test_return_and_try_files_are_not_inherited_into_locations(merged: NginxConfig) -> None:
     assert merged.http is not None
     s1 = merged.http.servers[0]
-    assert s1.conf.ret is not None and s1.conf.ret.code == 418
+    assert _ret(s1.conf) is not None and _ret(s1.conf).code == 418  # type: ignore[union-attr]
     assert [t.raw for t in s1.conf.try_files or ()] == ["$uri", "/srv-try"]
     inherit, own = loc(s1, "/inherit/"), loc(s1, "/own/")
-    assert inherit.conf.ret is None and inherit.conf.try_files is None
-    assert own.conf.ret is not None and own.conf.ret.code == 204
+    assert inherit.conf.rewrite is None and inherit.conf.try_files is None
+    assert _ret(own.conf) is not None and _ret(own.conf).code == 204  # type: ignore[union-attr]
     assert [t.raw for t in own.conf.try_files or ()] == ["$uri", "=404"]
     nested = own.children[0]
-    assert nested.conf.ret is None and nested.conf.try_files is None
+    assert nested.conf.rewrite is None and nested.conf.try_files is None
 
 
 def test_alias_is_inherited_by_nested_locations(merged: NginxConfig) -> None:

@@ -1,0 +1,97 @@
+"""The string work of nginx's rewrite scripts (PURE): ngx_escape_uri(NGX_ESCAPE_ARGS) for
+captures, ngx_unescape_uri(NGX_UNESCAPE_REDIRECT) for a redirect's URL, and the parser's
+quoted_uri / plus_in_uri flags that decide whether captures are escaped.
+"""
+
+from __future__ import annotations
+
+# ngx_escape_uri's "args" table: space, "#", "%", "&", "+", ";", "?", controls, DEL, non-ASCII
+_ARGS_ESCAPED = frozenset(b" #%&+;?") | frozenset(range(0x20)) | frozenset(range(0x7F, 0x100))
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def escape_args(value: str) -> str:
+    """ngx_escape_uri(NGX_ESCAPE_ARGS), upper-case hex."""
+    raw = value.encode("utf-8", "surrogateescape")
+    if not any(b in _ARGS_ESCAPED for b in raw):
+        return value
+    return "".join(f"%{b:02X}" if b in _ARGS_ESCAPED else chr(b) for b in raw)
+
+
+def unescape_redirect(value: str) -> str:
+    """ngx_unescape_uri(NGX_UNESCAPE_REDIRECT): "%XX" becomes the character when it is
+    printable ASCII above "%" (an escaped "?" ends the work, as a plain "?" does: the rest is
+    copied as it is); an invalid escape loses its "%" (and a bad second digit the whole)."""
+    if "%" not in value:
+        return value
+    src = value.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    i, n = 0, len(src)
+    while i < n:
+        ch = src[i]
+        i += 1
+        if ch == 0x3F:  # "?"
+            out.append(ch)
+            out += src[i:]
+            break
+        if ch != 0x25:  # "%"
+            out.append(ch)
+            continue
+        if i >= n:
+            break
+        first = src[i]
+        i += 1
+        if first not in _HEX:
+            out.append(first)  # the invalid quoted character: "%" dropped
+            continue
+        if i >= n:
+            break
+        second = src[i]
+        i += 1
+        if second not in _HEX:
+            continue  # both dropped
+        decoded = int(bytes((first, second)), 16)
+        if decoded == 0x3F and second not in b"0123456789":
+            out.append(decoded)
+            out += src[i:]
+            break
+        if 0x25 < decoded < 0x7F:
+            out.append(decoded)
+        else:
+            out += bytes((0x25, first, second))
+    return out.decode("utf-8", "surrogateescape")
+
+
+def _path_start(target: str) -> int:
+    if target.startswith("/"):
+        return 0
+    i = target.find("://")
+    if i < 0:
+        return 0
+    j = target.find("/", i + 3)
+    return j if j >= 0 else len(target)
+
+
+def uri_flags(target: str) -> tuple[bool, bool]:
+    """(quoted_uri, plus_in_uri) as ngx_http_parse_request_line sets them: a "%" or "+" in
+    the path while the parser is still in its simple states, which it leaves at "/.", "//",
+    "%", "?" or "#"."""
+    if "%" not in target and "+" not in target:
+        return False, False
+    quoted = plus = False
+    after_slash = True
+    for ch in target[_path_start(target) + 1:]:
+        if ch == "+":
+            plus = True
+        elif ch == "%":
+            quoted = True
+            break
+        elif ch in "?#":
+            break
+        elif after_slash:
+            if ch in "./":
+                break
+            after_slash = False
+        elif ch == "/":
+            after_slash = True
+    return quoted, plus
