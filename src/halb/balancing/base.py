@@ -5,7 +5,8 @@ weight_changed`, `conn_started / conn_finished`. Time (`ctx.now`) and randomness
 come in through the context; nothing here reads a clock or a global random generator.
 
 Peer carries nginx's per-peer state (ngx_http_upstream_rr_peer_t: weight, effective_weight,
-current_weight, conns, fails, accessed, checked, max_fails, fail_timeout, max_conns, down) and
+current_weight, conns, fails, accessed, checked, max_fails, fail_timeout, max_conns, down; nginx
+Plus's active health and slow_start) and
 the L4 counters (active / inactive connections) so that one Peer type serves nginx's and IPVS's
 algorithms. An algorithm declares what it needs from the context (`needs`), so a layer can refuse
 one it cannot feed at configuration time (L4 has no HTTP key).
@@ -50,6 +51,10 @@ class Peer:
     checked: float = 0.0
     # active health (halb keepalived-style checks / nginx Plus health_check)
     healthy: bool = True
+    # nginx Plus `slow_start=T` (static) and when the current ramp started (0: none): the
+    # weight grows from 0 to `weight` over T seconds after `recovered` (nginx_peers.ramp)
+    slow_start: float = 0.0
+    recovered: float = 0.0
     # least_time moving averages (ms) and in-flight bookkeeping
     header_time: float = 0.0
     response_time: float = 0.0

@@ -6,6 +6,9 @@ When several share the minimum, a smooth-WRR step over those tied peers, startin
 first of them, chooses (with all conns equal it is exactly round robin). When no primary peer
 is usable the request switches to the backup group; a single peer without backup is plain
 round robin.
+
+nginx Plus's slow_start: a ramping peer's weight in the comparison is its weight times its ramp
+(nginx_peers.ramp), and the tie-break is the ramped smooth-WRR step.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from halb.balancing.base import Peer, PickContext, register
-from halb.balancing.nginx_peers import NginxBalancer, seconds, take, usable, wrr_step
+from halb.balancing.nginx_peers import (
+    NginxBalancer,
+    ramped_weight,
+    seconds,
+    take,
+    usable,
+    wrr_step,
+    wrr_step_ramped,
+)
 
 
 def least_loaded(candidates: Sequence[Peer]) -> tuple[Peer, int, bool]:
@@ -31,6 +42,7 @@ def least_loaded(candidates: Sequence[Peer]) -> tuple[Peer, int, bool]:
 @register
 class LeastConn(NginxBalancer):
     name = "least_conn"
+    supports_slow_start = True
 
     def pick(self, ctx: PickContext) -> Peer | None:
         if self.single:
@@ -42,9 +54,29 @@ class LeastConn(NginxBalancer):
         candidates = [p for p in group if usable(p, ctx, now)]
         if not candidates:
             return None
+        if self.slow_start:
+            return self._least_conn_ramped(candidates, ctx, now)
         best, p, many = least_loaded(candidates)
         if many:
             tied = [q for q in candidates[p:]
                     if q.conns * best.weight == best.conns * q.weight]
             best = wrr_step(tied) or best
+        return take(best, ctx, now)
+
+    def _least_conn_ramped(self, candidates: Sequence[Peer], ctx: PickContext,
+                           now: int) -> Peer:
+        ws = [ramped_weight(q, ctx.now) for q in candidates]
+        b, many = 0, False
+        for i in range(1, len(candidates)):
+            lhs = candidates[i].conns * ws[b]
+            rhs = candidates[b].conns * ws[i]
+            if lhs < rhs:
+                b, many = i, False
+            elif lhs == rhs:
+                many = True
+        best = candidates[b]
+        if many:
+            tied = [q for q, w in zip(candidates[b:], ws[b:], strict=True)
+                    if q.conns * ws[b] == best.conns * w]
+            best = wrr_step_ramped(tied, ctx.now) or best
         return take(best, ctx, now)

@@ -12,7 +12,8 @@ get another chance; with requests in flight `rt = max(rt, inflight average)`; rt
 5000, anything else is rounded up to the next 20 ms bucket (`rt += 20 - rt % 20`);
 `eta = rt * (1 + conns)`. The usable peer with the least eta for its weight wins (compared by
 cross-multiplication), ties by a smooth-WRR step from the first of them. Backup group and
-single-peer round robin as in least_conn.
+single-peer round robin as in least_conn. nginx Plus's slow_start: a ramping peer compares
+with its ramped weight (nginx_peers.ramp) and ties go to the ramped smooth-WRR step.
 
 `inflight` also accounts requests still in flight: nginx sums their elapsed time
 (inflight_last / inflight_reqs / inflight_reqs_changed, in ms) and averages the per-request
@@ -29,7 +30,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from halb.balancing.base import ConfigurationError, Needs, Outcome, Peer, PickContext, register
-from halb.balancing.nginx_peers import NginxBalancer, seconds, take, usable, wrr_step
+from halb.balancing.nginx_peers import (
+    NginxBalancer,
+    ramped_weight,
+    seconds,
+    take,
+    usable,
+    wrr_step,
+    wrr_step_ramped,
+)
 
 MAX_RT = 5000
 BUCKET = 20
@@ -68,6 +77,7 @@ def duration_ms(t: float) -> int:
 class LeastTime(NginxBalancer):
     name = "least_time"
     needs = Needs.TIMING
+    supports_slow_start = True
 
     def __init__(self, peers: Any, backup: Any = (), *, measure: str = "header",
                  inflight: bool = False, **params: Any) -> None:
@@ -101,24 +111,31 @@ class LeastTime(NginxBalancer):
     def _least_time(self, group: Sequence[Peer], ctx: PickContext, now: int,
                     now_ms: int) -> Peer | None:
         candidates = [p for p in group if usable(p, ctx, now)]
+        ramped = self.slow_start
         best: Peer | None = None
-        best_eta, p, many = 0, 0, False
+        best_eta, best_w, p, many = 0, 0.0, 0, False
         for i, peer in enumerate(candidates):
             inf = inflight_of(peer)
             if inf.reqs > 0:
                 inf.time = time_avg(inf.time, inf.last // inf.reqs + (now_ms - inf.changed))
             eta = self.eta(peer, now)
-            if best is None or eta * best.weight < best_eta * peer.weight:
-                best, best_eta, p, many = peer, eta, i, False
-            elif eta * best.weight == best_eta * peer.weight:
+            w = ramped_weight(peer, ctx.now) if ramped else peer.weight
+            if best is None or eta * best_w < best_eta * w:
+                best, best_eta, best_w, p, many = peer, eta, w, i, False
+            elif eta * best_w == best_eta * w:
                 many = True
         if best is None:
             return None
         if many:
             first = best
-            tied = [q for q in candidates[p:]
-                    if self.eta(q, now) * first.weight == best_eta * q.weight]
-            best = wrr_step(tied) or first
+            if ramped:
+                tied = [q for q in candidates[p:] if self.eta(q, now) * best_w
+                        == best_eta * ramped_weight(q, ctx.now)]
+                best = wrr_step_ramped(tied, ctx.now) or first
+            else:
+                tied = [q for q in candidates[p:]
+                        if self.eta(q, now) * first.weight == best_eta * q.weight]
+                best = wrr_step(tied) or first
         if self.inflight:
             inf = inflight_of(best)
             if inf.reqs > 0:

@@ -10,7 +10,15 @@ round-robin module in C:
 - `take(peer, ctx, now)`: what nginx does to the chosen peer (tried, `checked`, `conns++`);
 - `weighted_bucket(peers, w)`: the weighted bucket walk of ip_hash and hash;
 - `NginxBalancer`: the round-robin `get` (single-peer special case, switch to the backup group
-  with its own tried set) and nginx's `free` as `release()`.
+  with its own tried set) and nginx's `free` as `release()`;
+- nginx Plus's `slow_start=T`: `ramp(peer, now)` is the share of its weight a recovering peer
+  has, growing linearly from 0 to 1 over T seconds after `peer.recovered` (set when an active
+  health check finds it healthy again, or, here in `release()`, to the second a passive failure
+  lets it be tried again: `checked + fail_timeout + 1`). Only groups whose method supports it
+  (round robin, least_conn, least_time; `supports_slow_start`), with more than one server and a
+  slow_start server, run the ramped selection (`wrr_step_ramped`: the same smooth WRR in
+  thousandths of a weight, which picks exactly as `wrr_step` once no ramp is running); every
+  other group keeps the plain path, decided once when the balancer is built.
 
 Time is nginx's `ngx_time()`: whole seconds, so `now` is floored (`fail_timeout` is whole
 seconds in nginx too). The tried sets hold `id(peer)`; `ctx.tried` is the primary group's,
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
 
 from halb.balancing.base import Balancer, Outcome, Peer, PickContext
 
@@ -71,6 +80,48 @@ def wrr_step(peers: Iterable[Peer]) -> Peer | None:
     return best
 
 
+SCALE = 1000  # wrr_step_ramped counts weights in thousandths
+
+
+def ramp(peer: Peer, now: float) -> float:
+    """The share of its weight `peer` has now: 1.0 unless a slow_start ramp is running, then
+    (now - recovered) / slow_start, 0 before the ramp starts. A finished ramp is cleared."""
+    since = peer.recovered
+    if not since:
+        return 1.0
+    elapsed = now - since
+    if elapsed >= peer.slow_start:
+        peer.recovered = 0.0
+        return 1.0
+    return elapsed / peer.slow_start if elapsed > 0 else 0.0
+
+
+def wrr_step_ramped(peers: Iterable[Peer], now: float) -> Peer | None:
+    """wrr_step with slow_start: each peer adds its effective weight times its ramp, counted
+    in thousandths (current_weight is in the same unit, so with no ramp running the choices
+    are exactly wrr_step's). The effective_weight recovery stays +1 per round."""
+    best: Peer | None = None
+    total = 0
+    for peer in peers:
+        ew = peer.effective_weight * SCALE
+        if peer.recovered:
+            ew = int(ew * ramp(peer, now))
+        peer.current_weight += ew
+        total += ew
+        if peer.effective_weight < peer.weight:
+            peer.effective_weight += 1
+        if best is None or peer.current_weight > best.current_weight:
+            best = peer
+    if best is not None:
+        best.current_weight -= total
+    return best
+
+
+def ramped_weight(peer: Peer, now: float) -> float:
+    """The weight least_conn / least_time compare with during a slow_start ramp."""
+    return peer.weight * ramp(peer, now) if peer.recovered else float(peer.weight)
+
+
 def take(peer: Peer, ctx: PickContext, now: int) -> Peer:
     """Mark the chosen peer as nginx does: tried for this request, `checked`, one more conn."""
     tried_set(peer, ctx).add(id(peer))
@@ -97,6 +148,15 @@ def total_weight(peers: Iterable[Peer]) -> int:
 class NginxBalancer(Balancer):
     """The nginx round-robin base: `pick` is plain smooth WRR, `release` is nginx's free."""
 
+    supports_slow_start: ClassVar[bool] = False
+
+    def __init__(self, peers: Sequence[Peer], backup: Sequence[Peer] = (),
+                 **params: Any) -> None:
+        super().__init__(peers, backup, **params)
+        # nginx Plus: slow_start is ignored for a single server and by the hash methods
+        self.slow_start = self.supports_slow_start and not self.single and \
+            any(p.slow_start > 0 for p in self.all_peers())
+
     @property
     def single(self) -> bool:
         """peers->single: one primary peer and no backup group."""
@@ -119,6 +179,9 @@ class NginxBalancer(Balancer):
         return self.with_backup(ctx, lambda group: self._round_robin(group, ctx, now))
 
     def _round_robin(self, group: Sequence[Peer], ctx: PickContext, now: int) -> Peer | None:
+        if self.slow_start:
+            best = wrr_step_ramped((p for p in group if usable(p, ctx, now)), ctx.now)
+            return None if best is None else take(best, ctx, now)
         best = wrr_step(p for p in group if usable(p, ctx, now))
         return None if best is None else take(best, ctx, now)
 
@@ -148,6 +211,9 @@ class NginxBalancer(Balancer):
             peer.accessed = peer.checked = t
             if peer.max_fails:
                 peer.effective_weight -= peer.weight // peer.max_fails
+                if self.slow_start and peer.fails >= peer.max_fails and peer.slow_start:
+                    # failed: usable again once fail_timeout has passed, then ramping up
+                    peer.recovered = t + peer.fail_timeout + 1
             if peer.effective_weight < 0:
                 peer.effective_weight = 0
         elif peer.accessed < peer.checked:

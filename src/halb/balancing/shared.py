@@ -23,7 +23,8 @@ smooth-WRR weights are global. halb does the same with three pieces:
   change; groups without a zone never pay for any of this.
 
 Shared per peer: effective_weight, current_weight, conns, fails, accessed, checked, healthy,
-least_time's header/response averages and its `inflight` counters (peer.extra["least_time"]).
+recovered (the start of a slow_start ramp), least_time's header/response averages and its
+`inflight` counters (peer.extra["least_time"]).
 The L4 counters (active / inactive) and `inflight_since` stay per process. Values are int64
 (counters) and float64 (times); the time base is the monotonic clock every process shares.
 """
@@ -45,14 +46,15 @@ HOLDER = 0  # pid of the process holding the lock, 0 when free
 SLOTS = 1
 HEADER_WORDS = 8
 
-# slot layout, in 8-byte words
-STRIDE = 16
+# slot layout, in 8-byte words: INT_WORDS int64, then float64 up to STRIDE
+STRIDE = 20
 INT_WORDS = 12
 INIT = 0  # 1 once a SharedPeer has written the initial state
 INT_FIELDS = {"effective_weight": 1, "current_weight": 2, "conns": 3, "fails": 4}
 BOOL_FIELDS = {"healthy": 5}
 INFLIGHT_FIELDS = {"reqs": 6, "last": 7, "changed": 8, "time": 9}
-FLOAT_FIELDS = {"accessed": 0, "checked": 1, "header_time": 2, "response_time": 3}
+FLOAT_FIELDS = {"accessed": 0, "checked": 1, "header_time": 2, "response_time": 3,
+                "recovered": 4}
 SHARED = frozenset({*INT_FIELDS, *BOOL_FIELDS, *FLOAT_FIELDS})
 
 _SEMAPHORE = 1  # multiprocessing.synchronize.SEMAPHORE
@@ -135,6 +137,14 @@ class Zone:
         return (self.ints[base:base + INT_WORDS],
                 self.floats[base + INT_WORDS:base + STRIDE])
 
+    def healthy(self, slot: int) -> bool | None:
+        """A slot's active-health flag; None when no peer was ever built on it. One aligned
+        word, read without the lock (a reload carrying `health_check ... persistent` state)."""
+        ints, _ = self.views(slot)
+        if ints[INIT] == 0:
+            return None
+        return ints[BOOL_FIELDS["healthy"]] != 0
+
     def peers(self, specs: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[SharedPeer]:
         """SharedPeers for slots 0..n-1 from (args, kwargs) of Peer, built under the lock."""
         with self:
@@ -210,6 +220,7 @@ class SharedPeer(Peer):
     checked = _float_property(FLOAT_FIELDS["checked"])
     header_time = _float_property(FLOAT_FIELDS["header_time"])
     response_time = _float_property(FLOAT_FIELDS["response_time"])
+    recovered = _float_property(FLOAT_FIELDS["recovered"])
 
     def __repr__(self) -> str:
         return (f"SharedPeer({self.name!r}, {self.address}, w={self.weight}, "

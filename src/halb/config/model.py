@@ -261,6 +261,9 @@ class Upstream:
     # `zone NAME [SIZE]`: peer state shared by all workers (None: per worker, as nginx)
     zone: str | None = None
     zone_size: int = 0  # bytes, as declared (halb sizes its segment for the peers)
+    # nginx Plus `health_check`s of the locations proxying to this group
+    # (config.nginx_health.HealthCheck; needs a zone)
+    health_checks: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

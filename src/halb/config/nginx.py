@@ -427,6 +427,7 @@ def load(conf_file: str, prefix: str | None = None, *, global_directives: str = 
         nginx_cache,
         nginx_directives,
         nginx_filters,
+        nginx_health,
         nginx_rewrite,
         nginx_upstream,
     )

@@ -1,11 +1,12 @@
 """`upstream` blocks and the proxy module's directives (PURE), with nginx's wording.
 
-`upstream NAME { server ADDR [weight= max_conns= max_fails= fail_timeout= backup down]; ...
-keepalive N; hash KEY [consistent]; ip_hash; least_conn; random [two [least_conn]];
-least_time header|last_byte [inflight]; zone NAME [SIZE]; }` and `proxy_pass`, `proxy_set_header`, timeouts,
-`proxy_next_upstream*`, buffering and header switches. Names resolve through RESOLVER, which
-the runtime installs (this module stays free of sockets); without one, only IP literals and
-"localhost" resolve, which is what tests use.
+`upstream NAME { server ADDR [weight= max_conns= max_fails= fail_timeout= slow_start= backup
+down]; ... keepalive N; hash KEY [consistent]; ip_hash; least_conn; random [two [least_conn]];
+least_time header|last_byte [inflight]; zone NAME [SIZE]; }` (nginx Plus's health_check and match:
+config/nginx_health.py) and `proxy_pass`, `proxy_set_header`, timeouts, `proxy_next_upstream*`,
+buffering and header switches. Names resolve through RESOLVER, which the runtime installs (this
+module stays free of sockets); without one, only IP literals and "localhost" resolve, which is
+what tests use.
 """
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ def _ups_server(b: Builder, blk: Block, st: Statement) -> None:
             if t is None:
                 raise bad
             opts["fail_timeout"] = t
+        elif key == "slow_start" and eq:  # nginx Plus
+            if blk.settings.get("method") in _NO_BACKUP:
+                raise ConfigError(f'balancing method does not support parameter "{v}"',
+                                  st.end)
+            t = parse_time(val, allow_ms=False)
+            if t is None:
+                raise bad
+            opts["slow_start"] = t
         elif v == "backup":
             method = blk.settings.get("method")
             if method in _NO_BACKUP:
@@ -274,7 +283,9 @@ def freeze_upstreams(b: Builder) -> dict[str, Upstream]:
         if key not in out:
             out[key] = Upstream(key, (UpstreamServer(key, addrs, pos=pos),), implicit=True,
                                 pos=pos)
-    return out
+    from halb.config.nginx_health import attach
+
+    return attach(b, out)
 
 
 # -- proxy_pass -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from halb.config.model import AccessLog, Listen, Location, LocConf, NginxConfig
+from halb.l7.health import HealthChecker
 from halb.l7.http import HttpConnection
 from halb.l7.log import AccessLogs, ErrorLogger
 from halb.l7.request import Request
@@ -54,6 +55,8 @@ class HttpServer:
 
         # zones: the upstream zones of this configuration generation, made before the fork
         self.upstreams = Upstreams(dict(config.http.upstreams), loop, zones)
+        self.worker = worker
+        self.health: HealthChecker | None = None  # nginx Plus health_check: worker 0 runs it
         self.connections: set[HttpConnection] = set()
         self.max_connections = config.worker_connections
         self.numbers = itertools.count(1 + worker * 10_000_000)
@@ -76,6 +79,9 @@ class HttpServer:
                 backlog=listen.backlog)
             self.servers.append(srv)
         self._schedule_flush()
+        if self.worker == 0 and HealthChecker.wanted(self.upstreams):
+            self.health = HealthChecker(self.upstreams, self.error_log)
+            self.health.start()
 
     def _schedule_flush(self) -> None:
         self._flusher = self.loop.call_later(AccessLogs.DEFAULT_FLUSH, self._flush)
@@ -118,6 +124,8 @@ class HttpServer:
     async def drain(self, timeout: float | None) -> None:
         """Graceful stop: no new connections, finish what is in flight, close idle ones."""
         self.close_listeners()
+        if self.health is not None:  # the next generation's worker 0 checks from now on
+            self.health.close()
         for conn in list(self.connections):
             conn.shutdown()
         deadline = None if timeout is None else self.loop.time() + timeout
@@ -132,6 +140,8 @@ class HttpServer:
             conn._force_close()
 
     def close(self) -> None:
+        if self.health is not None:
+            self.health.close()
         self.upstreams.close()
         if self._flusher is not None:
             self._flusher.cancel()

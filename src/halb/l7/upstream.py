@@ -10,7 +10,9 @@ receives data or EOF, exceeds keepalive_timeout, keepalive_requests or keepalive
 A group with `zone NAME [SIZE]` keeps its peers' state in a shared segment (balancing.shared)
 that the master creates per configuration generation (create_zones) before forking, so fail
 counts, max_conns and the balancer's weights are those of all the generation's workers; its
-balancer then runs under the zone's lock.
+balancer then runs under the zone's lock. nginx Plus's `health_check` needs such a zone: the
+one checker (l7/health.py) publishes each server's health there, and create_zones writes the
+initial "checking" state of `mandatory` checks before any worker starts.
 """
 
 from __future__ import annotations
@@ -132,18 +134,56 @@ class Attempt:
 
 
 def peer_specs(ups: Upstream) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """Peer(*args, **kwargs) for every address of every server, in config order."""
+    """Peer(*args, **kwargs) for every address of every server, in config order. With a
+    `health_check ... mandatory`, servers start in the "checking" state (not healthy)."""
+    kwargs: dict[str, Any] = {}
+    if any(hc.mandatory for hc in ups.health_checks):
+        kwargs["healthy"] = False
     return [((srv.name, host, port, srv.weight, srv.max_fails, srv.fail_timeout, srv.max_conns,
-              srv.backup, srv.down), {})
+              srv.backup, srv.down), {"slow_start": srv.slow_start, **kwargs})
             for srv in ups.servers for host, port in srv.addresses]
 
 
-def create_zones(upstreams: Mapping[str, Upstream] | None) -> dict[str, Zone]:
+Previous = tuple[Mapping[str, Zone], Mapping[str, Upstream]]
+
+
+def create_zones(upstreams: Mapping[str, Upstream] | None,
+                 previous: Previous | None = None) -> dict[str, Zone]:
     """The shared segments of the groups that declare `zone`: made by the master for each
     configuration generation before it forks the workers (in single-process mode by the
-    server itself), so that every worker of the generation maps the same pages."""
-    return {name: Zone(ups.zone, len(peer_specs(ups)), name, ups.zone_size)
-            for name, ups in (upstreams or {}).items() if ups.zone is not None}
+    server itself), so that every worker of the generation maps the same pages.
+
+    Groups with health checks get their peers' initial state written here, before any worker
+    exists: "checking" with `mandatory`, and with `mandatory persistent` "up" for a server
+    that was healthy in the `previous` generation's zone (nginx Plus keeps that across a
+    reload; nothing else is carried, as nginx does not reuse upstream zones)."""
+    zones: dict[str, Zone] = {}
+    for name, ups in (upstreams or {}).items():
+        if ups.zone is None:
+            continue
+        specs = peer_specs(ups)
+        zone = zones[name] = Zone(ups.zone, len(specs), name, ups.zone_size)
+        if ups.health_checks:
+            if previous is not None and any(hc.persistent for hc in ups.health_checks):
+                specs = _persist(name, specs, previous)
+            zone.peers(specs)
+    return zones
+
+
+def _persist(name: str, specs: list[tuple[tuple[Any, ...], dict[str, Any]]],
+             previous: Previous) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    zones, upstreams = previous
+    old_zone, old = zones.get(name), upstreams.get(name)
+    if old_zone is None or old is None:
+        return specs
+    slots = {args[:3]: i for i, (args, _) in enumerate(peer_specs(old))}  # name, host, port
+    out = []
+    for args, kwargs in specs:
+        slot = slots.get(args[:3])
+        if slot is not None and slot < old_zone.slots and old_zone.healthy(slot):
+            kwargs = {**kwargs, "healthy": True}
+        out.append((args, kwargs))
+    return out
 
 
 class UpstreamGroup:
@@ -222,6 +262,7 @@ class Upstreams:
         self.groups: dict[str, UpstreamGroup] = {}
         if zones is None:
             zones = create_zones(upstreams)
+        self.zones = zones
         for name, ups in (upstreams or {}).items():
             self.groups[name] = UpstreamGroup(ups, loop, zone=zones.get(name)
                                               if ups.zone is not None else None)

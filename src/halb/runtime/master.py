@@ -207,7 +207,9 @@ class Master:
         self.error_log.log("notice", "signal 1 (SIGHUP) received, reconfiguring")
         try:
             config = self.loader()
-            zones = _zones(config)  # the new generation's own: nginx does not reuse them
+            # the new generation's own: nginx does not reuse them (health_check ... persistent
+            # starts a server "up" that the current generation has healthy)
+            zones = _zones(config, self.current)
             sockets, stale = self.listeners.update(to_bind(config))
             ids = lookup_user(config.user)
             cache_zones.open_zones(_cache_paths(config), ids)  # kept when unchanged, as nginx
@@ -335,8 +337,11 @@ def _cache_paths(config: NginxConfig) -> Any:
     return config.http.conf.extra.get("proxy_cache_path") if config.http is not None else None
 
 
-def _zones(config: NginxConfig) -> dict[str, Zone]:
-    return create_zones(config.http.upstreams if config.http is not None else None)
+def _zones(config: NginxConfig, previous: Generation | None = None) -> dict[str, Zone]:
+    old = None
+    if previous is not None and previous.config.http is not None:
+        old = (previous.zones, previous.config.http.upstreams)
+    return create_zones(config.http.upstreams if config.http is not None else None, old)
 
 
 def is_running(pid: int) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from halb.config.model import Listen, NginxConfig
 from halb.l7.log import ErrorLogger
 from halb.l7.server import HttpServer
+from halb.l7.upstream import create_zones
 from halb.runtime.loop import new_event_loop
 from halb.runtime.process import drop_privileges
 
@@ -106,7 +107,10 @@ class Worker:
         config, sockets = result
         old = self.server
         self.config = config
-        self.server = HttpServer(config, self.loop, self.error_log, self.index)
+        assert config.http is not None and old.config.http is not None
+        zones = create_zones(config.http.upstreams,  # health_check persistent: carry "up"
+                             (old.upstreams.zones, old.config.http.upstreams))
+        self.server = HttpServer(config, self.loop, self.error_log, self.index, zones)
         old.close_listeners()
         started = self.loop.create_task(self.server.start(sockets))
 
