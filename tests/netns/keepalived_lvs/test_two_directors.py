@@ -1,0 +1,86 @@
+# ruff: noqa: RUF002 - the seed is quoted in its own script (fullwidth comma)
+"""Two LVS directors with a VIP in play (issue 6 item 3: "only the director of the VRRP MASTER
+receives the VIP's traffic") — seed 002 §4-13 (the master) and §4-14 (the backup) run as they
+are by `halb keepalived` (VRRP and the checkers, nftables DR as the seeds' LVS) on two
+directors of one LAN.
+
+The seed's test list for 4-14: "关闭LVS master节点，然后再启动主节点LVS。期间访问...无影响" (stop the
+LVS master, then start it again; access is not affected meanwhile). Clients reach the real
+servers through the VIP via the MASTER only (the BACKUP's counters stay at 0 although its table
+is the same); with the MASTER stopped the BACKUP takes the VIP and serves; the MASTER started
+again takes it back (the seed's priority 100 preempts 50) and serves again. A client loop runs
+through all of it and every connection is answered.
+
+Addresses as test_seed_lvs.py maps them (DR topology of halb.testing.l4net, 198.18.0.0/15):
+VIP 198.18.0.100, real servers 198.18.0.11 / .12, directors 198.18.0.1 and 198.18.0.2, ens33 →
+eth0.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kalab import Keepalived, TwoDirectors, wait_for
+from test_reload_lvs import Load
+from test_seed_lvs import no_vip, seed
+
+from halb.testing.netns import ip
+
+pytestmark = pytest.mark.root
+
+RS = {"198.18.0.11:80", "198.18.0.12:80"}
+
+
+def conns(ka: Keepalived) -> int:
+    """The virtual service's Conns column of `ipvsadm -L -n --stats`."""
+    out = ka.ipvsadm("-L", "-n", "--stats").stdout
+    row = next(line for line in out.splitlines() if line.startswith("TCP  198.18.0.100:80"))
+    return int(row.split()[2])
+
+
+def test_seed_002_4_14_only_the_master_director_serves(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    net, master = lab(seed("002_4-13_lvs_master.conf"), mode="dr", dataplane="nftables",
+                      halves=(), before=no_vip, servers=2, topology=TwoDirectors)
+    assert isinstance(net, TwoDirectors)
+    (tmp_path / "backup").mkdir()
+    backup = Keepalived(net, seed("002_4-14_lvs_backup.conf"), tmp_path / "backup",
+                        "nftables", (), ns=net.director2_ns)
+    try:
+        def holds(ns: str) -> bool:
+            return net.vip in ip("-n", ns, "addr", "show", "eth0").stdout
+
+        wait_for(lambda: holds(net.director_ns), 10, why=master.why)
+        wait_for(lambda: set(master.dests()) == RS and set(backup.dests()) == RS, 10,
+                 why=backup.why)
+        assert not holds(net.director2_ns)
+        with Load(net) as load:
+            wait_for(lambda: len(load.names) >= 40, 20)
+            # the MASTER's director carries every connection; the BACKUP's, with the same
+            # table, none
+            wait_for(lambda: conns(master) >= 40, 10, why=master.why)
+            assert conns(backup) == 0
+
+            assert master.stop() == 0  # the LVS master goes
+            wait_for(lambda: holds(net.director2_ns), 10, why=backup.why)
+            served = len(load.names)
+            wait_for(lambda: len(load.names) >= served + 40, 20)
+            wait_for(lambda: conns(backup) >= 40, 10, why=backup.why)
+
+            (tmp_path / "again").mkdir()  # and comes back: priority 100 takes the VIP back
+            master = Keepalived(net, seed("002_4-13_lvs_master.conf"), tmp_path / "again",
+                                "nftables", ())
+            wait_for(lambda: holds(net.director_ns) and not holds(net.director2_ns), 15,
+                     why=master.why)
+            wait_for(lambda: set(master.dests()) == RS, 10, why=master.why)
+            before = conns(backup)
+            served = len(load.names)
+            wait_for(lambda: len(load.names) >= served + 40, 20)
+            wait_for(lambda: conns(master) >= 40, 10, why=master.why)
+        assert load.error is None, load.error
+        assert None not in load.names, load.names  # access unaffected throughout
+        assert set(load.names) == {"rs1", "rs2"}
+        assert conns(backup) - before <= 1  # at most one in flight while the VIP moved back
+        assert master.stop() == 0
+        assert backup.stop() == 0
+    finally:
+        backup.close()
+        master.close()
