@@ -48,14 +48,13 @@ from halb.l7.cache_rules import (
     variant,
 )
 from halb.l7.cache_zone import ZONES, CacheZone, open_zones
-from halb.l7.proxy_response import DONE, parse_head
+from halb.l7.proxy_response import DONE, ResponseHead, parse_head
 from halb.l7.response import Response, error_page
-from halb.l7.static import Finish
+from halb.l7.static import Finish, not_modified
 from halb.l7.variables import VARIABLES, expand
 
 if TYPE_CHECKING:
     from halb.l7.proxy import ProxyRequest
-    from halb.l7.proxy_response import ResponseHead
     from halb.l7.request import Request
 
 PIECE = 64 * 1024
@@ -248,6 +247,15 @@ class CacheRequest:
             if st != DONE or head is None:
                 raise ValueError(f"cache file {self.path} has a damaged header")
             proxy.resp = head  # its own Content-Length, or none (chunked to the client)
+            if head.status == 200 and not r.err_status:
+                code = _not_modified(r, head, h.last_modified)
+                if code == 412:
+                    self._close_served()
+                    proxy._over()
+                    proxy.conn.finish_request(r, Finish(412, close=True))
+                    return
+                if code == 304:
+                    _to_304(head)
             self.soff = h.body_start
             self.sleft = 0 if r.is_head or head.status in (204, 304) else size - h.body_start
             proxy._send_head(head)
@@ -434,6 +442,25 @@ def begin(proxy: ProxyRequest, zone_name: str) -> object | None:
         c._take_fill(time.monotonic())
         return None
     return c.lookup()
+
+
+def _not_modified(r: Request, head: ResponseHead, last_modified: int) -> int:
+    """ngx_http_not_modified_filter on a cached 200: 0, 304 or 412."""
+    probe = Response(200, last_modified=float(last_modified) if last_modified >= 0 else None,
+                     etag=head.get("etag"))
+    return not_modified(r, probe)
+
+
+def _to_304(head: ResponseHead) -> None:
+    """The header nginx sends for a 304 from the cache: no type, no length."""
+    keep = [i for i, low in enumerate(head.lows) if low not in ("content-type",
+                                                                 "content-length")]
+    head.headers = [head.headers[i] for i in keep]
+    head.lows = [head.lows[i] for i in keep]
+    head.status = 304
+    head.status_line = "304 Not Modified"
+    head.content_length = -1
+    head.chunked = False
 
 
 # -- ngx_cache_purge ----------------------------------------------------------------------------

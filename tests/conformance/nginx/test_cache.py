@@ -58,6 +58,10 @@ CONFIG = r"""
             proxy_ignore_headers Set-Cookie Cache-Control;
             proxy_pass http://%UP%;
         }
+        location /xc/ {
+            add_header X-Cache-Status $upstream_cache_status;
+            proxy_pass http://%UP%;
+        }
         location ~ /purge(/.*) { proxy_cache_purge z $host$1$is_args$args; }
     }
 """
@@ -88,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain")
         self.send_header("Connection", "close")
         for arg, name in (("cc", "Cache-Control"), ("xae", "X-Accel-Expires"),
-                          ("vary", "Vary")):
+                          ("vary", "Vary"), ("etag", "ETag"), ("lm", "Last-Modified")):
             if arg in q:
                 self.send_header(name, q[arg])
         if q.get("cookie"):
@@ -287,3 +291,19 @@ def test_cache_status_logs(cpair: Pair) -> None:
         got = [ln.split()[-1] for ln in text.splitlines()
                if ln.split()[2].split("?")[0] == path]
         assert got == want, f"{path}: nginx logged {got}, expected {want}"
+
+
+def test_add_header_and_conditional_hits(cpair: Pair) -> None:
+    """The seeds' `add_header X-Cache-Status $upstream_cache_status`; conditional requests
+    answered from the cache (the upstream is never asked for them: the conditions are not
+    sent up)."""
+    target = "/xc/c?cc=max-age%3D60&etag=%22v1%22&lm=Tue,%2014%20Nov%202023%2022:13:20%20GMT"
+    _run(cpair, "xc", target, target)
+    for i, extra in enumerate([("If-None-Match", '"v1"'), ("If-None-Match", '"v2"'),
+                               ("If-Modified-Since", "Tue, 14 Nov 2023 22:13:20 GMT"),
+                               ("If-Modified-Since", "Tue, 14 Nov 2023 22:13:19 GMT"),
+                               ("Range", "bytes=0-3"), ("If-Match", '"v2"'),
+                               ("If-Match", '"v1"')]):
+        compare(cpair, Case(f"xc-cond-{i}", req(target, headers=[extra])))
+    _statuses(cpair, "/xc/c", ["MISS"] + ["HIT"] * 8)
+    assert _same_upstream_count("/xc/c") == 1
