@@ -95,6 +95,7 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._lock = asyncio.Lock()
         self._inode: int | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         parent = os.path.dirname(self.path) or "."
@@ -120,6 +121,11 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
             self._server = None
+        # Server.close() leaves accepted connections open (Python 3.11): close them here so
+        # nothing outlives the server (a liveness probe's connection, an idle ipvsadm).
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
         with contextlib.suppress(OSError):
             if self._inode is not None and os.lstat(self.path).st_ino == self._inode:
                 os.unlink(self.path)
@@ -136,6 +142,7 @@ class ControlServer:
         return uid is not None and uid in (0, os.geteuid())
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             if not self._allowed(writer):
                 writer.write(wire.dumps(_error(errno.EPERM, "permission denied")))
@@ -155,6 +162,7 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
