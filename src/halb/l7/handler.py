@@ -228,6 +228,7 @@ def finalize(r: Request, fin: Finish, no_error_page: bool = False
     resp = special(r, status, fin.location)
     if fin.content_range is not None:
         resp.headers.append(("Content-Range", fin.content_range))
+        resp.vary = fin.vary
     resp.close = fin.close
     return resp
 

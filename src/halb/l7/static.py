@@ -43,6 +43,7 @@ class Finish:
     location: str | None = None  # for 301 to a directory
     content_range: str | None = None  # for 416: kept on the error page
     close: bool = False  # close after the answer, though it says keep-alive (nginx's 412)
+    vary: bool = False  # a 416 for a file gzip would compress: Vary stays (l7/filters/)
 
 
 def document_root(r: Request) -> str | None:
@@ -238,6 +239,8 @@ def file_response(r: Request, fd: int, st: os.stat_result, path: str) -> Respons
                 return resp
         ranged = apply_range(r, resp, st.st_size, conf.max_ranges)
         if ranged is not None:
+            if resp.vary and isinstance(ranged, Finish):
+                ranged.vary = True
             return ranged
         resp.accept_ranges = True
     return resp

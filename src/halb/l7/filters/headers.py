@@ -31,7 +31,35 @@ def _find(headers: list[tuple[str, str]], low: str) -> int:
 
 
 def apply_headers(r: Request, resp: Response, f: Filters, now: int, upstream: bool) -> None:
-    safe = resp.status in SAFE_STATUSES
+    hs = resp.headers
+    if resp.status == 416 and not upstream and hs and hs[-1][0] == "Content-Range":
+        # nginx ran this filter on the file's 200 before its range filter made the 416, then
+        # again on the error page: the 200's headers, Content-Range, the `always` ones
+        resp.status = 200
+        added = _added(r, resp, f, now, True)
+        resp.status = 416
+        resp.headers = hs[:-1] + added + hs[-1:] + _added(r, resp, f, now, False)
+        return
+    added = _added(r, resp, f, now, resp.status in SAFE_STATUSES)
+    if not added:
+        return
+    if upstream:
+        hs.extend(added)
+        return
+    # a static answer: ETag is written before the list; Accept-Ranges and Content-Range
+    # (the range filter's) after what this filter adds
+    late = [h for h in hs if h[0] == "Content-Range"]
+    if late:
+        hs = [h for h in hs if h[0] != "Content-Range"]
+    if resp.accept_ranges:
+        resp.accept_ranges = False
+        added.append(("Accept-Ranges", "bytes"))
+    resp.headers = hs + added + late
+
+
+def _added(r: Request, resp: Response, f: Filters, now: int, safe: bool
+           ) -> list[tuple[str, str]]:
+    """What expires and add_header add (special names change resp in place)."""
     hs = resp.headers
     added: list[tuple[str, str]] = []
     if f.expires is not None and safe:
@@ -66,20 +94,7 @@ def apply_headers(r: Request, resp: Response, f: Filters, now: int, upstream: bo
                 continue
         if value:
             added.append((h.name, value))
-    if not added:
-        return
-    if upstream:
-        hs.extend(added)
-        return
-    # a static answer: ETag is written before the list; Accept-Ranges and Content-Range
-    # (the range filter's) after what this filter adds
-    late = [h for h in hs if h[0] == "Content-Range"]
-    if late:
-        hs = [h for h in hs if h[0] != "Content-Range"]
-    if resp.accept_ranges:
-        resp.accept_ranges = False
-        added.append(("Accept-Ranges", "bytes"))
-    resp.headers = hs + added + late
+    return added
 
 
 def _expires(r: Request, resp: Response, f: Filters, now: int,
