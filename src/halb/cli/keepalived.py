@@ -288,9 +288,10 @@ def _vrrp_child(o: Options, config, log: Logger) -> int:  # type: ignore[no-unty
     from halb.vrrp import daemon
 
     die_with_parent(signal.SIGTERM)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
-    for sig in (signal.SIGUSR1, signal.SIGUSR2):  # dumps, once the loop handles them
+    # reload and dumps, once the loop handles them (a SIGHUP while starting must not kill it)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     log.ident = "Keepalived_vrrp"
     with contextlib.suppress(ConfigError):
@@ -316,9 +317,9 @@ def _checker_child(o: Options, config, log: Logger) -> int:  # type: ignore[no-u
     from halb.runtime.process import die_with_parent, remove_pid, write_pid
 
     die_with_parent(signal.SIGTERM)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
-    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):  # SIGHUP: once the loop reloads
         signal.signal(sig, signal.SIG_IGN)
     log.ident = "Keepalived_healthcheckers"
     with contextlib.suppress(ConfigError):

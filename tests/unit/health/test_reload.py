@@ -305,3 +305,18 @@ def test_misc_dynamic_weight_is_carried_over() -> None:
     lab.reload(conf(misc.replace("weight 1", "weight 3")))
     assert lab.changes() == []  # still exit 12: still weight 10
     assert lab.table()[RS[11]] == (True, 10, True)
+
+
+def test_a_group_that_gains_and_loses_addresses() -> None:
+    def grouped(*vips: str) -> str:
+        lines = "".join(f" {v} 80\n" for v in vips)
+        return (f"virtual_server_group G {{\n{lines}}}\nvirtual_server group G {{\n"
+                f" protocol TCP\n lb_algo rr\n lb_kind NAT\n delay_loop 5\n{rs(11)}{rs(12)}}}\n")
+
+    lab = Lab(grouped("198.18.0.10", "198.18.0.20"))
+    lab.run(10.0)
+    lab.take()
+    lab.reload(grouped("198.18.0.10", "198.18.0.30"))
+    assert lab.commands == [(Op.DEL_SERVICE, "198.18.0.20"), (Op.ADD_SERVICE, "198.18.0.30"),
+                            (Op.ADD_DEST, "198.18.0.11"), (Op.ADD_DEST, "198.18.0.12")]
+    assert lab.changes() == []
