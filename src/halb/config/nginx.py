@@ -375,7 +375,7 @@ def _wildcard_ok(name: str) -> bool:
 # Directives that a level does not hand down to the levels below it ("rewrite": the rewrite
 # module's statements, config/nginx_rewrite.py).
 _NOT_INHERITED = frozenset({"rewrite", "try_files", "internal", "proxy_pass",
-                            "proxy_cache_purge"})
+                            "proxy_cache_purge", "stub_status"})
 
 # Hooks that turn a module's build-time state into its frozen form, run on a copy of a level's
 # merged settings before it becomes a LocConf: key present -> fn(settings) edits the copy
@@ -428,6 +428,7 @@ def load(conf_file: str, prefix: str | None = None, *, global_directives: str = 
         nginx_directives,
         nginx_filters,
         nginx_health,
+        nginx_log,
         nginx_rewrite,
         nginx_upstream,
     )

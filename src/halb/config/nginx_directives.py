@@ -1,5 +1,6 @@
-"""The directives of nginx's core, events, http core, index, autoindex, static and log modules:
-one handler each, registered in config/nginx.py's table (PURE).
+"""The directives of nginx's core, events, http core, index, autoindex and static modules:
+one handler each, registered in config/nginx.py's table (PURE). The log module's directives (and
+error_log, stub_status) are in config/nginx_log.py.
 
 Messages are nginx's own wording, so `halb nginx -t` reads like `nginx -t`.
 """
@@ -14,11 +15,8 @@ from typing import Any
 from halb.config.errors import ConfigError
 from halb.config.lexer import Statement
 from halb.config.model import (
-    AccessLog,
-    ErrorLog,
     ErrorPage,
     Listen,
-    LogFormat,
     ServerName,
 )
 from halb.config.nginx import (
@@ -166,31 +164,6 @@ def _load_module(b: Builder, blk: Block, st: Statement) -> None:
         raise b.err(st, "is specified too late")
     b.warn(f'dynamic module "{st.args[0].value}" is not loaded: halb builds its modules in',
            st.end)
-
-
-_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
-_DEBUG_LEVELS = ("debug_core", "debug_alloc", "debug_mutex", "debug_event", "debug_http",
-                 "debug_mail", "debug_stream")
-
-
-@directive("error_log", MAIN | ANY_HTTP, ONEMORE)
-def _error_log(b: Builder, blk: Block, st: Statement) -> None:
-    path = st.args[0].value
-    level = ""
-    for a in st.args[1:]:  # nginx's ngx_log_set_levels: one level, or debug_* ones
-        if a.value in _LEVELS:
-            if level:
-                raise ConfigError(f'duplicate log level "{a.value}"', st.end)
-            level = a.value
-        elif a.value in _DEBUG_LEVELS and level in ("", "debug_"):
-            level = "debug_"
-        else:
-            raise ConfigError(f'invalid log level "{a.value}"', st.end)
-    level = {"": "error", "debug_": "debug"}.get(level, level)
-    if path.startswith("syslog:"):
-        raise ConfigError("syslog error_log is not supported by halb", st.end)
-    logs = blk.settings.setdefault("error_log", [])
-    logs.append(ErrorLog(b.path(path) if path != "stderr" else "stderr", level))
 
 
 @directive("events", MAIN, NOARGS, block=True)
@@ -619,95 +592,6 @@ def _type_entry(b: Builder, blk: Block, st: Statement) -> None:
             b.warn(f'duplicate extension "{ext}", content type: "{mime}", '
                    f'previous content type: "{types[ext]}"', st.end)
         types[ext] = mime
-
-
-@directive("log_format", HTTP, TWOMORE)
-def _log_format(b: Builder, blk: Block, st: Statement) -> None:
-    name = st.args[0].value
-    if name in b.log_formats:
-        raise ConfigError(f'duplicate "log_format" name "{name}"', st.end)
-    parts = st.values[1:]
-    escape = "default"
-    if parts and parts[0].startswith("escape="):
-        escape = parts[0][7:]
-        if escape not in ("default", "json", "none"):
-            raise ConfigError(f'unknown log format escaping "{escape}"', st.end)
-        parts = parts[1:]
-    for part in parts:
-        _check_log_variables(part, st)
-    b.log_formats[name] = LogFormat(name, b.template("".join(parts), st.end), escape)
-
-
-def _check_log_variables(part: str, st: Statement) -> None:
-    """ngx_http_log_compile's own reading of "$name" / "${name}" in one log_format argument."""
-    i = 0
-    while (i := part.find("$", i)) >= 0:
-        rest, i = part[i:], i + 1
-        bracket = part[i:i + 1] == "{"
-        i += bracket
-        if i >= len(part):
-            raise ConfigError(f'invalid parameter "{rest}"', st.end)
-        m = re.compile(r"[A-Za-z0-9_]*").match(part, i)
-        assert m is not None
-        i = m.end()
-        if bracket:
-            if part[i:i + 1] != "}":
-                raise ConfigError(f'the closing bracket in "{m.group()}" variable is missing',
-                                  st.end)
-            i += 1
-        if not m.group():
-            raise ConfigError(f'invalid parameter "{rest}"', st.end)
-
-
-@directive("access_log", ANY_HTTP | LIF, ONEMORE)
-def _access_log(b: Builder, blk: Block, st: Statement) -> None:
-    if "access_log" not in blk.seen:
-        blk.seen["access_log"] = st
-        blk.settings["access_log"] = []
-    logs: list[AccessLog] = blk.settings["access_log"]
-    path = st.args[0].value
-    if path == "off":
-        if len(st.args) > 1:
-            raise ConfigError('invalid parameter "' + st.args[1].value + '"', st.end)
-        blk.settings["access_log"] = []
-        blk.seen["access_log:off"] = st
-        return
-    fmt_name = st.args[1].value if len(st.args) > 1 else "combined"
-    fmt = b.log_formats.get(fmt_name)
-    if fmt is None:
-        raise ConfigError(f'unknown log format "{fmt_name}"', st.end)
-    opts: dict[str, Any] = {}
-    for a in st.args[2:]:
-        v = a.value
-        if v.startswith("buffer="):
-            size = parse_size(v[7:])
-            if size is None:
-                raise ConfigError(f'invalid buffer size "{v[7:]}"', st.end)
-            opts["buffer"] = size
-        elif v.startswith("flush="):
-            t = parse_time(v[6:])
-            if t is None:
-                raise ConfigError(f'invalid flush time "{v[6:]}"', st.end)
-            opts["flush"] = t
-        elif v == "gzip" or v.startswith("gzip="):
-            level = int(v[5:]) if v.startswith("gzip=") and v[5:].isdigit() else 1
-            if v != "gzip" and not (v[5:].isdigit() and 1 <= level <= 9):
-                raise ConfigError(f'invalid compression level "{v[5:]}"', st.end)
-            opts["gzip"] = level
-            opts.setdefault("buffer", 64 * 1024)
-        elif v.startswith("if="):
-            opts["condition"] = b.template(v[3:], st.end)
-        else:
-            raise ConfigError(f'invalid parameter "{v}"', st.end)
-    if opts.get("flush") and not opts.get("buffer"):
-        raise ConfigError(f'no buffer is defined for access_log "{path}"', st.end)
-    if path.startswith("syslog:"):
-        raise ConfigError("syslog access_log is not supported by halb", st.end)
-    if "$" not in path:
-        path = b.path(path)
-    log = AccessLog(b.template(path, st.end), fmt, **opts)
-    if "access_log:off" not in blk.seen:
-        logs.append(log)
 
 
 @directive("disable_symlinks", ANY_HTTP, TAKE12)

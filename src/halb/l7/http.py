@@ -354,6 +354,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
             self.arm(READING_HEADER, self.conf.client_header_timeout)
         if self.responding is not None or self.queue:
             self.pipelined = True
+            r.pipeline = True
+        r.conn_requests = self.requests + 1
 
     def on_url(self, url: bytes) -> None:
         if self.escaping:

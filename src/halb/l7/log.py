@@ -1,10 +1,20 @@
-"""Access and error logs in nginx's formats.
+"""Access and error logs in nginx's formats (ngx_http_log_module, ngx_log.c).
 
-Access log lines come from a log_format template (combined by default) with nginx's escaping
-(`default`: `"`, `\\`, and bytes outside 32..126 as \\xXX; `json`; `none`); a missing value is
-"-". Lines are buffered per file and written with O_APPEND (one write per flush, so workers
-sharing a file never interleave within a line); the buffer is flushed when full, by a timer,
-on reopen (USR1) and at exit. Error log lines read as nginx's:
+Access log lines come from a log_format template (combined by default) with nginx's escaping:
+`default` writes `"`, `\\`, bytes below 32 and above 126 as \\xXX and a value that is not found
+as "-"; `json` escapes as JSON strings and writes nothing for a missing value; `none` copies.
+Values keep the bytes they came with (header values are latin-1 text in halb, the request line
+and URI are UTF-8 with surrogate escapes).
+
+Writing follows nginx's buffers. A file (shared by every access_log naming it) with buffer=
+collects lines and is written once per buffer: when the next line does not fit, when its
+flush= timer (armed by the first line of an empty buffer) fires, on reopen (USR1) and at exit;
+with gzip each such write is one gzip member. A file without buffer= gets each line as nginx
+does, except that the lines of one event-loop iteration go out in one write (one call_soon per
+iteration, not per line). Writes use O_APPEND: workers sharing a file never split a line. A
+path with variables is opened and closed for each line, unless open_log_file_cache keeps it.
+
+Error log lines read as nginx's:
 `2026/11/21 05:08:08 [error] 1234#1234: *5 open() "/x" failed (2: No such file or directory),
 client: 127.0.0.1, server: localhost, request: "GET /x HTTP/1.1", host: "localhost"`.
 """
@@ -15,7 +25,10 @@ import os
 import re
 import sys
 import time
-from typing import TYPE_CHECKING, BinaryIO
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from halb.config.model import AccessLog, ErrorLog, LogFormat
 from halb.config.template import Var
@@ -47,12 +60,19 @@ def escape(value: bytes, mode: str) -> bytes:
     return bytes(out)
 
 
-# Characters that need escaping: for `default` controls, '"', '\\', DEL and every non-ASCII
-# character (nginx escapes bytes above 126); for `json` controls, '"' and '\\'.
-_NEEDS = {"default": re.compile(r'[\x00-\x1f"\\\x7f-\U0010ffff]'),
-          "json": re.compile(r'[\x00-\x1f"\\]')}
+# A value needs the slow path when it has a character to escape or one that is not ASCII (its
+# bytes depend on where it came from): `default` escapes controls, '"', '\\', DEL and every
+# byte above 126; `json` controls, '"' and '\\'; `none` nothing.
+_SLOW = {"default": re.compile(r'[\x00-\x1f"\\\x7f-\U0010ffff]'),
+         "json": re.compile(r'[\x00-\x1f"\\\x80-\U0010ffff]'),
+         "none": re.compile(r"[\x80-\U0010ffff]")}
 
-_Part = tuple[bool, str, "Getter | None"]
+# Variables whose text is latin-1 decoded bytes (header values); the others are UTF-8 with
+# surrogate escapes (request line, URI, arguments).
+_LATIN1 = frozenset({"host", "remote_user", "content_type", "content_length", "request_method"})
+_LATIN1_PREFIXES = ("http_", "sent_http_", "upstream_http_", "cookie_")
+
+_Part = tuple[str | None, str, "Getter | None", bool]  # (variable name | None, text, get, latin1)
 _COMPILED: dict[int, tuple[LogFormat, list[_Part]]] = {}
 
 
@@ -63,83 +83,155 @@ def _compile(fmt: LogFormat) -> list[_Part]:
     parts: list[_Part] = []
     for p in fmt.template.parts:
         if isinstance(p, Var):
-            parts.append((True, p.name, VARIABLES.get(p.name)))
+            latin1 = p.name in _LATIN1 or p.name.startswith(_LATIN1_PREFIXES)
+            parts.append((p.name, "", VARIABLES.get(p.name), latin1))
         else:
-            parts.append((False, p, None))
+            parts.append((None, p, None, False))
     _COMPILED[id(fmt)] = (fmt, parts)
     return parts
 
 
 def format_line(fmt: LogFormat, r: Request) -> bytes:
-    """One log line: the values are checked for characters to escape with one regex search
-    each, and the line is encoded once (values with such characters go byte by byte)."""
+    """One log line: the values are checked with one regex search each, and the line is encoded
+    once (values with characters to escape, or not ASCII, go byte by byte)."""
     mode = fmt.escape
-    needs = _NEEDS.get(mode)
-    missing = "" if mode == "json" else "-"
+    slow = _SLOW[mode]
+    missing = "-" if mode == "default" else ""
     out: list[str] = []
-    for is_var, text, getter in _compile(fmt):
-        if not is_var:
+    for name, text, getter, latin1 in _compile(fmt):
+        if name is None:
             out.append(text)
             continue
-        v = getter(r) if getter is not None else get(r, text)
-        if not v:
+        v = getter(r) if getter is not None else get(r, name)
+        if v is None:
             out.append(missing)
-        elif needs is None or needs.search(v) is None:
+        elif slow.search(v) is None:
             out.append(v)
         else:
-            raw = escape(v.encode("utf-8", "surrogateescape"), mode)
-            out.append(raw.decode("utf-8", "surrogateescape"))
+            raw = v.encode("latin-1", "replace") if latin1 else \
+                v.encode("utf-8", "surrogateescape")
+            out.append(escape(raw, mode).decode("utf-8", "surrogateescape"))
     out.append("\n")
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
-class LogFile:
-    """One open log file, shared by every access_log naming it."""
+def gzip_member(data: bytes, level: int) -> bytes:
+    """ngx_http_log_gzip: one gzip member, with nginx's window and memory for small inputs."""
+    wbits, memlevel = 15, 8
+    while len(data) < (1 << (wbits - 1)) - 262:
+        wbits -= 1
+        memlevel -= 1
+    z = zlib.compressobj(level, zlib.DEFLATED, wbits + 16, max(1, memlevel))
+    return z.compress(data) + z.flush()
 
-    def __init__(self, path: str, buffer: int = 0) -> None:
+
+class Scheduler(Protocol):
+    """What a log file needs from the event loop (asyncio's call_soon / call_later)."""
+
+    def call_soon(self, callback: Callable[[], Any]) -> Any: ...
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> Any: ...
+
+
+Report = Callable[[str, str], None]  # (level, message) into the error log
+
+
+def _nothing(level: str, message: str) -> None:
+    pass
+
+
+def _open(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+class LogFile:
+    """One open log file (nginx's ngx_open_file_t) and its buffer."""
+
+    def __init__(self, path: str, sched: Scheduler | None = None,
+                 report: Report = _nothing) -> None:
         self.path = path
-        self.buffer_size = buffer
+        self.sched = sched
+        self.report = report
+        self.size = 0  # buffer= (0: unbuffered)
+        self.flush_after: float | None = None  # flush=
+        self.gzip: int | None = None
         self.buf: list[bytes] = []
-        self.buffered = 0
+        self.used = 0
+        self.timer: Any = None
+        self.soon = False  # unbuffered lines wait for the end of this loop iteration
+        self.failed_at = -60.0
+        self.writes = 0  # write() calls made (tests and benchmarks count them)
         self.fd = -1
         self.open()
 
+    def configure(self, size: int, flush: float | None, gzip: int | None) -> None:
+        self.size, self.flush_after, self.gzip = size, flush, gzip
+
     def open(self) -> None:
-        if self.path == "stderr":
-            self.fd = 2
-            return
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                          0o644)
+        self.fd = 2 if self.path == "stderr" else _open(self.path)
 
     def write(self, line: bytes) -> None:
-        if self.buffer_size <= 0:
-            self._write(line)
+        size = self.size
+        if not size:
+            if self.sched is None:
+                self._write(line)
+                return
+            self.buf.append(line)
+            if not self.soon:
+                self.soon = True
+                self.sched.call_soon(self._end_of_iteration)
             return
-        self.buf.append(line)
-        self.buffered += len(line)
-        if self.buffered >= self.buffer_size:
+        n = len(line)
+        if n > size - self.used:
             self.flush()
+        if n <= size - self.used:
+            if not self.buf and self.flush_after and self.sched is not None:
+                self.timer = self.sched.call_later(self.flush_after, self.flush)
+            self.buf.append(line)
+            self.used += n
+            return
+        self._write(line)  # larger than the whole buffer: written as it is
+
+    def _end_of_iteration(self) -> None:
+        self.soon = False
+        self.flush()
 
     def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.buf:
-            data = b"".join(self.buf)
+            data = b"".join(self.buf) if len(self.buf) > 1 else self.buf[0]
             self.buf.clear()
-            self.buffered = 0
+            self.used = 0
             self._write(data)
 
     def _write(self, data: bytes) -> None:
+        if self.gzip:
+            data = gzip_member(data, self.gzip)
+        self.writes += 1
         try:
-            os.write(self.fd, data)
-        except OSError:
-            pass
+            n = os.write(self.fd, data)
+            while n < len(data):  # a short write to a regular file: the rest, then done
+                data = data[n:]
+                n = os.write(self.fd, data)
+        except OSError as e:
+            now = time.monotonic()
+            if now - self.failed_at > 59:  # nginx reports a failing log once a minute
+                self.failed_at = now
+                self.report("alert", f'write() to "{self.path}" failed ({e.errno}: '
+                            f"{e.strerror})")
 
     def reopen(self) -> None:
+        """USR1: what is buffered goes to the old file, then the path is opened again."""
         self.flush()
         if self.fd > 2:
             old = self.fd
             try:
                 self.open()
-            except OSError:
+            except OSError as e:
+                self.fd = old
+                self.report("emerg", f'open() "{self.path}" failed ({e.errno}: {e.strerror})')
                 return
             os.close(old)
 
@@ -150,27 +242,56 @@ class LogFile:
         self.fd = -1
 
 
+class _FdCache:
+    """open_log_file_cache: up to `max` fds of variable-named logs, closed after `inactive`."""
+
+    def __init__(self, size: int, inactive: float) -> None:
+        self.size = size
+        self.inactive = inactive
+        self.fds: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def fd(self, path: str, now: float) -> int:
+        hit = self.fds.pop(path, None)
+        fd = hit[0] if hit is not None else _open(path)
+        self.fds[path] = (fd, now)
+        while len(self.fds) > self.size or \
+                next(iter(self.fds.values()))[1] < now - self.inactive:
+            _, (old, _) = self.fds.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def close(self) -> None:
+        for fd, _ in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+def _unsafe(path: str) -> bool:
+    """A name built from request data must not leave the directory nginx users expect."""
+    return "\0" in path or "/../" in path or path.endswith("/..")
+
+
 class AccessLogs:
     """Every access log file of a worker. Static paths are opened at start (before the worker
-    drops privileges), paths with variables on first use."""
+    drops privileges); paths with variables at each line, or through open_log_file_cache."""
 
-    # nginx buffers per access_log when buffer= is given; halb buffers by default too, and
-    # flushes at least once per second so `tail -f` stays live.
-    DEFAULT_BUFFER = 64 * 1024
-    DEFAULT_FLUSH = 1.0
-
-    def __init__(self) -> None:
+    def __init__(self, sched: Scheduler | None = None, report: Report = _nothing) -> None:
+        self.sched = sched
+        self.report = report
         self.files: dict[str, LogFile] = {}
+        self.caches: dict[tuple[int, float], _FdCache] = {}
 
     def prepare(self, logs: tuple[AccessLog, ...]) -> None:
         for log in logs:
             if log.path.is_static:
-                self._file(log.path.static, log.buffer)
+                f = self._file(log.path.static)
+                if log.buffer:
+                    f.configure(log.buffer, log.flush, log.gzip)
 
-    def _file(self, path: str, buffer: int) -> LogFile:
+    def _file(self, path: str) -> LogFile:
         f = self.files.get(path)
         if f is None:
-            f = LogFile(path, buffer or self.DEFAULT_BUFFER)
+            f = LogFile(path, self.sched, self.report)
             self.files[path] = f
         return f
 
@@ -180,12 +301,37 @@ class AccessLogs:
                 v = expand(log.condition, r)
                 if not v or v == "0":
                     continue
-            path = log.path.static if log.path.is_static else expand(log.path, r)
+            if log.path.is_static:
+                try:
+                    f = self.files.get(log.path.static) or self._file(log.path.static)
+                except OSError as e:
+                    self.report("crit", f'open() "{log.path.static}" failed ({e.errno}: '
+                                f"{e.strerror})")
+                    continue
+                f.write(format_line(log.format, r))
+            else:
+                self._write_named(expand(log.path, r), format_line(log.format, r), r)
+
+    def _write_named(self, path: str, line: bytes, r: Request) -> None:
+        if _unsafe(path):
+            self.report("error", f'access log name "{path}" is not allowed')
+            return
+        conf = r.conf
+        spec = conf.extra.get("open_log_file_cache") if conf is not None else None
+        try:
+            if spec:
+                cache = self.caches.get(spec)
+                if cache is None:
+                    cache = self.caches[spec] = _FdCache(*spec)
+                os.write(cache.fd(path, time.monotonic()), line)
+                return
+            fd = _open(path)
             try:
-                f = self._file(path, log.buffer)
-            except OSError:
-                continue
-            f.write(format_line(log.format, r))
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self.report("crit", f'open() "{path}" failed ({e.errno}: {e.strerror})')
 
     def flush(self) -> None:
         for f in self.files.values():
@@ -194,47 +340,54 @@ class AccessLogs:
     def reopen(self) -> None:
         for f in self.files.values():
             f.reopen()
+        for cache in self.caches.values():
+            cache.close()
 
     def close(self) -> None:
         for f in self.files.values():
             f.close()
         self.files.clear()
+        for cache in self.caches.values():
+            cache.close()
 
 
 class ErrorLogger:
-    """nginx's error log: `YYYY/MM/DD HH:MM:SS [level] pid#tid: *conn message, context`."""
+    """nginx's error log: `YYYY/MM/DD HH:MM:SS [level] pid#tid: *conn message, context`; one
+    logger writes a line to every target whose level admits it."""
 
     def __init__(self, logs: tuple[ErrorLog, ...] = ()) -> None:
-        self.targets: list[tuple[BinaryIO | int, int]] = []
+        self.targets: list[tuple[int, int]] = []
         self.logs = logs or (ErrorLog("stderr", "error"),)
         self.open()
 
     def open(self) -> None:
         self.targets = []
         for log in self.logs:
-            if log.path == "stderr":
-                self.targets.append((2, LEVELS[log.level]))
-            else:
-                fd = os.open(log.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                             0o644)
-                self.targets.append((fd, LEVELS[log.level]))
+            fd = 2 if log.path == "stderr" else _open(log.path)
+            self.targets.append((fd, LEVELS[log.level]))
+        self.max_level = max(lim for _, lim in self.targets)
+
+    def paths(self) -> list[str]:
+        return [log.path for log in self.logs if log.path != "stderr"]
 
     def reopen(self) -> None:
-        old = [fd for fd, _ in self.targets if isinstance(fd, int) and fd > 2]
+        old = [fd for fd, _ in self.targets if fd > 2]
         try:
             self.open()
-        except OSError:
+        except OSError as e:
+            self.log("emerg", f'open() "{e.filename}" failed ({e.errno}: {e.strerror})')
             return
         for fd in old:
             os.close(fd)
 
     def enabled(self, level: str) -> bool:
-        n = LEVELS[level]
-        return any(n <= lim for _, lim in self.targets)
+        return LEVELS[level] <= self.max_level
 
     def log(self, level: str, message: str, conn: int | None = None,
             context: str = "") -> None:
         n = LEVELS[level]
+        if n > self.max_level:
+            return
         pid = os.getpid()
         star = f"*{conn} " if conn is not None else ""
         line = (f"{time.strftime('%Y/%m/%d %H:%M:%S')} [{level}] {pid}#{pid}: {star}{message}"
@@ -242,13 +395,13 @@ class ErrorLogger:
         for fd, lim in self.targets:
             if n <= lim:
                 try:
-                    os.write(fd if isinstance(fd, int) else fd.fileno(), line)
+                    os.write(fd, line)
                 except OSError:
                     pass
 
     def close(self) -> None:
         for fd, _ in self.targets:
-            if isinstance(fd, int) and fd > 2:
+            if fd > 2:
                 os.close(fd)
         self.targets = []
 

@@ -27,6 +27,7 @@ class Request:
         "chunked",
         "conf",
         "conn",
+        "conn_requests",
         "content_length",
         "err_status",
         "error_page_done",
@@ -41,6 +42,7 @@ class Request:
         "named_captures",
         "on_body",
         "on_body_done",
+        "pipeline",
         "proxy",
         "request_length",
         "request_line",
@@ -103,6 +105,8 @@ class Request:
         self.request_length = 0
         self.valid = True
         self.var_cache: dict[str, str | None] | None = None
+        self.conn_requests = 1  # $connection_requests: this request's number on its connection
+        self.pipeline = False  # $pipe: read with (behind) an earlier request still in progress
 
     @property
     def protocol(self) -> str:

@@ -14,11 +14,13 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from halb.config.model import AccessLog, Listen, Location, LocConf, NginxConfig
+from halb.config.template import Var
 from halb.l7.health import HealthChecker
 from halb.l7.http import HttpConnection
 from halb.l7.log import AccessLogs, ErrorLogger
 from halb.l7.request import Request
 from halb.l7.routing import ListenTable
+from halb.l7.stub_status import ACCEPTED, HANDLED, CountingConnection, StatusZone
 
 if TYPE_CHECKING:
     from halb.balancing.shared import Zone
@@ -41,10 +43,28 @@ def _all_confs(config: NginxConfig) -> Iterator[LocConf]:
         yield from walk(tuple(srv.named_locations.values()))
 
 
+def wants_counting(config: NginxConfig) -> bool:
+    """Connections and requests are counted per transition only for a configuration that can
+    show them: a stub_status location, or $connections_* in a log format or an if= condition."""
+    for conf in _all_confs(config):
+        if conf.extra.get("stub_status"):
+            return True
+        for log in conf.access_log or ():
+            if log.condition is not None and _counts(log.condition.parts):
+                return True
+    http = config.http
+    return http is not None and any(_counts(f.template.parts) for f in http.log_formats.values())
+
+
+def _counts(parts: tuple[object, ...]) -> bool:
+    return any(isinstance(p, Var) and p.name.startswith("connections_") for p in parts)
+
+
 class HttpServer:
     def __init__(self, config: NginxConfig, loop: asyncio.AbstractEventLoop,
                  error_log: ErrorLogger, worker: int = 0,
-                 zones: Mapping[str, Zone] | None = None) -> None:
+                 zones: Mapping[str, Zone] | None = None,
+                 status: tuple[StatusZone, int] | None = None) -> None:
         assert config.http is not None
         self.config = config
         self.loop = loop
@@ -60,10 +80,13 @@ class HttpServer:
         self.connections: set[HttpConnection] = set()
         self.max_connections = config.worker_connections
         self.numbers = itertools.count(1 + worker * 10_000_000)
-        self.access_logs = AccessLogs()
+        self.access_logs = AccessLogs(loop, self._log_failure)
         self.servers: list[asyncio.base_events.Server] = []
-        self.stats = {"accepted": 0, "handled": 0, "requests": 0}
-        self._flusher: asyncio.TimerHandle | None = None
+        # stub_status: this worker's slot of the shared counters (its own zone when alone)
+        self.status_zone, slot = status if status is not None else (StatusZone.private(), 1)
+        self.status_slot = self.status_zone.slot(slot)
+        self.protocol: type[HttpConnection] = \
+            CountingConnection if wants_counting(config) else HttpConnection
         seen: set[tuple[AccessLog, ...]] = set()
         for conf in _all_confs(config):
             if conf.access_log and conf.access_log not in seen:
@@ -75,30 +98,26 @@ class HttpServer:
         the originals stay with their owner, so a reload keeps the accept queue open)."""
         for listen, sock in sockets:
             srv = await self.loop.create_server(
-                lambda: HttpConnection(self, next(self.numbers)), sock=sock.dup(),
+                lambda: self.protocol(self, next(self.numbers)), sock=sock.dup(),
                 backlog=listen.backlog)
             self.servers.append(srv)
-        self._schedule_flush()
         if self.worker == 0 and HealthChecker.wanted(self.upstreams):
             self.health = HealthChecker(self.upstreams, self.error_log)
             self.health.start()
 
-    def _schedule_flush(self) -> None:
-        self._flusher = self.loop.call_later(AccessLogs.DEFAULT_FLUSH, self._flush)
-
-    def _flush(self) -> None:
-        self.access_logs.flush()
-        self._schedule_flush()
+    def _log_failure(self, level: str, message: str) -> None:
+        self.error_log.log(level, message)
 
     # -- connections --------------------------------------------------------------------------
 
     def register(self, conn: HttpConnection) -> bool:
-        self.stats["accepted"] += 1
+        counters = self.status_slot
+        counters[ACCEPTED] += 1
         if len(self.connections) >= self.max_connections:
             self.error_log.log("alert", f"{self.max_connections} worker_connections are not "
                                "enough")
             return False
-        self.stats["handled"] += 1
+        counters[HANDLED] += 1
         self.connections.add(conn)
         return True
 
@@ -106,7 +125,6 @@ class HttpServer:
         self.connections.discard(conn)
 
     def access_log(self, r: Request) -> None:
-        self.stats["requests"] += 1
         conf = r.conf or (r.server.conf if r.server else None)
         if conf is None:
             assert self.config.http is not None
@@ -143,8 +161,6 @@ class HttpServer:
         if self.health is not None:
             self.health.close()
         self.upstreams.close()
-        if self._flusher is not None:
-            self._flusher.cancel()
         self.access_logs.close()
 
     def reopen_logs(self) -> None:

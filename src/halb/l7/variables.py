@@ -208,13 +208,13 @@ VARIABLES: dict[str, Getter] = {
     "pid": lambda r: str(os.getpid()),
     "nginx_version": lambda r: __version__,
     "connection": lambda r: str(r.conn.number),
-    "connection_requests": lambda r: str(r.conn.requests),
+    "connection_requests": lambda r: str(r.conn_requests),
     "content_length": lambda r: r.headers.get("content-length"),
     "content_type": lambda r: r.headers.get("content-type"),
     "document_root": _document_root,
     "realpath_root": _realpath_root,
     "request_filename": _request_filename,
-    "pipe": lambda r: "p" if r.conn.pipelined else ".",
+    "pipe": lambda r: "p" if r.pipeline else ".",
     "invalid_referer": _invalid_referer,
 }
 

@@ -34,6 +34,7 @@ from halb.config.errors import ConfigError
 from halb.config.model import Listen, NginxConfig
 from halb.l7 import cache_zone as cache_zones
 from halb.l7.log import ErrorLogger
+from halb.l7.stub_status import StatusZone
 from halb.l7.upstream import create_zones
 from halb.runtime.listeners import ListenerSet, to_bind
 from halb.runtime.process import die_with_parent, lookup_user, remove_pid, write_pid
@@ -79,6 +80,8 @@ class Master:
         self.terminate_deadline = 0.0
         self.pid_path = config.pid
         self._wakeup_r, self._wakeup_w = os.pipe()
+        # stub_status counters: made once, before the first fork; they survive reloads
+        self.status = StatusZone()
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -109,6 +112,7 @@ class Master:
         # Signals stay blocked across fork: a worker that gets QUIT before it has installed its
         # handlers must not die of the default action; it unblocks them once they are in place.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        slot = self.status.allocate()
         pid = os.fork()
         if pid != 0:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -132,11 +136,12 @@ class Master:
                         other.close_zones()
                 code = Worker(gen.config, gen.sockets, index, gen.ids,
                               ErrorLogger(gen.config.error_log), owns_sockets=True,
-                              zones=gen.zones).run()
+                              zones=gen.zones, status=(self.status, slot)).run()
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
+        self.status.assign(pid, slot)
         gen.workers[pid] = index
         gen.started[pid] = time.monotonic()
         self.error_log.log("notice", f"start worker process {pid}")
@@ -163,6 +168,7 @@ class Master:
         self._unlock_zones(pid)
         for name in cache_zones.worker_exited(pid):
             self.error_log.log("alert", f'shared memory zone "{name}" was locked by {pid}')
+        self.status.retire(pid)
         cur = self.current
         if pid in cur.workers:
             index = cur.workers.pop(pid)
@@ -245,25 +251,35 @@ class Master:
                 write_pid(self.pid_path)
 
     def handle_usr1(self) -> None:
+        """ngx_reopen_files in the master: every log file of the configuration is opened again
+        (created if it was moved away) and given to the workers' user, then the workers are
+        told to reopen theirs (the seeds' cut_my_log.sh: mv the logs, kill -USR1 master)."""
         self.error_log.log("notice", "signal 10 (SIGUSR1) received, reopening logs")
+        self.error_log.log("notice", "reopening logs")
         self.error_log.reopen()
         ids = self.current.ids
-        if ids is not None:
-            for path in self._log_paths():
-                with contextlib.suppress(OSError):
-                    if not os.path.exists(path):
-                        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+        for path in self._log_paths():
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                                 0o644))
+                if ids is not None:
                     os.chown(path, ids[0], -1)
+            except OSError as e:
+                self.error_log.log("emerg", f'open() "{path}" failed ({e.errno}: {e.strerror})')
         self.signal_all(signal.SIGUSR1)
 
     def _log_paths(self) -> list[str]:
         from halb.l7.server import _all_confs
 
-        paths = set()
-        for conf in _all_confs(self.current.config):
+        config = self.current.config
+        paths = {log.path for log in config.error_log if log.path != "stderr"}
+        for conf in _all_confs(config):
             for log in conf.access_log or ():
-                if log.path.is_static:
+                if log.path.is_static and log.path.static != "stderr":
                     paths.add(log.path.static)
+            for elog in conf.error_log or ():
+                if elog.path != "stderr":
+                    paths.add(elog.path)
         return sorted(paths)
 
     def handle_quit(self) -> None:

@@ -30,7 +30,8 @@ class Worker:
     def __init__(self, config: NginxConfig, sockets: list[tuple[Listen, socket.socket]],
                  index: int = 0, ids: tuple[int, int] | None = None,
                  error_log: ErrorLogger | None = None, reloader: Reloader | None = None,
-                 owns_sockets: bool = False, zones: Mapping[str, Any] | None = None) -> None:
+                 owns_sockets: bool = False, zones: Mapping[str, Any] | None = None,
+                 status: tuple[Any, int] | None = None) -> None:
         self.config = config
         self.sockets = sockets
         self.index = index
@@ -39,6 +40,8 @@ class Worker:
         self.reloader = reloader
         self.owns_sockets = owns_sockets  # a forked worker closes its inherited copies on stop
         self.zones = zones  # upstream zones (shared peer state) made by the master before fork
+        # stub_status counters: (the master's zone, this worker's slot); its own when alone
+        self.status = status
         self.loop = new_event_loop()
         self.server: HttpServer | None = None
         self.stopped: asyncio.Future[None] = self.loop.create_future()
@@ -48,7 +51,9 @@ class Worker:
         asyncio.set_event_loop(self.loop)
         try:
             self.server = HttpServer(self.config, self.loop, self.error_log, self.index,
-                                     self.zones)
+                                     self.zones, self.status)
+            if self.status is None:  # single process: a reload keeps the counters
+                self.status = (self.server.status_zone, 1)
             user = self.config.user[0] if self.config.user else "nobody"
             drop_privileges(self.ids, user)
             self.loop.run_until_complete(self.server.start(self.sockets))
@@ -95,6 +100,7 @@ class Worker:
 
     def reopen(self) -> None:
         if self.server is not None:
+            self.error_log.log("notice", "reopening logs")
             self.server.reopen_logs()
 
     def reload(self) -> None:
@@ -110,7 +116,8 @@ class Worker:
         assert config.http is not None and old.config.http is not None
         zones = create_zones(config.http.upstreams,  # health_check persistent: carry "up"
                              (old.upstreams.zones, old.config.http.upstreams))
-        self.server = HttpServer(config, self.loop, self.error_log, self.index, zones)
+        self.server = HttpServer(config, self.loop, self.error_log, self.index, zones,
+                                 status=self.status)
         old.close_listeners()
         started = self.loop.create_task(self.server.start(sockets))
 

@@ -35,6 +35,7 @@ PURE = [
     "halb.l7.rewrite_text",
     "halb.l7.referer",
     "halb.config.nginx_health",
+    "halb.config.nginx_log",
     "halb.l7.routing",
     "halb.l7.uri",
     "halb.l7.proxy_response",
