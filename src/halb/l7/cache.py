@@ -11,6 +11,10 @@ on_error / finish):
   listed); none → MISS, stored once proxy_cache_min_uses is reached; with proxy_cache_lock a MISS
   whose key another request is filling waits (checked every 100 ms) until that one is done or
   proxy_cache_lock_timeout passes (then it goes upstream and is not stored).
+- Vary: a file whose Vary'd request headers differ from this request's sends the lookup to
+  the variant's own key (md5 of the key's md5 and those values, nginx's secondary key); a
+  response is stored under that key when its Vary gives the same variant, else under the main
+  key (ngx_http_file_cache_update_variant).
 - on_head: a stale answer instead of an http_5xx/403/404 listed in use_stale; else whether the
   response is cached (cache_rules.validity, proxy_no_cache, proxy_buffering) and, if so, a
   temporary file next to the final one gets the header;
@@ -114,9 +118,9 @@ def zone_for(r: Request, name: str) -> CacheZone | None:
 
 
 class CacheRequest:
-    __slots__ = ("cc", "converted", "digest", "fd", "ft", "key", "owner", "path", "proxy",
-                 "sfd", "sleft", "soff", "stale", "status", "store", "timer", "tmp", "valid",
-                 "variant", "vary", "waited", "zone")
+    __slots__ = ("cc", "converted", "digest", "fd", "ft", "key", "main", "owner", "path",
+                 "proxy", "secondary", "sfd", "sleft", "soff", "stale", "status", "store",
+                 "timer", "tmp", "valid", "waited", "zone")
 
     def __init__(self, proxy: ProxyRequest, zone: CacheZone, cc: CacheConf) -> None:
         self.proxy = proxy
@@ -132,8 +136,8 @@ class CacheRequest:
         self.fd = -1  # the temporary file being written
         self.tmp = ""
         self.valid = 0
-        self.vary = ""
-        self.variant = bytes(16)
+        self.main = b""  # the md5 of the key (digest: the same, or a variant's)
+        self.secondary = False  # digest is a variant's key (Vary)
         self.stale: tuple[int, Any] | None = None  # (fd, FileHeader) of an expired file
         self.sfd = -1  # the file being served
         self.soff = 0
@@ -155,7 +159,10 @@ class CacheRequest:
             self.status = "MISS"
             return None
         if node.valid:
+            looked = self.digest
             opened = self._open()
+            if opened is None and self.digest != looked:  # another variant is stored here
+                return self.lookup(count)
             if opened is not None:
                 fd, h = opened
                 if h.valid_sec >= int(time.time()):
@@ -216,10 +223,18 @@ class CacheRequest:
             if h is not None and h.body_start > len(data):
                 data = os.pread(fd, h.body_start, 0)
                 h = decode_header(data)
-            if h is None or not h.head_block or h.key != self.key or (
-                    h.vary and variant(h.vary, self.proxy.r.headers) != h.variant):
+            if h is None or not h.head_block or h.key != self.key:
                 os.close(fd)
                 return None
+            if h.vary:
+                want = variant(h.vary, self.proxy.r.headers, self.main)
+                if want != h.variant:
+                    os.close(fd)
+                    if not self.secondary:  # look for this request's variant (Vary) next
+                        self.secondary = True
+                        self.digest = want
+                        self.path = self.zone.path_of(want)
+                    return None
         except OSError:
             os.close(fd)
             return None
@@ -323,11 +338,16 @@ class CacheRequest:
         if not valid:
             return False
         vary = "" if "vary" in cc.ignore else (head.get("vary") or "")
+        var = variant(vary, r.headers, self.main)
+        if self.secondary and var != self.digest:  # no Vary, or another: the main key's file
+            self.secondary = False
+            self.digest = self.main
+            self.path = self.zone.path_of(self.main)
         lm = head.get("last-modified")
         modified = http_time(lm) if lm else None
         block = head_block(head.status_line, head.version, head.headers)
         data = encode_header(valid, wall, modified if modified is not None else -1,
-                             head.status, self.key, vary, variant(vary, r.headers), block)
+                             head.status, self.key, vary, var, block)
         tmp = f"{self.path}.{os.getpid()}.{next(_seq)}"
         try:
             os.makedirs(os.path.dirname(tmp), exist_ok=True)
@@ -434,7 +454,7 @@ def begin(proxy: ProxyRequest, zone_name: str) -> object | None:
     c = CacheRequest(proxy, zone, cc)
     proxy.cache = c
     c.key = expand(cc.key, r)
-    c.digest = md5_key(c.key)
+    c.digest = c.main = md5_key(c.key)
     c.path = zone.path_of(c.digest)
     if cc.bypass and predicates([expand(t, r) for t in cc.bypass]):
         c.status = "BYPASS"

@@ -165,11 +165,12 @@ def vary_names(vary: str) -> list[str]:
     return [n.strip().lower() for n in vary.split(",") if n.strip()]
 
 
-def variant(vary: str, header: dict[str, str]) -> bytes:
-    """The md5 of the request's values of the Vary headers (ngx_http_file_cache_vary)."""
+def variant(vary: str, header: dict[str, str], main: bytes = b"") -> bytes:
+    """ngx_http_file_cache_vary: the md5 of the main key's md5 and the request's values of
+    the headers Vary names. It is also the key of the variant's own file (a "secondary" key)."""
     if not vary:
         return bytes(16)
-    h = hashlib.md5()
+    h = hashlib.md5(main)
     for name in vary_names(vary):
         h.update(name.encode("latin-1", "replace") + b":")
         h.update(header.get(name, "").encode("latin-1", "replace") + b"\r\n")

@@ -307,3 +307,12 @@ def test_add_header_and_conditional_hits(cpair: Pair) -> None:
         compare(cpair, Case(f"xc-cond-{i}", req(target, headers=[extra])))
     _statuses(cpair, "/xc/c", ["MISS"] + ["HIT"] * 8)
     assert _same_upstream_count("/xc/c") == 1
+
+
+def test_vary_variants(cpair: Pair) -> None:
+    """Vary: each variant of the request headers it names is cached on its own."""
+    target = "/vary?cc=max-age%3D60&vary=Accept-Encoding"
+    gz = [("Accept-Encoding", "gzip")]
+    for i, headers in enumerate([gz, [], gz, [], [("Accept-Encoding", "br")], gz, []]):
+        compare(cpair, Case(f"vary-{i}", req(target, headers=headers)))
+    _statuses(cpair, "/vary", ["MISS", "MISS", "HIT", "HIT", "MISS", "HIT", "HIT"])

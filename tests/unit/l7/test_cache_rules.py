@@ -111,6 +111,11 @@ def test_file_header_round_trip() -> None:
     partial = decode_header(data[:60])
     assert partial is not None and partial.head_block == b""  # more bytes needed
     assert variant("Accept-Encoding", {}) != var
+    # a variant is a key of its own: it depends on the main key too
+    main = md5_key("k")
+    assert variant("Accept-Encoding", {"accept-encoding": "gzip"}, main) != var
+    assert variant("accept-encoding", {"accept-encoding": "gzip"}, main) == \
+        variant("Accept-Encoding, ", {"accept-encoding": "gzip"}, main)
     assert variant("", {}) == bytes(16)
 
 
