@@ -93,10 +93,16 @@ class LvsDiff:
             s.added or s.removed or s.changed for s in self.servers.values()))
 
 
+def _server_key(rs: RealServer) -> tuple[object, ...]:
+    """A real server's configuration without positions in the file."""
+    scripts = tuple(None if s is None else dataclasses.replace(s, pos=None)
+                    for s in (rs.notify_up, rs.notify_down))
+    bare = dataclasses.replace(rs, pos=None, checkers=(), notify_up=None, notify_down=None)
+    return bare, scripts, tuple(checker_key(c) for c in rs.checkers)
+
+
 def _same_server(a: RealServer, b: RealServer) -> bool:
-    return dataclasses.replace(a, pos=None, checkers=()) == dataclasses.replace(
-        b, pos=None, checkers=()) and [checker_key(c) for c in a.checkers] == [
-        checker_key(c) for c in b.checkers]
+    return _server_key(a) == _server_key(b)
 
 
 def diff(old: LvsConfig, new: LvsConfig) -> LvsDiff:

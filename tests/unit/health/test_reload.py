@@ -320,3 +320,10 @@ def test_a_group_that_gains_and_loses_addresses() -> None:
     assert lab.commands == [(Op.DEL_SERVICE, "198.18.0.20"), (Op.ADD_SERVICE, "198.18.0.30"),
                             (Op.ADD_DEST, "198.18.0.11"), (Op.ADD_DEST, "198.18.0.12")]
     assert lab.changes() == []
+
+
+def test_moving_a_server_in_the_file_is_no_change() -> None:
+    extra = 'notify_down "/bin/echo down"'
+    old = lvs_of(conf(rs(11, extra) + rs(12)))
+    new = lvs_of("\n\n" + conf(rs(12) + rs(11, extra)))  # other lines, other order
+    assert diff(old, new).empty
