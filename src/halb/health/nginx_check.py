@@ -12,8 +12,9 @@ Owns what ngx_http_upstream_hc_module documents, with time and randomness passed
 * Scheduling: each check of each server runs first at start (plus a random part of `jitter`),
   then `interval` (+ jitter) after its previous check completed; one probe per check and server
   at a time. `down` servers are never checked (they are never chosen).
-* `Transition`s say when a server's health changed, and whether it came back from "down" (a
-  slow_start ramp begins then; a server leaving "checking" is not recovering).
+* `Transition`s say when a server's state changed (checking → up or down, up ↔ down), and
+  whether it came back from "down" (a slow_start ramp begins then; a server leaving
+  "checking" is not recovering).
 
 The response side: `ResponseReader` takes the bytes of the check's response (HTTP/1.x) and says
 when it has all that the check needs: the head, then the body up to its end (Content-Length,
@@ -68,6 +69,7 @@ class GroupHealth:
                 slot.due = now + self._jitter(hc)
                 row.append(slot)
             self.slots.append(row)
+        self.labels = [UP if ok else CHECKING for ok in self.healthy]
 
     def _jitter(self, hc: HealthCheck) -> float:
         return hc.jitter * self.rng() if hc.jitter else 0.0
@@ -105,11 +107,17 @@ class GroupHealth:
             slot.passes = slot.passes + 1 if ok else 0
             if slot.passes >= hc.passes:
                 slot.state, slot.passes = UP, 0
-        healthy = all(row[peer].state == UP for row in self.slots)
-        if healthy == self.healthy[peer]:
+        label = self._label(peer)
+        if label == self.labels[peer]:
             return None
-        self.healthy[peer] = healthy
+        self.labels[peer] = label
+        healthy = self.healthy[peer] = label == UP
         return Transition(peer, healthy, healthy and was_down, reason)
+
+    def _label(self, peer: int) -> str:
+        """The server's state over all checks: up when all are, down when one is."""
+        states = {row[peer].state for row in self.slots}
+        return DOWN if DOWN in states else CHECKING if CHECKING in states else UP
 
     def next_deadline(self) -> float | None:
         times = [slot.due for row in self.slots for p, slot in enumerate(row)

@@ -75,8 +75,11 @@ def test_mandatory_servers_leave_checking_on_their_first_result() -> None:
                     T0, lambda: 0.0)
     assert g.state(0, 0) == CHECKING
     got = run(g, {0: True, 1: False}, T0)
-    assert got == [(0, True, False)]  # healthy, but not "recovering": no slow start
+    # healthy, but not "recovering": no slow start; and checking -> unhealthy is a change too
+    assert got == [(0, True, False), (1, False, False)]
     assert g.state(0, 1) == DOWN and g.healthy == [True, False]
+    g.due(T0 + 5)
+    assert g.result(0, 1, False, T0 + 5) is None  # still down: nothing new
 
 
 def test_every_check_must_pass_and_down_servers_are_not_checked() -> None:

@@ -1,0 +1,236 @@
+"""nginx Plus's `health_check` and `slow_start=` in `halb nginx`, end to end on loopback.
+
+Backends written here (asyncio, one thread, 127.0.0.1 only) answer client requests with their
+port and the check URI /hc in a mode the test switches: ok (200), 500, garbage (not HTTP),
+hang (never answers) or slow (200 after a delay). `halb nginx` runs two workers; worker 0 is the
+one checker and the other worker learns the outcome through the upstream zone, so the access
+log's pids show that both skip an unhealthy server.
+
+- servers failing their check (500, garbage, a hang bounded by proxy_read_timeout) get no
+  client request, from the very start with `mandatory`; once one recovers it gets requests
+  again; nothing the bad servers did disturbs the workers;
+- slow_start: a recovered server's share grows over the ramp (measured in time windows,
+  generous bounds);
+- `mandatory persistent` keeps servers "up" across a reload, where plain `mandatory` makes
+  them wait for their first check again (client requests meanwhile: 502).
+
+The real nginx (open source) has neither directive, so there is no side-by-side here. Every
+process and server started here is stopped, also on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from halbproc import Server, base_conf, children, free_port, http_get, running
+
+pytestmark = pytest.mark.slow
+
+
+class Backends:
+    """Several HTTP backends on 127.0.0.1 in one thread; `mode[port]` decides /hc."""
+
+    def __init__(self, n: int) -> None:
+        self.ports = [free_port() for _ in range(n)]
+        self.mode = dict.fromkeys(self.ports, "ok")
+        self.delay = 0.0  # for mode "slow"
+        self.served: Counter[int] = Counter()  # client requests (not /hc) per port
+        self.checks: Counter[int] = Counter()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.servers: list[asyncio.base_events.Server] = []
+
+    def __enter__(self) -> Backends:
+        self.thread.start()
+        assert self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        for port in self.ports:
+            self.servers.append(self.loop.run_until_complete(asyncio.start_server(
+                lambda r, w, port=port: self._serve(port, r, w), "127.0.0.1", port)))
+        self.ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            for s in self.servers:
+                s.close()
+            tasks = asyncio.all_tasks(self.loop)
+            for task in tasks:  # the hanging answers
+                task.cancel()
+            if tasks:
+                self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self.loop.close()
+
+    async def _serve(self, port: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            body = b"%d\n" % port
+            status = 200
+            if head.split(b" ", 2)[1] == b"/hc":
+                self.checks[port] += 1
+                mode = self.mode[port]
+                if mode == "garbage":
+                    writer.write(b"\x00\xffnot http at all\r\n\r\n")
+                    return
+                if mode == "hang":
+                    await asyncio.sleep(30)
+                    return
+                if mode == "slow":
+                    await asyncio.sleep(self.delay)
+                status = 500 if mode == "500" else 200
+            else:
+                self.served[port] += 1
+            writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                         % (status, len(body)) + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
+                IndexError, asyncio.CancelledError):  # cancelled: the hanging ones at the end
+            pass
+        finally:
+            writer.close()
+
+
+def conf(port: int, servers: str, location: str) -> str:
+    text = base_conf(port, workers=2)
+    text = text.replace("access_log logs/access.log;", "log_format p '$pid $status';\n"
+                        "    access_log logs/access.log p;\n"
+                        f"    upstream u {{ zone z 64k; {servers} }}")
+    return text.replace('location / { return 200 "generation 1\\n"; }',
+                        f"location / {{ proxy_pass http://u; {location} }}")
+
+
+@contextmanager
+def halb(tmp: Path, servers: str, location: str) -> Iterator[Server]:
+    port = free_port()
+    with running(tmp, conf(port, servers, location), port=port) as srv:
+        yield srv
+
+
+def wait_for(what: Callable[[], bool], timeout: float = 15.0, why: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting: {why}")
+        time.sleep(0.02)
+
+
+def logged(srv: Server, pattern: str, count: int = 1) -> Callable[[], bool]:
+    return lambda: len(re.findall(pattern, srv.log())) >= count
+
+
+def health(port: int, healthy: bool) -> str:
+    word = "healthy" if healthy else "unhealthy"
+    return rf'peer is {word} while [^\n]*of peer 127\.0\.0\.1:{port} in upstream "u"'
+
+
+def get(srv: Server) -> int:
+    try:
+        return http_get(srv.host, srv.port, "/", timeout=5)[0]
+    except OSError:
+        return -1
+
+
+def pids(srv: Server) -> set[str]:
+    return {line.split()[0] for line in srv.log("access.log").splitlines()}
+
+
+def test_failing_servers_get_no_requests_until_they_recover(tmp_path: Path) -> None:
+    with Backends(4) as be:
+        good, bad, garbage, hang = be.ports
+        be.mode.update({bad: "500", garbage: "garbage", hang: "hang"})
+        servers = " ".join(f"server 127.0.0.1:{p};" for p in be.ports)
+        with halb(tmp_path, servers, "proxy_read_timeout 1s; "
+                  "health_check interval=200ms uri=/hc mandatory;") as srv:
+            workers = children(srv.pid)
+            wait_for(logged(srv, health(good, True)), why="the good server's first check")
+            statuses = Counter(get(srv) for _ in range(40))
+            assert statuses == {200: 40}
+            assert set(be.served) == {good}  # never the others, not even while "checking"
+            for port in (bad, garbage, hang):
+                wait_for(logged(srv, health(port, False)), why=f"{port} found unhealthy")
+            assert be.checks[bad] >= 1 and be.checks[hang] >= 1
+            be.mode[bad] = "ok"
+            wait_for(logged(srv, health(bad, True)), why="the recovered server's check")
+            be.served.clear()
+            statuses = Counter(get(srv) for _ in range(40))
+            assert statuses == {200: 40}
+            assert set(be.served) == {good, bad} and be.served[bad] >= 10, be.served
+            assert children(srv.pid) == workers  # no worker died on the bad answers
+            time.sleep(0.1)  # the access log's buffer
+        log = srv.log()
+        assert len(pids(srv)) == 2, "one worker served everything: the test proves nothing"
+    assert re.search(r"upstream timed out \(110: Connection timed out\) while reading "
+                     rf"response header from upstream, [^\n]*127\.0\.0\.1:{hang}", log)
+    assert re.search(rf"upstream sent no valid HTTP/1.0 header [^\n]*127\.0\.0\.1:{garbage}",
+                     log)
+    assert len(re.findall(health(bad, False), log)) == 1  # a change is logged once
+
+
+def test_slow_start_ramps_the_share_of_a_recovered_server(tmp_path: Path) -> None:
+    ramp = 3.0
+    with Backends(2) as be:
+        steady, slow = be.ports
+        be.mode[slow] = "500"
+        servers = f"server 127.0.0.1:{steady}; server 127.0.0.1:{slow} slow_start={ramp:g}s;"
+        with halb(tmp_path, servers, "health_check interval=100ms uri=/hc;") as srv:
+            wait_for(logged(srv, health(slow, False)), why="the slow_start server down")
+            assert Counter(get(srv) for _ in range(10)) == {200: 10}
+            assert be.served[slow] == 0
+            be.mode[slow] = "ok"
+            wait_for(logged(srv, health(slow, True)), why="the slow_start server back")
+            t0 = time.monotonic()
+            windows: list[tuple[float, float]] = []  # (middle of the window, share of slow)
+            while time.monotonic() - t0 < ramp + 1.0:
+                be.served.clear()
+                start = time.monotonic()
+                statuses = Counter(get(srv) for _ in range(30))
+                assert statuses == {200: 30}
+                mid = (start + time.monotonic()) / 2 - t0
+                windows.append((mid, be.served[slow] / 30))
+    early = [s for mid, s in windows if mid < ramp * 0.25]
+    late = [s for mid, s in windows if mid > ramp + 0.2]
+    assert early and late, windows
+    # the ramp's first quarter: weight below 1/4 against 1, a share under 1/5 (bounds kept wide)
+    assert sum(early) / len(early) < 0.3, windows
+    assert 0.3 < sum(late) / len(late) < 0.7, windows  # the full weight: about half
+    assert sum(early) / len(early) < sum(late) / len(late) - 0.15, windows
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "mandatory-only"])
+def test_persistent_keeps_servers_up_across_a_reload(tmp_path: Path, persistent: bool) -> None:
+    with Backends(2) as be:
+        be.mode.update(dict.fromkeys(be.ports, "slow"))
+        be.delay = 1.5  # every check takes this long: a server "checking" stays so as long
+        servers = " ".join(f"server 127.0.0.1:{p};" for p in be.ports)
+        extra = " persistent" if persistent else ""
+        with halb(tmp_path, servers, f"health_check interval=1s uri=/hc mandatory{extra};"
+                  ) as srv:
+            for port in be.ports:
+                wait_for(logged(srv, health(port, True)), why="first checks")
+            assert get(srv) == 200
+            old = set(children(srv.pid))
+            srv.signal(signal.SIGHUP)
+            wait_for(lambda: len(set(children(srv.pid)) - old) == 2
+                     and not set(children(srv.pid)) & old, why="the new generation")
+            statuses = Counter(get(srv) for _ in range(15))
+    if persistent:
+        assert statuses == {200: 15}
+    else:  # the new generation's servers wait for their first (slow) check
+        assert statuses[502] >= 1, statuses
