@@ -568,7 +568,7 @@ def _large_buffers(b: Builder, blk: Block, st: Statement) -> None:
     b.set(blk, st, "large_client_header_buffers", (int(n), size))
 
 
-@directive("default_type", ANY_HTTP | LIF, TAKE1)
+@directive("default_type", ANY_HTTP, TAKE1)
 def _default_type(b: Builder, blk: Block, st: Statement) -> None:
     b.set(blk, st, "default_type", st.args[0].value)
 

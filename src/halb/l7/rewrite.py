@@ -102,8 +102,9 @@ def _notice(r: Request, message: str) -> None:
 
 
 def _match(r: Request, rx: object, subject: str, name: str, e: _Engine) -> bool:
-    """ngx_http_regex_exec: on a match the captures of a regex that has groups replace the
-    request's ($1..$9 and named ones); no match forgets the numbered ones."""
+    """ngx_http_regex_exec: a match replaces the request's numbered captures with its own
+    (none when it has no groups) and sets its named ones; no match (in a script) forgets the
+    numbered ones."""
     m = rx.search(subject)  # type: ignore[attr-defined]
     if m is None:
         if e.log:
@@ -112,15 +113,14 @@ def _match(r: Request, rx: object, subject: str, name: str, e: _Engine) -> bool:
         return False
     if e.log:
         _notice(r, f'"{name}" matches "{subject}"')
-    if m.re.groups:
-        r.captures = m.groups()
-        if m.re.groupindex:
-            named = m.groupdict()
-            r.named_captures = {**r.named_captures, **named}
-            cache = r.var_cache
-            if cache is not None:
-                for key in named:
-                    cache.pop(key, None)
+    r.captures = m.groups()
+    if m.re.groupindex:
+        named = m.groupdict()
+        r.named_captures = {**r.named_captures, **named}
+        cache = r.var_cache
+        if cache is not None:
+            for key in named:
+                cache.pop(key, None)
     return True
 
 

@@ -73,20 +73,26 @@ def _path_start(target: str) -> int:
 
 
 def uri_flags(target: str) -> tuple[bool, bool]:
-    """(quoted_uri, plus_in_uri) as ngx_http_parse_request_line sets them: a "%" or "+" in
-    the path while the parser is still in its simple states, which it leaves at "/.", "//",
-    "%", "?" or "#"."""
+    """(quoted_uri, plus_in_uri) as nginx's parser sets them: any "%" in the path (the simple
+    states of ngx_http_parse_request_line and ngx_http_parse_complex_uri both mark it), and a
+    "+" only while the request-line parser is still in its simple states, which it leaves at
+    "/.", "//", "%", "?" or "#"."""
     if "%" not in target and "+" not in target:
         return False, False
-    quoted = plus = False
+    start = _path_start(target)
+    end = len(target)
+    for stop in "?#":
+        i = target.find(stop, start)
+        if 0 <= i < end:
+            end = i
+    path = target[start:end]
+    quoted = "%" in path
+    plus = False
     after_slash = True
-    for ch in target[_path_start(target) + 1:]:
+    for ch in path[1:]:
         if ch == "+":
             plus = True
         elif ch == "%":
-            quoted = True
-            break
-        elif ch in "?#":
             break
         elif after_slash:
             if ch in "./":
