@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The quickstart: halb nginx in the foreground on 127.0.0.1:8080, Ctrl-C stops it.
+# The quickstart: three demo backends and halb nginx in front of them on 127.0.0.1:8080, a live
+# summary; Ctrl-C stops everything.
 run: $(STAMP)
 	mkdir -p examples/quickstart/logs
-	$(BIN)/halb nginx -p examples/quickstart/ -c nginx.conf -g 'daemon off;'
+	$(BIN)/halb up -p examples/quickstart/
 
 # Peer binaries for the conformance tests: installed when we are root and they are missing.
 peers:

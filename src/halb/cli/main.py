@@ -14,6 +14,7 @@ commands:
   keepalived   VRRP failover of virtual IPs (reads keepalived.conf; keepalived's flags)
   ipvsadm      the L4 director's table, ipvsadm's grammar and output (--start-director runs one)
   backend      a demo HTTP backend that names the node that answered (--listen --name --delay)
+  up           the quickstart: demo backends + halb nginx on loopback, live summary (make run)
   lab          the seeds' cluster in network namespaces: up | down | status | run | report (root)
 
 Invoked through a link named nginx, keepalived or ipvsadm, halb behaves as that command.
@@ -52,8 +53,14 @@ def _lab(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"nginx": _nginx, "keepalived": _keepalived,
                                                    "ipvsadm": _ipvsadm}
+def _up(argv: list[str]) -> int:
+    from halb.cli.up import main
+
+    return main(argv)
+
+
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {**COMMANDS, "backend": _backend,
-                                                      "lab": _lab}
+                                                      "lab": _lab, "up": _up}
 
 
 def main(argv: list[str] | None = None) -> int:
