@@ -28,7 +28,7 @@ KNOWN_VARIABLES = frozenset({
     "proxy_internal_chunked", "upstream_addr", "upstream_status",
     "upstream_response_time", "upstream_connect_time", "upstream_header_time",
     "upstream_response_length", "upstream_bytes_received", "upstream_bytes_sent",
-    "upstream_cache_status",
+    "upstream_cache_status", "upstream_cache_last_modified", "upstream_cache_etag",
     # other modules
     "invalid_referer", "connections_active", "connections_reading", "connections_writing",
     "connections_waiting", "realip_remote_addr", "realip_remote_port", "gzip_ratio",

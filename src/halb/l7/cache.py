@@ -20,6 +20,10 @@ on_error / finish):
   temporary file next to the final one gets the header;
 - write: each piece of the body as it streams to the client (nothing is held in memory);
 - complete: the temporary file is renamed into place and the zone learns its size and validity;
+- proxy_cache_revalidate: an EXPIRED file with a Last-Modified or an ETag sends them up as
+  If-Modified-Since / If-None-Match ($upstream_cache_last_modified, $upstream_cache_etag); a
+  304 answer → REVALIDATED: the file's validity is rewritten in place (from the 304's headers,
+  else proxy_cache_valid for 304) and the file is the answer;
 - on_error: a stale answer instead of an error/timeout/invalid_header listed in use_stale;
 - finish: whatever is left (an unfinished temporary file is removed, the fill marker released).
 
@@ -49,11 +53,12 @@ from halb.l7.cache_rules import (
     md5_key,
     predicates,
     validity,
+    validity_update,
     variant,
 )
 from halb.l7.cache_zone import ZONES, CacheZone, open_zones
 from halb.l7.proxy_response import DONE, ResponseHead, parse_head
-from halb.l7.response import Response, error_page
+from halb.l7.response import Response, error_page, http_date
 from halb.l7.static import Finish, not_modified
 from halb.l7.variables import VARIABLES, expand
 
@@ -72,8 +77,8 @@ class CacheConf:
     """A location's cache settings, resolved once."""
 
     __slots__ = ("background_update", "bypass", "convert_head", "extra", "ignore", "key", "lock",
-                 "lock_age", "lock_timeout", "methods", "min_uses", "no_cache", "use_stale",
-                 "valid", "zone")
+                 "lock_age", "lock_timeout", "methods", "min_uses", "no_cache", "revalidate",
+                 "use_stale", "valid", "zone")
 
     def __init__(self, extra: Mapping[str, Any]) -> None:
         self.extra = extra
@@ -90,6 +95,7 @@ class CacheConf:
         self.methods: frozenset[str] = get("proxy_cache_methods", frozenset({"GET", "HEAD"}))
         self.min_uses: int = get("proxy_cache_min_uses", 1)
         self.convert_head: bool = get("proxy_cache_convert_head", True)
+        self.revalidate: bool = get("proxy_cache_revalidate", False)
         self.background_update: bool = get("proxy_cache_background_update", False)
         self.ignore: frozenset[str] = get("proxy_ignore_headers", frozenset())
 
@@ -119,7 +125,7 @@ def zone_for(r: Request, name: str) -> CacheZone | None:
 
 class CacheRequest:
     __slots__ = ("cc", "converted", "digest", "fd", "ft", "key", "main", "owner", "path",
-                 "proxy", "secondary", "sfd", "sleft", "soff", "stale", "status", "store",
+                 "proxy", "reval", "secondary", "sfd", "sleft", "soff", "stale", "status", "store",
                  "timer", "tmp", "valid", "waited", "zone")
 
     def __init__(self, proxy: ProxyRequest, zone: CacheZone, cc: CacheConf) -> None:
@@ -138,6 +144,7 @@ class CacheRequest:
         self.valid = 0
         self.main = b""  # the md5 of the key (digest: the same, or a variant's)
         self.secondary = False  # digest is a variant's key (Vary)
+        self.reval: tuple[str | None, str | None] | None = None  # (Last-Modified, ETag) sent
         self.stale: tuple[int, Any] | None = None  # (fd, FileHeader) of an expired file
         self.sfd = -1  # the file being served
         self.soff = 0
@@ -176,6 +183,8 @@ class CacheRequest:
                     self._serve(fd, h, "UPDATING")
                     return handler.PENDING
                 self.status = "EXPIRED"
+                if cc.revalidate:
+                    self._revalidate(h)
                 self._take_fill(now)
                 return None
         self.status = "MISS"
@@ -188,6 +197,13 @@ class CacheRequest:
             return None  # waited long enough: upstream, and not stored
         self._take_fill(now)
         return None
+
+    def _revalidate(self, h: Any) -> None:
+        st, head, _ = parse_head(h.head_block, len(h.head_block) + 1)
+        etag = head.get("etag") if st == DONE and head is not None else None
+        lm = http_date(h.last_modified) if h.last_modified >= 0 else None
+        if lm is not None or etag is not None:
+            self.reval = (lm, etag)
 
     def _take_fill(self, now: float) -> None:
         self.owner = (os.getpid() << 32) | (next(_seq) & 0xFFFFFFFF)
@@ -328,6 +344,8 @@ class CacheRequest:
             proxy._done_with_upstream(head, rest or b"-", Outcome.SUCCESS)
             self._serve(fd, h, "STALE")
             return True
+        if head.status == 304 and self.reval is not None and self.stale is not None:
+            return self._revalidated(head, rest)
         if not self.store or not proxy.buffering:
             return False
         r = proxy.r
@@ -360,6 +378,32 @@ class CacheRequest:
         self.valid = valid
         self._write(data)
         return False
+
+    def _revalidated(self, head: ResponseHead, rest: bytes) -> bool:
+        """The upstream says the expired file is still good (ngx_http_upstream_process_headers'
+        "http upstream not modified")."""
+        proxy = self.proxy
+        fd, h = self.stale  # type: ignore[misc]
+        self.stale = None
+        proxy._done_with_upstream(head, rest, Outcome.SUCCESS)
+        wall = int(time.time())
+        valid, _ = validity(304, head.headers, head.lows, self.cc.valid, self.cc.ignore, wall)
+        if valid:
+            offset, data = validity_update(valid, wall)
+            try:
+                wfd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.pwrite(wfd, data, offset)
+                finally:
+                    os.close(wfd)
+                with self.zone:
+                    self.zone.stored(self.digest, valid, os.fstat(fd).st_size,
+                                     time.monotonic())
+            except OSError as e:
+                proxy.conn.log_error("crit", f'cannot update "{self.path}" ({e.errno}: '
+                                             f"{e.strerror})", proxy.r)
+        self._serve(fd, h, "REVALIDATED")
+        return True
 
     def _write(self, data: bytes) -> bool:
         try:
@@ -531,4 +575,15 @@ def _cache_status(r: Request) -> str | None:
     return c.status if c is not None else None
 
 
+def _reval(i: int) -> Any:
+    def get(r: Request) -> str | None:
+        proxy = r.proxy
+        c = getattr(proxy, "cache", None) if proxy is not None else None
+        return c.reval[i] if c is not None and c.reval is not None else None
+
+    return get
+
+
 VARIABLES["upstream_cache_status"] = _cache_status
+VARIABLES["upstream_cache_last_modified"] = _reval(0)
+VARIABLES["upstream_cache_etag"] = _reval(1)

@@ -226,6 +226,11 @@ def decode_header(data: bytes) -> FileHeader | None:
     return h
 
 
+def validity_update(valid_sec: int, date: int) -> tuple[int, bytes]:
+    """(offset, bytes) that rewrite a cache file's validity in place (a revalidated file)."""
+    return len(MAGIC), struct.pack("<qq", valid_sec, date)
+
+
 def head_block(status_line: str, version: int, headers: Sequence[tuple[str, str]]) -> bytes:
     """The upstream's head as stored: status line and header lines, an empty line."""
     out = [f"HTTP/{version // 10}.{version % 10} {status_line}\r\n".encode("latin-1", "replace")]

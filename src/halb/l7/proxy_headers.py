@@ -42,9 +42,10 @@ DEFAULT_SET_HEADERS: tuple[tuple[str, Template], ...] = tuple(
 _INTERNAL = {"$proxy_internal_body_length": 1, "$proxy_internal_chunked": 2}
 # ngx_http_proxy_cache_headers: what a caching location does not pass on
 CACHE_SET_HEADERS: tuple[tuple[str, Template], ...] = tuple(
-    (name, compile_template("")) for name in (
-        "If-Modified-Since", "If-Unmodified-Since", "If-None-Match", "If-Match", "Range",
-        "If-Range"))
+    (name, compile_template(value)) for name, value in (
+        ("If-Modified-Since", "$upstream_cache_last_modified"), ("If-Unmodified-Since", ""),
+        ("If-None-Match", "$upstream_cache_etag"), ("If-Match", ""), ("Range", ""),
+        ("If-Range", "")))
 
 # response headers nginx does not pass by default (proxy_hide_header's built-in list)
 HIDDEN = frozenset({"date", "server", "x-pad", "x-accel-expires", "x-accel-redirect",

@@ -58,6 +58,7 @@ CONFIG = r"""
             proxy_ignore_headers Set-Cookie Cache-Control;
             proxy_pass http://%UP%;
         }
+        location /reval/ { proxy_cache_revalidate on; proxy_pass http://%UP%; }
         location /xc/ {
             add_header X-Cache-Status $upstream_cache_status;
             proxy_pass http://%UP%;
@@ -86,10 +87,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status = int(q.get("status", "200"))
         body = f"{url.path} n={n}\n".encode()
+        if n == 1 and "xae1" in q:  # the first answer only
+            q["xae"] = q["xae1"]
+        if (q.get("etag") and self.headers.get("If-None-Match") == q["etag"]) or (
+                q.get("lm") and self.headers.get("If-Modified-Since") == q["lm"]):
+            status, body = 304, b""
         if "fail" in q and n > int(q["fail"]):
             status, body = 500, b"broken\n"
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
+        if status != 304:
+            self.send_header("Content-Type", "text/plain")
         self.send_header("Connection", "close")
         for arg, name in (("cc", "Cache-Control"), ("xae", "X-Accel-Expires"),
                           ("vary", "Vary"), ("etag", "ETag"), ("lm", "Last-Modified")):
@@ -103,7 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
         else:
-            self.send_header("Content-Length", str(len(body)))
+            if status != 304:
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -280,19 +288,6 @@ def test_purge(cpair: Pair) -> None:
     assert _same_upstream_count("/keyed/p") == 2
 
 
-def test_cache_status_logs(cpair: Pair) -> None:
-    """$upstream_cache_status of every request above: the same in both access logs, and what
-    the tests expect of nginx."""
-    if not EXPECTED:
-        pytest.skip("run with the tests above")
-    same_access_logs(cpair, r"CS \S+ (\S+) ", "cs.log")
-    text = (cpair["nginx"].prefix / "cs.log").read_text()
-    for path, want in EXPECTED:
-        got = [ln.split()[-1] for ln in text.splitlines()
-               if ln.split()[2].split("?")[0] == path]
-        assert got == want, f"{path}: nginx logged {got}, expected {want}"
-
-
 def test_add_header_and_conditional_hits(cpair: Pair) -> None:
     """The seeds' `add_header X-Cache-Status $upstream_cache_status`; conditional requests
     answered from the cache (the upstream is never asked for them: the conditions are not
@@ -316,3 +311,32 @@ def test_vary_variants(cpair: Pair) -> None:
     for i, headers in enumerate([gz, [], gz, [], [("Accept-Encoding", "br")], gz, []]):
         compare(cpair, Case(f"vary-{i}", req(target, headers=headers)))
     _statuses(cpair, "/vary", ["MISS", "MISS", "HIT", "HIT", "MISS", "HIT", "HIT"])
+
+
+def test_revalidate(cpair: Pair) -> None:
+    """proxy_cache_revalidate: an expired copy is checked with If-None-Match /
+    If-Modified-Since; the backend's 304 makes it REVALIDATED (and fresh again when the 304
+    says for how long)."""
+    _run(cpair, "rv-etag", *["/reval/a?xae=@1&etag=%22v1%22"] * 3)
+    _statuses(cpair, "/reval/a", ["MISS", "REVALIDATED", "REVALIDATED"])
+    lm = "Tue,%2014%20Nov%202023%2022:13:20%20GMT"
+    _run(cpair, "rv-lm", *[f"/reval/b?xae1=@1&cc=max-age%3D60&lm={lm}"] * 3)
+    _statuses(cpair, "/reval/b", ["MISS", "REVALIDATED", "HIT"])
+    assert _same_upstream_count("/reval/a") == 3
+    assert _same_upstream_count("/reval/b") == 2
+    # without proxy_cache_revalidate the conditions are not sent: a full answer each time
+    _run(cpair, "rv-off", *["/norv?xae=@1&etag=%22v1%22"] * 2)
+    _statuses(cpair, "/norv", ["MISS", "EXPIRED"])
+
+
+def test_cache_status_logs(cpair: Pair) -> None:  # keep this test last
+    """$upstream_cache_status of every request above: the same in both access logs, and what
+    the tests expect of nginx."""
+    if not EXPECTED:
+        pytest.skip("run with the tests above")
+    same_access_logs(cpair, r"CS \S+ (\S+) ", "cs.log")
+    text = (cpair["nginx"].prefix / "cs.log").read_text()
+    for path, want in EXPECTED:
+        got = [ln.split()[-1] for ln in text.splitlines()
+               if ln.split()[2].split("?")[0] == path]
+        assert got == want, f"{path}: nginx logged {got}, expected {want}"
