@@ -1,6 +1,6 @@
 """Reverse proxy benchmark: nginx vs `halb nginx`, same config, alternating rounds in one run.
 
-    .venv/bin/python benchmarks/proxy.py [--rounds 5] [--seconds 8] [--connections 50]
+    .venv/bin/python benchmarks/proxy.py [--rounds 5] [--seconds 8] [--connections 50] [--gzip]
 
 Setup (issue 3): one worker each, `upstream` of two loopback backends served by nginx with
 `keepalive 32`, proxy_http_version 1.1 + `Connection ""`, access_log on (combined, to a file).
@@ -8,7 +8,9 @@ The proxy under test runs on CPU 0; wrk and both backends on CPU 1. For each rou
 starts nginx and halb in turn and runs `wrk -t1 -cN -dS --latency` against each. It reports
 requests/s, p50 / p99 latency, the proxy's CPU time per request (utime + stime of all its
 processes from /proc, over the measured run) and the ratios halb / nginx per round and as a
-median. Loopback only; everything started is stopped.
+median. --gzip: both proxies compress (seed 002 1-22: gzip on, gzip_min_length 1, gzip_types
+text/plain) and wrk asks for it (Accept-Encoding: gzip). Loopback only; everything started is
+stopped.
 """
 
 from __future__ import annotations
@@ -54,13 +56,15 @@ def backend_conf(prefix: Path, port: int, name: str) -> str:
             f'location / {{ return 200 "backend {name}\\n"; }} }} }}')
 
 
-def proxy_conf(prefix: Path, port: int, backends: list[int]) -> str:
+def proxy_conf(prefix: Path, port: int, backends: list[int], gzip: bool = False) -> str:
     servers = " ".join(f"server 127.0.0.1:{p};" for p in backends)
+    gz = "gzip on; gzip_min_length 1; gzip_types text/plain;" if gzip else ""
     return f"""{user_line()} daemon off; worker_processes 1; error_log {prefix}/error.log error;
 pid {prefix}/pid;
 events {{ worker_connections 4096; }}
 http {{
     access_log {prefix}/access.log combined;
+    {gz}
     keepalive_requests 100000;
     upstream backends {{ {servers} keepalive 32; }}
     server {{
@@ -87,9 +91,10 @@ def parse_latency(text: str, pct: str) -> float:
     return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
 
 
-def run_wrk(port: int, seconds: int, conns: int) -> dict[str, float]:
+def run_wrk(port: int, seconds: int, conns: int, gzip: bool = False) -> dict[str, float]:
+    extra = ["-H", "Accept-Encoding: gzip"] if gzip else []
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
-                          "--latency", f"http://127.0.0.1:{port}/"],
+                          *extra, "--latency", f"http://127.0.0.1:{port}/"],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     m = re.search(r"(\d+) requests in ([\d.]+)s", out)
     assert m, out
@@ -105,10 +110,11 @@ def run_wrk(port: int, seconds: int, conns: int) -> dict[str, float]:
             "errors": errors}
 
 
-def measure(kind: str, backends: list[int], seconds: int, conns: int) -> dict[str, float]:
+def measure(kind: str, backends: list[int], seconds: int, conns: int, gzip: bool = False
+            ) -> dict[str, float]:
     prefix = Path(tempfile.mkdtemp(prefix=f"proxy-bench-{kind}-"))
     port = free_port()
-    (prefix / "nginx.conf").write_text(proxy_conf(prefix, port, backends))
+    (prefix / "nginx.conf").write_text(proxy_conf(prefix, port, backends, gzip))
     if kind == "nginx":
         argv = ["nginx", "-p", f"{prefix}/", "-c", f"{prefix}/nginx.conf"]
     else:
@@ -117,10 +123,10 @@ def measure(kind: str, backends: list[int], seconds: int, conns: int) -> dict[st
     try:
         wait_port(port)
         time.sleep(0.5)
-        run_wrk(port, 1, conns)  # warm-up: fills the upstream keep-alive cache
+        run_wrk(port, 1, conns, gzip)  # warm-up: fills the upstream keep-alive cache
         pids = process_tree(proc.pid)
         before = cpu_seconds(pids)
-        result = run_wrk(port, seconds, conns)
+        result = run_wrk(port, seconds, conns, gzip)
         used = cpu_seconds(pids) - before
         result["rps"] = result["requests"] / result["seconds"]
         result["cpu_us"] = used / result["requests"] * 1e6
@@ -135,6 +141,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--gzip", action="store_true", help="both proxies compress the answers")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -154,7 +161,8 @@ def main() -> int:
             wait_port(port)
         for _ in range(args.rounds):
             for kind in ("nginx", "halb"):
-                rows[kind].append(measure(kind, ports, args.seconds, args.connections))
+                rows[kind].append(measure(kind, ports, args.seconds, args.connections,
+                                          args.gzip))
     finally:
         for proc in backend_procs:
             stop(proc)
@@ -167,6 +175,7 @@ def main() -> int:
 def report(rows: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
     print(f"# proxy benchmark: {args.rounds} alternating rounds x {args.seconds}s, "
           f"wrk -t1 -c{args.connections}, proxy on CPU0, wrk + 2 nginx backends on CPU1, "
+          f"{'gzip on, ' if args.gzip else ''}"
           f"{os.cpu_count()} CPUs")
     print("| round | server | req/s | p50 ms | p99 ms | CPU µs/req | errors |")
     print("|---|---|---|---|---|---|---|")
