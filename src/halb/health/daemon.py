@@ -203,7 +203,7 @@ class Checker:
             self.runner.reload(lvs, config.global_defs)  # its events wait for the lock
             for cmd in cmds:
                 key = cmd.service.key if cmd.service is not None else None
-                if key in old_pending:
+                if key in old_pending or self._pending(cmd):
                     continue  # not in the data plane: the retry adds it as it is now
                 if not await self.execute(cmd) and cmd.op is Op.ADD_SERVICE:
                     self.pending.append(cmd)
