@@ -11,6 +11,7 @@ Messages are nginx's own wording (checked against nginx 1.22 `nginx -t`).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,8 +146,7 @@ def check_zones(b: Builder, hb: Block) -> None:
     zones = hb.settings.get("proxy_cache_path", {})
     for name, st in b.__dict__.get("cache_uses", []):
         if name not in zones:
-            what = st.name.value
-            raise _err(f'"{what}" zone "{name}" is unknown', st)
+            raise _err(f'"proxy_cache" zone "{name}" is unknown', st)
 
 
 @directive("proxy_cache_key", ANY_LOC, TAKE1)
@@ -255,18 +255,30 @@ def _proxy_cache_max_range_offset(b: Builder, blk: Block, st: Statement) -> None
 
 @directive("proxy_cache_purge", ANY_LOC, ONEMORE)
 def _proxy_cache_purge(b: Builder, blk: Block, st: Statement) -> None:
-    """`proxy_cache_purge ZONE KEY` (a location that purges) or `proxy_cache_purge on|off
-    [from all|ADDR...]` (PURGE requests in a caching location)."""
+    """`proxy_cache_purge ZONE KEY` (a location that purges) or `proxy_cache_purge on|off|METHOD
+    [from all|ADDR...]` (that method purges in a caching location), as ngx_cache_purge 2.3
+    reads them: two arguments are the location form, one or three and more the method form."""
     values = st.values
-    first = values[0].lower()
-    if first in ("on", "off"):
-        if len(values) > 1 and values[1] != "from":
-            raise _err(f'invalid parameter "{values[1]}", expected "from" keyword', st)
-        b.set(blk, st, "proxy_cache_purge_method", first == "on")
+    if len(values) == 2:
+        if blk.ctx != LOC:
+            raise b.err(st, "is not allowed here")
+        b.set(blk, st, "proxy_cache_purge", (values[0], b.template(st.args[1], st.end)))
+        b.__dict__.setdefault("cache_uses", []).append((values[0], st))
         return
-    if blk.ctx != LOC:
-        raise b.err(st, "is not allowed here")
-    if len(values) != 2:
-        raise _err('invalid number of arguments in "proxy_cache_purge" directive', st)
-    b.set(blk, st, "proxy_cache_purge", (values[0], b.template(st.args[1], st.end)))
-    b.__dict__.setdefault("cache_uses", []).append((values[0], st))
+    if len(values) > 2 and values[1] != "from":
+        raise _err(f'invalid parameter "{values[1]}", expected "from" keyword', st)
+    allowed: tuple[Any, ...] | None = None
+    if len(values) > 2 and "all" not in values[2:]:
+        nets = []
+        for v in values[2:]:
+            try:
+                nets.append(ipaddress.ip_network(v, strict=False))
+            except ValueError:
+                raise _err(f'invalid parameter "{v}"', st) from None
+        allowed = tuple(nets)
+    method = values[0]
+    if method.lower() == "off":
+        b.set(blk, st, "proxy_cache_purge_method", None)
+        return
+    b.set(blk, st, "proxy_cache_purge_method",
+          ("PURGE" if method.lower() == "on" else method, allowed))

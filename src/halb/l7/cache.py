@@ -35,6 +35,7 @@ If-Unmodified-Since, Range and If-Range (nginx's cache headers), a HEAD as a GET
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import os
 import time
@@ -77,7 +78,8 @@ class CacheConf:
     """A location's cache settings, resolved once."""
 
     __slots__ = ("background_update", "bypass", "convert_head", "extra", "ignore", "key", "lock",
-                 "lock_age", "lock_timeout", "methods", "min_uses", "no_cache", "revalidate",
+                 "lock_age", "lock_timeout", "methods", "min_uses", "no_cache", "purge_method",
+                 "revalidate",
                  "use_stale", "valid", "zone")
 
     def __init__(self, extra: Mapping[str, Any]) -> None:
@@ -96,6 +98,7 @@ class CacheConf:
         self.min_uses: int = get("proxy_cache_min_uses", 1)
         self.convert_head: bool = get("proxy_cache_convert_head", True)
         self.revalidate: bool = get("proxy_cache_revalidate", False)
+        self.purge_method: tuple[str, Any] | None = get("proxy_cache_purge_method")
         self.background_update: bool = get("proxy_cache_background_update", False)
         self.ignore: frozenset[str] = get("proxy_ignore_headers", frozenset())
 
@@ -490,6 +493,12 @@ def begin(proxy: ProxyRequest, zone_name: str) -> object | None:
     conf = r.conf
     assert conf is not None
     cc = conf_for(conf.extra)
+    pm = cc.purge_method
+    if pm is not None and r.method == pm[0]:  # ngx_cache_purge's method form
+        allowed = pm[1]
+        if allowed is not None and not _allowed(r.conn.remote_addr, allowed):
+            return Finish(403)
+        return purge(r, (zone_name, cc.key))
     if r.method not in cc.methods or (r.body_expected and not r.body_complete):
         return None
     zone = zone_for(r, zone_name)
@@ -525,6 +534,14 @@ def _to_304(head: ResponseHead) -> None:
     head.status_line = "304 Not Modified"
     head.content_length = -1
     head.chunked = False
+
+
+def _allowed(addr: str, nets: Any) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
 
 
 # -- ngx_cache_purge ----------------------------------------------------------------------------

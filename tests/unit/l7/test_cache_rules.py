@@ -201,3 +201,29 @@ http {
     zone, key = locs[1].conf.extra["proxy_cache_purge"]
     assert zone == "one" and key.raw == "$host$1$is_args$args"
     assert "proxy_cache_purge" not in locs[0].conf.extra
+
+
+def test_purge_method_form_and_errors() -> None:
+    base = """events {{}}
+http {{
+    proxy_cache_path /tmp/c keys_zone=one:1m;
+    server {{ listen 127.0.0.1:8080;
+        location / {{ proxy_pass http://127.0.0.1:9; proxy_cache one; {purge} }}
+    }}
+}}
+"""
+    cfg = load_text(base.format(purge="proxy_cache_purge on;"))
+    extra = cfg.http.servers[0].locations[0].conf.extra  # type: ignore[union-attr]
+    assert extra["proxy_cache_purge_method"] == ("PURGE", None)
+    cfg = load_text(base.format(purge="proxy_cache_purge BAN from 127.0.0.1 10.0.0.0/8;"))
+    extra = cfg.http.servers[0].locations[0].conf.extra  # type: ignore[union-attr]
+    method, nets = extra["proxy_cache_purge_method"]
+    assert method == "BAN" and [str(n) for n in nets] == ["127.0.0.1/32", "10.0.0.0/8"]
+    # as ngx_cache_purge 2.3 reads them (messages of nginx -t with the Debian module)
+    with pytest.raises(ConfigError, match=r'^invalid parameter "\$1", expected "from" '
+                                          r"keyword in /tmp/nginx.conf:5"):
+        load_text(base.format(purge="proxy_cache_purge one $1 x;"))
+    with pytest.raises(ConfigError, match=r'^"proxy_cache" zone "on" is unknown'):
+        load_text(base.format(purge="proxy_cache_purge on bogus;"))
+    with pytest.raises(ConfigError, match=r'^"proxy_cache" zone "two" is unknown'):
+        load_text(base.format(purge="proxy_cache_purge two $uri;"))
