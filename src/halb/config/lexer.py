@@ -68,6 +68,7 @@ class Statement:
     args: list[Token]
     end: Pos
     block: list[Statement] | None = None
+    close: Pos | None = None  # where a block's "}" was read (checks nginx makes at its end)
 
     @property
     def pos(self) -> Pos:
@@ -417,12 +418,13 @@ class _TreeBuilder:
         if not self.defer:
             raise err
         pos = err.pos or Pos("", 0)
-        into.append(ErrorStatement(Token("", pos), [], pos, None, err))
+        into.append(ErrorStatement(Token("", pos), [], pos, None, error=err))
         self.failed = True
 
     def build(self, events: Iterable[Event], filename: str, top: list[Statement],
               depth: int = 0, error: ConfigError | None = None) -> None:
         stack: list[list[Statement]] = [top]
+        owners: list[Statement] = []  # the statement whose block each open level is
         args: list[Token] = []
         for ev in events:
             if ev.kind == WORD:
@@ -456,11 +458,13 @@ class _TreeBuilder:
                 stack[-1].append(st)
                 assert st.block is not None
                 stack.append(st.block)
+                owners.append(st)
             elif ev.kind == CLOSE:
                 if len(stack) == 1:
                     self.fail(ConfigError('unexpected "}"', ev.pos), stack[-1])
                     return
                 stack.pop()
+                owners.pop().close = ev.pos
             elif ev.kind == EOF and len(stack) > 1:
                 self.fail(ConfigError('unexpected end of file, expecting "}"', ev.pos), stack[-1])
                 return

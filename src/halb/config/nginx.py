@@ -170,6 +170,8 @@ class Builder:
         self.is_root = is_root
         self.main = Block(MAIN)
         self.http_block: Block | None = None
+        # where the http block's "}" is: nginx's merge-time checks report that line
+        self.http_close: Pos | None = None
         self.log_formats: dict[str, LogFormat] = {
             "combined": LogFormat("combined", compile_template(COMBINED)),
         }

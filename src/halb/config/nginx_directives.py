@@ -205,6 +205,7 @@ def _http(b: Builder, blk: Block, st: Statement) -> None:
     b.once(blk, st)
     hb = Block(HTTP, blk, pos=st.end)
     b.http_block = hb
+    b.http_close = st.close
     assert st.block is not None
     b.run(st.block, hb)
     b.end_http(hb)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from halb.config.errors import ConfigError
+from halb.config.errors import ConfigError, Pos
 from halb.config.lexer import Statement
 from halb.config.model import Return
 from halb.config.nginx import (
@@ -224,7 +224,8 @@ def freeze_script(raw: list[Any], eff: dict[str, Any]) -> tuple[Any, ...]:
 def _valid_referers(b: Builder, blk: Block, st: Statement) -> None:
     spec: dict[str, Any] = blk.settings.get("\0referers") or {
         "none": False, "blocked": False, "exact": {}, "heads": {}, "tails": {},
-        "host_regexes": [], "regexes": [], "names": 0}
+        "host_regexes": [], "regexes": [], "names": 0, "server": None, "close": b.http_close,
+        "frozen": None}
     blk.settings["\0referers"] = spec
     for a in st.args:
         v = a.value
@@ -234,15 +235,8 @@ def _valid_referers(b: Builder, blk: Block, st: Statement) -> None:
             spec["none"] = True
         elif v == "blocked":
             spec["blocked"] = True
-        elif v == "server_names":  # the names given so far (cscf->server_names)
-            sb = blk.server()
-            added: set[str] = set()
-            for sn in (sb.names if sb is not None else ()):
-                if sn.regex is not None:
-                    spec["host_regexes"].append(sn.regex)
-                elif sn.raw and sn.raw not in added:  # ".x" is two entries of one name
-                    added.add(sn.raw)
-                    _add_referer(spec, sn.raw.lower(), "", st)
+        elif v == "server_names":  # the server's names, added when the http block ends
+            spec["server"] = blk.server()
         elif v.startswith("~"):
             if len(v) == 1:
                 raise ConfigError(f'empty regex in "{v}"', st.end)
@@ -250,15 +244,14 @@ def _valid_referers(b: Builder, blk: Block, st: Statement) -> None:
         else:
             slash = v.find("/")
             name, uri = (v, "") if slash < 0 else (v[:slash], v[slash:])
-            _add_referer(spec, name, uri, st)
-    blk.settings["valid_referers"] = _referers(spec)
+            _add_referer(spec, name, uri, st.end)
 
 
-def _add_referer(spec: dict[str, Any], name: str, uri: str, st: Statement) -> None:
+def _add_referer(spec: dict[str, Any], name: str, uri: str, pos: Pos | None) -> None:
     """ngx_hash_add_key(NGX_HASH_WILDCARD_KEY) into the referer hashes."""
-    if not name or not _wildcard_ok(name.lower()):
-        raise ConfigError(f'invalid hostname or wildcard "{name}"', st.end)
     low = name.lower()
+    if not name or not _wildcard_ok(low):
+        raise ConfigError(f'invalid hostname or wildcard "{name}"', pos)
     entries: list[tuple[str, str]] = []
     if low.startswith("*."):
         entries.append(("heads", low[1:]))
@@ -270,26 +263,34 @@ def _add_referer(spec: dict[str, Any], name: str, uri: str, st: Statement) -> No
         entries.append(("exact", low))
     for table, key in entries:
         if key in spec[table]:
-            raise ConfigError(f'conflicting parameter "{name}"', st.end)
+            raise ConfigError(f'conflicting parameter "{name}"', pos)
     for table, key in entries:
         spec[table][key] = uri
     spec["names"] += 1
 
 
 def _referers(spec: dict[str, Any]) -> Referers:
-    return Referers(
+    """ngx_http_referer_merge_conf, once per valid_referers level: the server's names, the
+    check that "none" / "blocked" come with a name, the frozen tables."""
+    if spec["frozen"] is not None:
+        return spec["frozen"]  # type: ignore[no-any-return]
+    sb = spec["server"]
+    added: set[str] = set()
+    for sn in (sb.names if sb is not None else ()):
+        if sn.regex is not None:
+            spec["host_regexes"].append(sn.regex)
+        elif sn.raw and sn.raw not in added:  # ".x" is two entries of one name
+            added.add(sn.raw)
+            _add_referer(spec, sn.raw.lower(), "", spec["close"])
+    if (spec["none"] or spec["blocked"]) and not spec["names"]:
+        raise ConfigError('the "none" or "blocked" referers are specified in the '
+                          '"valid_referers" directive without any valid referer')
+    spec["frozen"] = Referers(
         spec["none"], spec["blocked"], dict(spec["exact"]),
         tuple(sorted(spec["heads"].items(), key=lambda kv: -len(kv[0]))),
         tuple(sorted(spec["tails"].items(), key=lambda kv: -len(kv[0]))),
         tuple(spec["host_regexes"]), tuple(spec["regexes"]))
-
-
-def check_referers(settings: dict[str, Any]) -> None:
-    """ngx_http_referer_merge_conf: "none" or "blocked" need a name (no file:line)."""
-    spec = settings.get("\0referers")
-    if spec is not None and (spec["none"] or spec["blocked"]) and not spec["names"]:
-        raise ConfigError('the "none" or "blocked" referers are specified in the '
-                          '"valid_referers" directive without any valid referer')
+    return spec["frozen"]  # type: ignore[no-any-return]
 
 
 def _freeze_rewrite(settings: dict[str, Any]) -> None:
@@ -297,8 +298,7 @@ def _freeze_rewrite(settings: dict[str, Any]) -> None:
 
 
 def _freeze_referers(settings: dict[str, Any]) -> None:
-    check_referers(settings)
-    del settings["\0referers"]
+    settings["valid_referers"] = _referers(settings.pop("\0referers"))
 
 
 FREEZERS[KEY] = _freeze_rewrite
