@@ -1,7 +1,7 @@
 """proxy_cache end to end with `halb nginx` and two workers: the keys zone is shared (one
 upstream request however the requests spread over the workers), proxy_cache_lock holds the
 others while one fills, use_stale updating answers from the old copy meanwhile, the cache
-survives a restart (the loader enters the files), a damaged file is a miss (never a crash), and
+survives a reload and a restart (the loader enters the files), a damaged file is a miss (never a crash), and
 the cache manager keeps the files within max_size (least recently used first) and drops what
 stays unused for `inactive`.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
 import socketserver
 import threading
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from halbproc import Server, free_port, http_get, running
+from halbproc import Server, children, free_port, http_get, running
 
 pytestmark = pytest.mark.slow
 
@@ -196,5 +197,11 @@ def test_lock_and_updating(tmp_path: Path, backend: int) -> None:
             assert wait_until(lambda: _Handler.counts["/lock/u"] == 2, 3)
             assert srv.get("/lock/u?xae=@1") == (200, b"/lock/u n=1\n")
             assert slow.result() == (200, b"/lock/u n=2\n")
-        assert statuses(srv, "/lock/a", 6) == Counter({"MISS": 1, "HIT": 5})
+        # a reload keeps the zone: the new workers find what the old ones stored
+        old = set(children(srv.pid))
+        srv.signal(signal.SIGHUP)
+        assert wait_until(lambda: len(children(srv.pid)) == 2 and
+                          not old & set(children(srv.pid))), "the reload did not finish"
+        assert srv.get("/lock/a") == (200, b"/lock/a n=1\n")
+        assert statuses(srv, "/lock/a", 7) == Counter({"MISS": 1, "HIT": 6})
         assert statuses(srv, "/lock/u", 3) == Counter({"MISS": 1, "EXPIRED": 1, "UPDATING": 1})
