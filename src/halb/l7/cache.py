@@ -27,15 +27,14 @@ on_error / finish):
 - on_error: a stale answer instead of an error/timeout/invalid_header listed in use_stale;
 - finish: whatever is left (an unfinished temporary file is removed, the fill marker released).
 
-The request is sent upstream without If-Modified-Since, If-None-Match, If-Match,
-If-Unmodified-Since, Range and If-Range (nginx's cache headers), a HEAD as a GET
+The request is sent upstream without If-Unmodified-Since, If-Match, Range, If-Range and
+the client's If-Modified-Since and If-None-Match (nginx's cache headers), a HEAD as a GET
 (proxy_cache_convert_head).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import itertools
 import os
 import time
@@ -46,6 +45,7 @@ from halb.balancing import Outcome
 from halb.config.nginx_cache import DEFAULT_KEY
 from halb.l7 import handler
 from halb.l7.body import OVER, STREAM
+from halb.l7.cache_purge import allowed, purge, zone_for
 from halb.l7.cache_rules import (
     decode_header,
     encode_header,
@@ -57,9 +57,9 @@ from halb.l7.cache_rules import (
     validity_update,
     variant,
 )
-from halb.l7.cache_zone import ZONES, CacheZone, open_zones
+from halb.l7.cache_zone import CacheZone
 from halb.l7.proxy_response import DONE, ResponseHead, parse_head
-from halb.l7.response import Response, error_page, http_date
+from halb.l7.response import Response, http_date
 from halb.l7.static import Finish, not_modified
 from halb.l7.variables import VARIABLES, expand
 
@@ -113,17 +113,6 @@ def conf_for(extra: Mapping[str, Any]) -> CacheConf:
             _CONFS.clear()
         cc = _CONFS[id(extra)] = CacheConf(extra)
     return cc
-
-
-def zone_for(r: Request, name: str) -> CacheZone | None:
-    zone = ZONES.get(name)
-    if zone is None:  # a single process (master_process off) opens its zones on first use
-        http = r.conn.server.config.http
-        paths = http.conf.extra.get("proxy_cache_path") if http is not None else None
-        if paths and name in paths:
-            open_zones(paths)
-            zone = ZONES.get(name)
-    return zone
 
 
 class CacheRequest:
@@ -495,8 +484,8 @@ def begin(proxy: ProxyRequest, zone_name: str) -> object | None:
     cc = conf_for(conf.extra)
     pm = cc.purge_method
     if pm is not None and r.method == pm[0]:  # ngx_cache_purge's method form
-        allowed = pm[1]
-        if allowed is not None and not _allowed(r.conn.remote_addr, allowed):
+        nets = pm[1]
+        if nets is not None and not allowed(r.conn.remote_addr, nets):
             return Finish(403)
         return purge(r, (zone_name, cc.key))
     if r.method not in cc.methods or (r.body_expected and not r.body_complete):
@@ -534,56 +523,6 @@ def _to_304(head: ResponseHead) -> None:
     head.status_line = "304 Not Modified"
     head.content_length = -1
     head.chunked = False
-
-
-def _allowed(addr: str, nets: Any) -> bool:
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return any(ip in net for net in nets)
-
-
-# -- ngx_cache_purge ----------------------------------------------------------------------------
-
-_PURGED = ("<html>\r\n<head><title>Successful purge</title></head>\r\n"
-           "<body bgcolor=\"white\">\r\n<center><h1>Successful purge</h1>\r\n"
-           "<br>Key : {key}\r\n<br>Path: {path}\r\n</center>\r\n")
-
-
-def purge(r: Request, value: tuple[str, Any]) -> object:
-    """`proxy_cache_purge ZONE KEY`: remove the key's file (200 and the module's page; 404 when
-    the key is not cached)."""
-    name, tpl = value
-    zone = zone_for(r, name)
-    if zone is None:
-        return Finish(500)
-    key = expand(tpl, r)
-    digest = md5_key(key)
-    path = zone.path_of(digest)
-    with zone:
-        node = zone.peek(digest)
-        cached = node is not None and node.valid != 0
-        if cached:
-            zone.forget(digest)
-    if not cached:
-        return Finish(404)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return Finish(404)
-    except OSError as e:
-        r.conn.log_error("crit", f'unlink() "{path}" failed ({e.errno}: {e.strerror})', r)
-        return Finish(500)
-    conf = r.conf
-    assert conf is not None
-    tail = error_page(404, conf.server_tokens) or b""
-    footer = tail[tail.find(b"<hr>"):] if b"<hr>" in tail else b"</body>\r\n</html>\r\n"
-    body = _PURGED.format(key=key, path=path).encode("utf-8", "surrogateescape") + footer
-    return Response(200, body=body, content_type="text/html")
-
-
-handler.CONTENT_HANDLERS["proxy_cache_purge"] = purge  # type: ignore[assignment]
 
 
 def _cache_status(r: Request) -> str | None:
