@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import ssl
 import time
@@ -58,8 +59,7 @@ async def probe(hc: HealthCheck, peer: Peer, tls: ssl.SSLContext | None = None) 
             return ProbeResult(False, "connecting to upstream",
                                "upstream timed out (110: Connection timed out)")
         except OSError as e:
-            return ProbeResult(False, "connecting to upstream",
-                               f"connect() failed ({e.errno}: {e.strerror})")
+            return ProbeResult(False, "connecting to upstream", f"connect() failed {_os(e)}")
         resp = ResponseReader()
         try:
             writer.write(hc.request)
@@ -76,7 +76,7 @@ async def probe(hc: HealthCheck, peer: Peer, tls: ssl.SSLContext | None = None) 
                                "upstream timed out (110: Connection timed out)")
         except OSError as e:
             return ProbeResult(False, "reading response header from upstream",
-                               f"recv() failed ({e.errno}: {e.strerror})")
+                               f"recv() failed {_os(e)}")
         if resp.error:
             return ProbeResult(False, "reading response header from upstream", resp.error)
         ok, _ = verdict(hc, resp)  # a wrong answer is no I/O error: only a change is logged
@@ -88,6 +88,13 @@ async def probe(hc: HealthCheck, peer: Peer, tls: ssl.SSLContext | None = None) 
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await writer.wait_closed()
+
+
+def _os(e: OSError) -> str:
+    """nginx's "(111: Connection refused)" (asyncio words its own strerror)."""
+    if e.errno:
+        return f"({e.errno}: {os.strerror(e.errno)})"
+    return f"({e})"
 
 
 def _client_tls() -> ssl.SSLContext:
