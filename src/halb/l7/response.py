@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
+from typing import Any
 
 from halb import __version__
 
@@ -160,6 +161,7 @@ class Response:
     status_line: bytes | None = None  # a proxied response keeps the upstream's reason phrase
     last_modified_raw: str | None = None  # a proxied Last-Modified, as the upstream wrote it
     vary: bool = False  # "Vary: Accept-Encoding" (gzip_vary: l7/filters/gzip.py)
+    gzip: Any = None  # the gzip body filter when compressed ($gzip_ratio)
 
 
 _LAST_MODIFIED: dict[float, bytes] = {}  # mtime -> its header line (files change rarely)

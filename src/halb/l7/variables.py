@@ -216,6 +216,8 @@ VARIABLES: dict[str, Getter] = {
     "request_filename": _request_filename,
     "pipe": lambda r: "p" if r.pipeline else ".",
     "invalid_referer": _invalid_referer,
+    "gzip_ratio": lambda r: r.response.gzip.ratio() if r.response is not None
+    and r.response.gzip is not None else None,
 }
 
 _PREFIXED: list[tuple[str, Callable[[Request, str], str | None]]] = [

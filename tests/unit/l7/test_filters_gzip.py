@@ -164,3 +164,15 @@ def test_short_known_length_uses_nginx_memory_sizes() -> None:
     out = small.last(b"x" * 100)
     assert out[:3] == b"\x1f\x8b\x08" and zlib.decompress(out, 31) == b"x" * 100
     assert GzipBody(1, length=0).last() == GzipBody(1).last()
+
+
+def test_ratio_once_complete() -> None:
+    body = GzipBody(1)
+    body.data(b"a" * 1000)
+    assert body.ratio() is None  # not finished yet: nginx has no value either
+    out = body.last()
+    assert body.zout == len(out) and body.zin == 1000
+    whole, frac = body.ratio().split(".")  # type: ignore[union-attr]
+    assert int(whole) == 1000 // len(out) and len(frac) == 2
+    body.zin, body.zout = 1999, 1000  # 1.999: the third decimal rounds up
+    assert body.ratio() == "2.00"

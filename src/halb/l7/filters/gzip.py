@@ -279,13 +279,14 @@ def gzip_header(g: Gzip, version: int, headers: Mapping[str, str], resp: Respons
     resp.accept_ranges = False
     resp.content_length = None
     resp.unknown_length = True
+    resp.gzip = body
     return body
 
 
 class GzipBody:
     """The body filter: compressed pieces as the body passes (see the module docstring)."""
 
-    __slots__ = ("z",)
+    __slots__ = ("done", "z", "zin", "zout")
 
     def __init__(self, level: int, wbits: int = 15, memlevel: int = 8, length: int = -1
                  ) -> None:
@@ -294,16 +295,37 @@ class GzipBody:
                 wbits -= 1
                 memlevel -= 1
         self.z = zlib.compressobj(level, zlib.DEFLATED, 16 + wbits, max(memlevel, 1))
+        self.zin = self.zout = 0
+        self.done = False
 
     def data(self, chunk: bytes, flush: bool = False) -> bytes:
         """A piece of the body; flush: what zlib holds goes out too (an unbuffered proxy)."""
         out = self.z.compress(chunk) if chunk else b""
         if flush:
             out += self.z.flush(zlib.Z_SYNC_FLUSH)
+        self.zin += len(chunk)
+        self.zout += len(out)
         return out
 
     def last(self, chunk: bytes = b"") -> bytes:
         """The last piece, then the gzip trailer."""
         z = self.z
-        return (z.compress(chunk) if chunk else b"") + z.flush(zlib.Z_FINISH)
+        out = (z.compress(chunk) if chunk else b"") + z.flush(zlib.Z_FINISH)
+        self.zin += len(chunk)
+        self.zout += len(out)
+        self.done = True
+        return out
+
+    def ratio(self) -> str | None:
+        """$gzip_ratio once the body is complete (ngx_http_gzip_ratio_variable's rounding)."""
+        if not self.done or not self.zout:
+            return None
+        zin, zout = self.zin, self.zout
+        whole, frac = zin // zout, zin * 100 // zout % 100
+        if zin * 1000 // zout % 10 > 4:
+            frac += 1
+            if frac > 99:
+                whole += 1
+                frac = 0
+        return f"{whole}.{frac:02d}"
 
