@@ -446,7 +446,9 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
             r.method = p.get_method().decode("latin-1")
         r.target = b"".join(self.url_parts).decode("utf-8", "surrogateescape")
         r.request_line = f"{r.method} {r.target} HTTP/{version}"
-        r.request_length = self.header_bytes + len(r.request_line) + 4
+        # (bytes: a target with UTF-8 is longer on the wire than in characters)
+        r.request_length = self.header_bytes + len(r.request_line) + 4 + \
+            self.url_len - len(r.target)
         r.keepalive = bool(p.should_keep_alive())
         self.requests += 1
         if r.version == 20:
@@ -574,12 +576,23 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         """A request that cannot be parsed further: it is answered after the requests parsed
         before it (nginx reads a pipelined request only after answering the previous one),
         then the connection closes. Nothing more is read."""
+        parsing = self.cur is not None
         r = self.cur or Request(self, time.monotonic())
         self.cur = None
         r.keepalive = False
         if not r.request_line and self.method is None:
             with contextlib.suppress(Exception):  # a HEAD gets its error page without body
                 r.method = self.parser.get_method().decode("latin-1")
+        if not r.request_line and parsing and self.header_bytes and self.url_parts:
+            # a header line went wrong: nginx has the request line (its log and error lines
+            # show it, and $request_uri / $args)
+            with contextlib.suppress(Exception):
+                r.target = b"".join(self.url_parts).decode("utf-8", "surrogateescape")
+                version = self.parser.get_http_version()
+                r.request_line = f"{r.method} {r.target} HTTP/{version}"
+                r.args = r.target.partition("?")[2] or None
+                r.request_length = self.header_bytes + len(r.request_line) + 2 + \
+                    self.url_len - len(r.target)
         if r.server is None:
             r.server = self.table.default
             r.conf = r.server.conf

@@ -18,6 +18,7 @@ CountingConnection, which updates the slot at the transitions (checked once, at 
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 from typing import TYPE_CHECKING, Any
 
@@ -94,8 +95,10 @@ class StatusZone:
         return out
 
     def close(self) -> None:
+        """Unmap (a slot view still held elsewhere keeps the mapping until it is dropped)."""
         self.words.release()
-        self.mm.close()
+        with contextlib.suppress(BufferError):
+            self.mm.close()
 
 
 def render(t: list[int]) -> bytes:
@@ -142,7 +145,7 @@ class CountingConnection(HttpConnection):
     """An HttpConnection that keeps its worker's slot up to date: each hook runs the plain one,
     then moves the connection to the gauge it is in now."""
 
-    __slots__ = ("counted", "gauge")
+    __slots__ = ("counted", "gauge", "live")
 
     def _restat(self) -> None:
         if self.responding is not None or self.queue or self.pending is not None:
@@ -154,33 +157,37 @@ class CountingConnection(HttpConnection):
         # requests: one per request begun (a re-parse of the same bytes counts nothing twice)
         cur = self.cur
         n = self.requests + (1 if cur is not None and not cur.request_line else 0)
-        w = self.server.status_slot
         if n > self.counted:
-            w[REQUESTS] += n - self.counted
+            self.server.status_slot[REQUESTS] += n - self.counted
             self.counted = n
+        self._move(g)
+
+    def _move(self, g: int) -> None:
         old = self.gauge
         if g != old:
+            w = self.server.status_slot
             if old != NONE:
                 w[old] -= 1
-            w[g] += 1
+            if g != NONE:
+                w[g] += 1
             self.gauge = g
 
     def connection_made(self, transport: Any) -> None:
         self.gauge = NONE
         self.counted = 0
+        self.live = False
         super().connection_made(transport)
         if not self.closing:
+            self.live = True
             self.server.status_slot[ACTIVE] += 1
             self._restat()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        g = self.gauge
-        if g != NONE:
-            w = self.server.status_slot
-            w[g] -= 1
-            w[ACTIVE] -= 1
-            self.gauge = NONE
+        if self.live:
+            self.live = False
+            self._move(NONE)
+            self.server.status_slot[ACTIVE] -= 1
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -190,18 +197,24 @@ class CountingConnection(HttpConnection):
         super().on_headers_complete()
         self._restat()
 
+    def _start(self, r: Request) -> None:
+        self._move(WRITING)
+        super()._start(r)
+
     def _done(self, r: Request, lingering: bool) -> None:
+        # nginx frees the request (writing - 1) before its log handler runs
+        self._move(NONE)
         super()._done(r, lingering)
-        if self.gauge != NONE:
+        if self.live:
             self._restat()
 
     def _idle(self) -> None:
         super()._idle()
-        if self.gauge != NONE:
+        if self.live:
             self._restat()
 
     def _abort(self, status: int, log: str | None, level: str = "info") -> None:
         super()._abort(status, log, level)
-        if self.gauge != NONE:
+        if self.live:
             self._restat()
 
