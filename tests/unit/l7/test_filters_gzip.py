@@ -168,9 +168,9 @@ def test_short_known_length_uses_nginx_memory_sizes() -> None:
 
 def test_ratio_once_complete() -> None:
     body = GzipBody(1)
-    body.data(b"a" * 1000)
+    out = body.data(b"a" * 1000)
     assert body.ratio() is None  # not finished yet: nginx has no value either
-    out = body.last()
+    out += body.last()
     assert body.zout == len(out) and body.zin == 1000
     whole, frac = body.ratio().split(".")  # type: ignore[union-attr]
     assert int(whole) == 1000 // len(out) and len(frac) == 2
