@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import socket
 import socketserver
 import threading
 import time
@@ -84,6 +85,7 @@ http {{
     access_log logs/access.log cs;
     proxy_cache_path cache levels=1:2 keys_zone=z:1m max_size=40k;
     proxy_cache_path idle keys_zone=idle:64k inactive=1s;
+    proxy_cache_path plain keys_zone=plain:64k;
     proxy_cache_valid 200 1h;
     server {{
         listen 127.0.0.1:{port};
@@ -96,6 +98,7 @@ http {{
             proxy_cache_use_stale updating;
         }}
         location /idle/ {{ proxy_pass http://127.0.0.1:{up}; proxy_cache idle; }}
+        location /plain/ {{ proxy_pass http://127.0.0.1:{up}; proxy_cache plain; }}
     }}
 }}
 """
@@ -183,7 +186,8 @@ def test_shared_restart_damaged_and_limits(tmp_path: Path, backend: int) -> None
     assert "Traceback" not in log and "[alert]" not in log, log
 
 
-def test_lock_and_updating(tmp_path: Path, backend: int) -> None:
+
+def test_lock_updating_and_large_hits(tmp_path: Path, backend: int) -> None:
     port = free_port()
     with running(tmp_path, conf(port, backend), port=port) as srv:
         # proxy_cache_lock: one request fills, the others (both workers) wait, then HIT
@@ -205,3 +209,17 @@ def test_lock_and_updating(tmp_path: Path, backend: int) -> None:
         assert srv.get("/lock/a") == (200, b"/lock/a n=1\n")
         assert statuses(srv, "/lock/a", 7) == Counter({"MISS": 1, "HIT": 6})
         assert statuses(srv, "/lock/u", 3) == Counter({"MISS": 1, "EXPIRED": 1, "UPDATING": 1})
+        # a 3 MB answer is written to the cache while it streams and served from the file in
+        # pieces; clients that leave in the middle of a HIT cost nothing to the others
+        first = srv.get("/plain/big?size=3000000")
+        assert first[0] == 200 and len(first[1]) == 3_000_000
+        assert srv.get("/plain/big?size=3000000") == first
+        assert _Handler.counts["/plain/big"] == 1
+        for _ in range(4):  # read a little of a HIT, then go away
+            with socket.create_connection((srv.host, port), timeout=5) as s:
+                s.sendall(b"GET /plain/big?size=3000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert s.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        assert srv.get("/plain/big?size=3000000") == first
+        assert _Handler.counts["/plain/big"] == 1
+        log = srv.log()
+    assert "Traceback" not in log and "[alert]" not in log, log
