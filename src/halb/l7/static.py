@@ -58,8 +58,13 @@ def map_uri_to_path(r: Request, uri: str) -> str | None:
     conf = r.conf
     if conf is None:
         return None
-    root = expand(conf.root, r)
     alias = conf.alias_name
+    if alias is not None and not r.valid_location:  # after rewrite's break
+        loc = r.location
+        r.conn.log_error("alert", f'"alias" cannot be used in location '
+                                  f'"{loc.name if loc else ""}" where URI was rewritten', r)
+        return None
+    root = expand(conf.root, r)
     if alias is None:
         return root + uri
     if alias == "":  # regex location: the alias is the whole path
@@ -189,7 +194,8 @@ def serve_static(r: Request) -> Response | Finish | None:
     if r.uri.endswith("/"):
         return None
     path = map_uri_to_path(r, r.uri)
-    assert path is not None
+    if path is None:
+        return Finish(500)
     opened = _open(r, path)
     if isinstance(opened, Finish):
         return opened
@@ -456,7 +462,8 @@ def index(r: Request) -> Redirect | Finish | None:
         if name.startswith("/"):
             return Redirect(name, r.args)
         base = map_uri_to_path(r, r.uri)
-        assert base is not None
+        if base is None:
+            return Finish(500)
         path = base + name
         try:
             if not _confined(r, path):
@@ -491,7 +498,8 @@ def autoindex(r: Request) -> Response | Finish | None:
         return None
     r.test_expect()  # ngx_http_discard_request_body
     path = map_uri_to_path(r, r.uri)
-    assert path is not None
+    if path is None:
+        return Finish(500)
     try:
         if not _confined(r, path):
             return Finish(403)
@@ -598,7 +606,7 @@ def try_files(r: Request) -> Redirect | Finish | None:
         # the path is built from root/alias exactly as for the URI
         path = map_uri_to_path(r, value)
         if path is None:
-            continue
+            return Finish(500)
         try:
             if not _confined(r, path):
                 continue

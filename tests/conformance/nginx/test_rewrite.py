@@ -150,6 +150,16 @@ CONFIG = r"""
             proxy_pass http://%B_echo%;
         }
 
+        location /p/in-if/ { if ($arg_up) { proxy_pass http://%B_echo%; } }
+        location /ret/ {
+            if ($arg_close) { return 444; }
+            if ($arg_code) { return 418 "teapot $arg_code\n"; }
+            set $t "v=$arg_v";
+            return 200 "$t\n";
+        }
+        location /idx/ { alias %WWW%/dir/; rewrite ^/idx/$ /idx/page.html break; }
+        location /ep/ { error_page 404 = /show/ep; rewrite ^ /missing/x break; }
+
         location @named { rewrite ^ /show/from-named last; }
         location /n/ { try_files /nope @named; }
 
@@ -307,6 +317,14 @@ CASES = [
     Case("proxy-last", req("/p/last/x?k=v"), {"status": 200}),
     Case("proxy-if-break", req("/p/if/a?x=1"), {"status": 200}),
     Case("proxy-if-false", req("/p/if/a"), {"status": 200}),
+    Case("proxy-inside-if", req("/p/in-if/a?up=1"), {"status": 200}),
+    Case("proxy-inside-if-false", req("/p/in-if/a"), {"status": 404}),
+    Case("return-444-in-if", req("/ret/?close=1"), {"closed": True, "statuses": ()}),
+    Case("return-text-in-if", req("/ret/?code=7"), {"status": 418}),
+    Case("return-after-set", req("/ret/?v=9"), {"body": b"v=9\n"}),
+    # '"alias" cannot be used in location "/idx/" where URI was rewritten'
+    Case("break-with-alias", req("/idx/"), {"status": 500}),
+    Case("error-page-after-break", req("/ep/"), {"body_contains": b"uri=/show/ep "}),
     # named location and rewrite
     Case("named-rewrite-last", req("/n/x"), {"body_contains": b"uri=/show/from-named "}),
     # the server-level phase
