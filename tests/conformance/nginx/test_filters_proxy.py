@@ -92,6 +92,12 @@ CASES = [
     g("p-204", "/status/204", GZ),
     g("p-304", "/status/304", GZ),
     g("p-301", "/redirect-absolute", GZ),
+    # a backend that fails mid-body while the answer is being compressed
+    g("p-reset-mid-body", "/big/100k/reset-mid-body", GZ),
+    g("p-close-mid-body", "/big/100k/close-mid-body", GZ),
+    g("p-close-mid-body-unbuf", "/unbuf/big/100k/close-mid-body", GZ),
+    Case("p-pipelined", req("/x", headers=[GZ]) + req("/chunked", headers=[GZ])
+         + req("/big/200k", headers=[GZ]) + req("/y", method="HEAD", headers=[GZ])),
     # gzip_proxied (the request has Via)
     g("px-off", "/x", GZ, VIA, header__content_encoding=None),
     g("px-none", "/prox/x", GZ, VIA),
