@@ -72,6 +72,8 @@ CASES = [
     g("p-http10", "/x", GZ, version="HTTP/1.0"),
     g("p-chunked", "/chunked", GZ),
     g("p-chunked-http10", "/http10/chunked", GZ, version="HTTP/1.0"),
+    g("p-chunked-off", "/http10/x", GZ),
+    g("p-http10-keepalive", "/x", GZ, "Connection: keep-alive", version="HTTP/1.0"),
     g("p-empty", "/empty", GZ),
     g("p-empty-chunked", "/empty/chunked", GZ),
     g("p-big", "/big/300k", GZ, header__content_encoding="gzip"),

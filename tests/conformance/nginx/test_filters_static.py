@@ -66,6 +66,15 @@ CONFIG = r"""
             if ($arg_if) { add_header X-If $arg_if; expires 2h; gzip off; }
         }
         location = /ret { return 200 "returned text body, long enough to be compressed\n"; }
+        location /seed/ {
+            alias %WWW%/;
+            # seed 002 1-22, as meant (the seed writes "gzip_com_level", which nginx -t
+            # refuses as an unknown directive, and so does halb: tests/unit/l7)
+            gzip on;
+            gzip_min_length 1;
+            gzip_comp_level 3;
+            gzip_types text/plain application/javascript application/x-javascript text/css application/xml text/javascript application/x-httpd-php image/jpeg image/gif image/png application/json;
+        }
         location = /ret404 { return 404; }
     }
 
@@ -141,6 +150,12 @@ CASES = [
     g("gz-large-file-http10", "/noindex/huge.bin", GZ, version="HTTP/1.0"),
     g("gz-large-plain", "/noindex/huge.bin"),
     g("gz-off-location", "/docs/readme.txt", GZ),
+    g("gz-seed-js", "/seed/app.js", GZ, header__content_encoding="gzip"),
+    g("gz-seed-png", "/seed/image.png", GZ, header__content_encoding="gzip"),
+    g("gz-seed-json", "/seed/data.json", GZ),
+    g("gz-seed-empty", "/seed/empty.txt", GZ),
+    g("gz-seed-jpg-upper", "/seed/image.JPG", GZ),
+    g("gz-http10-keepalive", "/index.html", GZ, "Connection: keep-alive", version="HTTP/1.0"),
     g("gz-star-types", "/download/file.bin", GZ),
     # gzip_proxied (Via), gzip_disable
     g("gz-via-off", "/index.html", GZ, ("Via", "1.1 proxy"), header__content_encoding=None),
