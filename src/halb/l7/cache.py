@@ -15,6 +15,8 @@ on_error / finish):
   the variant's own key (md5 of the key's md5 and those values, nginx's secondary key); a
   response is stored under that key when its Vary gives the same variant, else under the main
   key (ngx_http_file_cache_update_variant).
+- proxy_cache_background_update (with use_stale updating): an EXPIRED file answers at once
+  (STALE) while a clientless copy of the request refreshes it (l7/cache_bg.py).
 - on_head: a stale answer instead of an http_5xx/403/404 listed in use_stale; else whether the
   response is cached (cache_rules.validity, proxy_no_cache, proxy_buffering) and, if so, a
   temporary file next to the final one gets the header;
@@ -45,6 +47,7 @@ from halb.balancing import Outcome
 from halb.config.nginx_cache import DEFAULT_KEY
 from halb.l7 import handler
 from halb.l7.body import OVER, STREAM
+from halb.l7.cache_bg import refresh
 from halb.l7.cache_purge import allowed, purge, zone_for
 from halb.l7.cache_rules import (
     decode_header,
@@ -173,6 +176,12 @@ class CacheRequest:
                         now - node.fill_time < max(cc.lock_age, 60.0):
                     self.stale = None
                     self._serve(fd, h, "UPDATING")
+                    return handler.PENDING
+                if cc.background_update and "updating" in cc.use_stale:
+                    self.stale = None
+                    self._take_fill(now)
+                    self._serve(fd, h, "STALE")
+                    refresh(self)  # the fill marker goes with it
                     return handler.PENDING
                 self.status = "EXPIRED"
                 if cc.revalidate:

@@ -15,6 +15,7 @@ import os
 import re
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -61,6 +62,11 @@ CONFIG = r"""
         location /reval/ { proxy_cache_revalidate on; proxy_pass http://%UP%; }
         location /pm/ { proxy_cache_purge on; proxy_pass http://%UP%; }
         location /pmdeny/ { proxy_cache_purge PURGE from 10.0.0.1; proxy_pass http://%UP%; }
+        location /bg/ {
+            proxy_cache_use_stale updating;
+            proxy_cache_background_update on;
+            proxy_pass http://%UP%;
+        }
         location /xc/ {
             add_header X-Cache-Status $upstream_cache_status;
             proxy_pass http://%UP%;
@@ -371,6 +377,21 @@ def test_revalidate(cpair: Pair) -> None:
     _statuses(cpair, "/norv", ["MISS", "EXPIRED"])
 
 
+def test_background_update(cpair: Pair) -> None:
+    """proxy_cache_background_update: the expired copy answers at once (STALE), a background
+    request refreshes it; the next request is a HIT on the new copy."""
+    target = "/bg/a?xae1=@1&cc=max-age%3D60"
+    _run(cpair, "bg", target, target)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (seen(NGINX_ADDR, "/bg/a") == 2
+                                               == seen(HALB_ADDR, "/bg/a")):
+        time.sleep(0.05)
+    time.sleep(0.3)  # the refresh stores its answer once it has it all
+    _run(cpair, "bg-after", target)
+    _statuses(cpair, "/bg/a", ["MISS", "STALE", "HIT"])
+    assert _same_upstream_count("/bg/a") == 2
+
+
 def test_cache_status_logs(cpair: Pair) -> None:  # keep this test last
     """$upstream_cache_status of every request above: the same in both access logs, and what
     the tests expect of nginx."""
@@ -382,3 +403,5 @@ def test_cache_status_logs(cpair: Pair) -> None:  # keep this test last
         got = [ln.split()[-1] for ln in text.splitlines()
                if ln.split()[2].split("?")[0] == path]
         assert got == want, f"{path}: nginx logged {got}, expected {want}"
+    errors = (cpair["halb"].prefix / "error.log").read_text()
+    assert "[alert]" not in errors and "Traceback" not in errors, errors[-3000:]
