@@ -211,6 +211,14 @@ CASES.append(Case("gz-pipelined", req("/index.html", headers=[GZ])
                   + req("/noindex/huge.bin", headers=[GZ]) + req("/a.txt", headers=[GZ])
                   + req("/noindex/", method="HEAD", headers=[GZ]) + req("/nothing", headers=[GZ])))
 
+CASES += [  # bad requests: the default server's filters answer them
+    Case("bad-host-400", b"GET / HTTP/1.1\r\nHost: a/b\r\nAccept-Encoding: gzip\r\n\r\n"),
+    Case("bad-method-405", b"FOO /a.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"),
+    Case("bad-uri-400", b"GET /../x HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"),
+    Case("no-host-400", b"GET /a.txt HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n"),
+    Case("long-ae", req("/index.html", headers=[("Accept-Encoding", "x" * 900 + ", gzip")])),
+]
+
 CORS = [
     Case("cors-index", req("/", headers=[("Origin", "http://a.example")]), port_index=1,
          expect={"header:access-control-allow-origin": "*",
