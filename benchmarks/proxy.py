@@ -1,6 +1,7 @@
 """Reverse proxy benchmark: nginx vs `halb nginx`, same config, alternating rounds in one run.
 
     .venv/bin/python benchmarks/proxy.py [--rounds 5] [--seconds 8] [--connections 50] [--gzip]
+                                         [--log combined|buffered|off]
 
 Setup (issue 3): one worker each, `upstream` of two loopback backends served by nginx with
 `keepalive 32`, proxy_http_version 1.1 + `Connection ""`, access_log on (combined, to a file).
@@ -9,8 +10,9 @@ starts nginx and halb in turn and runs `wrk -t1 -cN -dS --latency` against each.
 requests/s, p50 / p99 latency, the proxy's CPU time per request (utime + stime of all its
 processes from /proc, over the measured run) and the ratios halb / nginx per round and as a
 median. --gzip: both proxies compress (seed 002 1-22: gzip on, gzip_min_length 1, gzip_types
-text/plain) and wrk asks for it (Accept-Encoding: gzip). Loopback only; everything started is
-stopped.
+text/plain) and wrk asks for it (Accept-Encoding: gzip). --log: the access log of both proxies,
+`combined` (the default, a line per request), `buffered` (combined buffer=64k) or `off`, to see
+what logging costs each. Loopback only; everything started is stopped.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from common import cpu_seconds, free_port, launch, process_tree, stop, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
 TARGETS = {"cpu": 1.6, "rps": 0.7, "p99": 2.0}
 
 
@@ -56,14 +58,20 @@ def backend_conf(prefix: Path, port: int, name: str) -> str:
             f'location / {{ return 200 "backend {name}\\n"; }} }} }}')
 
 
-def proxy_conf(prefix: Path, port: int, backends: list[int], gzip: bool = False) -> str:
+LOGS = {"combined": "access_log {prefix}/access.log combined;",
+        "buffered": "access_log {prefix}/access.log combined buffer=64k;",
+        "off": "access_log off;"}
+
+
+def proxy_conf(prefix: Path, port: int, backends: list[int], gzip: bool = False,
+               log: str = "combined") -> str:
     servers = " ".join(f"server 127.0.0.1:{p};" for p in backends)
     gz = "gzip on; gzip_min_length 1; gzip_types text/plain;" if gzip else ""
     return f"""{user_line()} daemon off; worker_processes 1; error_log {prefix}/error.log error;
 pid {prefix}/pid;
 events {{ worker_connections 4096; }}
 http {{
-    access_log {prefix}/access.log combined;
+    {LOGS[log].format(prefix=prefix)}
     {gz}
     keepalive_requests 100000;
     upstream backends {{ {servers} keepalive 32; }}
@@ -110,11 +118,11 @@ def run_wrk(port: int, seconds: int, conns: int, gzip: bool = False) -> dict[str
             "errors": errors}
 
 
-def measure(kind: str, backends: list[int], seconds: int, conns: int, gzip: bool = False
-            ) -> dict[str, float]:
+def measure(kind: str, backends: list[int], seconds: int, conns: int, gzip: bool = False,
+            log: str = "combined") -> dict[str, float]:
     prefix = Path(tempfile.mkdtemp(prefix=f"proxy-bench-{kind}-"))
     port = free_port()
-    (prefix / "nginx.conf").write_text(proxy_conf(prefix, port, backends, gzip))
+    (prefix / "nginx.conf").write_text(proxy_conf(prefix, port, backends, gzip, log))
     if kind == "nginx":
         argv = ["nginx", "-p", f"{prefix}/", "-c", f"{prefix}/nginx.conf"]
     else:
@@ -142,6 +150,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--gzip", action="store_true", help="both proxies compress the answers")
+    ap.add_argument("--log", choices=sorted(LOGS), default="combined",
+                    help="the proxies' access log")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -162,7 +172,7 @@ def main() -> int:
         for _ in range(args.rounds):
             for kind in ("nginx", "halb"):
                 rows[kind].append(measure(kind, ports, args.seconds, args.connections,
-                                          args.gzip))
+                                          args.gzip, args.log))
     finally:
         for proc in backend_procs:
             stop(proc)
@@ -175,7 +185,7 @@ def main() -> int:
 def report(rows: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
     print(f"# proxy benchmark: {args.rounds} alternating rounds x {args.seconds}s, "
           f"wrk -t1 -c{args.connections}, proxy on CPU0, wrk + 2 nginx backends on CPU1, "
-          f"{'gzip on, ' if args.gzip else ''}"
+          f"{'gzip on, ' if args.gzip else ''}access_log {args.log}, "
           f"{os.cpu_count()} CPUs")
     print("| round | server | req/s | p50 ms | p99 ms | CPU µs/req | errors |")
     print("|---|---|---|---|---|---|---|")

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from halb.config.model import AccessLog, ErrorLog, LogFormat
 from halb.config.template import Var
-from halb.l7.variables import VARIABLES, Getter, expand, get
+from halb.l7.variables import _PREFIXED, VARIABLES, Getter, expand, get
 
 if TYPE_CHECKING:
     from halb.l7.request import Request
@@ -84,11 +84,28 @@ def _compile(fmt: LogFormat) -> list[_Part]:
     for p in fmt.template.parts:
         if isinstance(p, Var):
             latin1 = p.name in _LATIN1 or p.name.startswith(_LATIN1_PREFIXES)
-            parts.append((p.name, "", VARIABLES.get(p.name), latin1))
+            parts.append((p.name, "", _getter(p.name), latin1))
         else:
             parts.append((None, p, None, False))
     _COMPILED[id(fmt)] = (fmt, parts)
     return parts
+
+
+def _getter(name: str) -> Getter | None:
+    """The variable's function, resolved once per format: a family member ($http_*, $arg_*,
+    ...) gets its own, which defers to variables.get only when the request has named captures
+    (they come first there)."""
+    fn = VARIABLES.get(name)
+    if fn is not None:
+        return fn
+    for prefix, family in _PREFIXED:
+        if name.startswith(prefix):
+            suffix = name[len(prefix):]
+            if prefix == "http_" and suffix not in ("cookie", "x_forwarded_for"):
+                header = suffix.replace("_", "-")
+                return lambda r: get(r, name) if r.named_captures else r.headers.get(header)
+            return lambda r: get(r, name) if r.named_captures else family(r, suffix)
+    return None
 
 
 def format_line(fmt: LogFormat, r: Request) -> bytes:
