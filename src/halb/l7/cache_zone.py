@@ -11,8 +11,8 @@ the holder's pid is recorded so a worker that dies holding it does not wedge the
 The files are the truth that survives a restart: the loader (`load`, run by the master before the
 workers start) walks the cache directory, drops temporary and foreign files, and enters every
 valid cache file with its size and validity. The manager (`manage`, called from the master's
-loop) removes entries unused for `inactive` and, while the files take more than max_size, the
-least recently used ones (nginx's LRU queue: here the oldest access times), unlinking their
+loop) removes entries unused for `inactive` and, while the files take more than max_size (or
+the file system has less than min_free left), the least recently used ones (nginx's LRU queue: here the oldest access times), unlinking their
 files. `ZONES` is the registry the workers find zones in (filled in the master before fork).
 """
 
@@ -326,7 +326,8 @@ class CacheZone:
         """Expire inactive entries and bring the files under max_size (LRU). Returns the
         paths it removed."""
         cp = self.cp
-        over = cp.max_size and self.ints[TOTAL] > cp.max_size
+        short = self._short_of_space()
+        over = (cp.max_size and self.ints[TOTAL] > cp.max_size) or short > 0
         full = self.ints[USED] >= self.slots * 7 // 8
         if not (force or over or full or now >= self.next_inactive):
             return []
@@ -348,14 +349,14 @@ class CacheZone:
                     rest.append((access, slot, digest))
             for slot in expired:
                 self._drop(slot)
-            if (cp.max_size and self.ints[TOTAL] > cp.max_size) or full:
+            if over or full:
                 rest.sort()
                 target = self.slots * 3 // 4
                 for _access, slot, digest in rest:
                     if not ((cp.max_size and self.ints[TOTAL] > cp.max_size)
-                            or self.ints[COUNT] > target):
+                            or self.ints[COUNT] > target or short > 0):
                         break
-                    self._drop(slot)
+                    short -= self._drop(slot)
                     removed.append(self.path_of(digest))
             if self.ints[USED] - self.ints[COUNT] > self.slots // 4:
                 self._compact()
@@ -364,6 +365,17 @@ class CacheZone:
             with contextlib.suppress(OSError):
                 os.unlink(p)
         return removed
+
+
+    def _short_of_space(self) -> int:
+        """min_free: how many bytes the file system lacks (0: enough, or not set)."""
+        if not self.cp.min_free:
+            return 0
+        try:
+            st = os.statvfs(self.cp.path)
+        except OSError:
+            return 0
+        return max(0, self.cp.min_free - st.f_bavail * st.f_frsize)
 
 
 def _is_hex(name: str) -> bool:

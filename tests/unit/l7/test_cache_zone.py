@@ -126,3 +126,16 @@ def test_dead_holder_and_registry(tmp_path: Path) -> None:
     bigger = CachePath(str(tmp_path / "r"), "r", 16 * 4096)
     assert open_zones({"r": bigger})["r"] is not first
     open_zones({})
+
+
+def test_min_free(tmp_path: Path) -> None:
+    """min_free larger than any disk: the manager empties the cache (LRU), nothing else."""
+    zone = _zone(tmp_path, min_free=1 << 60)
+    paths = [_store(zone, f"k{i}", 100, now=1.0 + i) for i in range(3)]
+    assert sorted(zone.manage(5.0)) == sorted(paths)
+    assert zone.count == 0 and zone.total == 0
+    zone.close()
+    zone = _zone(tmp_path, min_free=1)  # plenty of room: nothing to do
+    _store(zone, "k", 100, now=1.0)
+    assert zone.manage(2.0) == []
+    zone.close()
