@@ -27,6 +27,7 @@ CONFIG = r"""
     gzip on;
     gzip_types text/plain application/json;
     gzip_vary on;
+    proxy_cache_path %PREFIX%/fcache keys_zone=fz:1m;
     server {
         listen %ADDR%:%PORT%;
         server_name localhost;
@@ -49,6 +50,13 @@ CONFIG = r"""
         location /any/ { proxy_pass http://up; gzip_proxied any; gzip_min_length 1000; }
         location /etag/ { proxy_pass http://up; add_header ETag ""; add_header X-E e; }
         location /http10/ { proxy_pass http://up; chunked_transfer_encoding off; }
+        location /cached/ {
+            proxy_pass http://up;
+            proxy_cache fz;
+            proxy_cache_valid 200 1m;
+            add_header X-Cache $upstream_cache_status;
+            expires 10m;
+        }
     }
 """
 
@@ -98,6 +106,9 @@ CASES = [
     g("p-reset-mid-body", "/big/100k/reset-mid-body", GZ),
     g("p-close-mid-body", "/big/100k/close-mid-body", GZ),
     g("p-close-mid-body-unbuf", "/unbuf/big/100k/close-mid-body", GZ),
+    Case("p-cache-miss-hit", req("/cached/big/50k", headers=[GZ])
+         + req("/cached/big/50k", headers=[GZ]) + req("/cached/big/50k"),
+         expect={"header:x-cache": "HIT", "header:content-encoding": None}),
     Case("p-pipelined", req("/x", headers=[GZ]) + req("/chunked", headers=[GZ])
          + req("/big/200k", headers=[GZ]) + req("/y", method="HEAD", headers=[GZ])),
     # gzip_proxied (the request has Via)
