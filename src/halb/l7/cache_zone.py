@@ -25,6 +25,7 @@ import time
 from _multiprocessing import SemLock
 from collections.abc import Iterable, Mapping
 
+from halb.config.errors import ConfigError
 from halb.config.nginx_cache import CachePath
 from halb.l7.cache_rules import HEADER_MIN, decode_header
 
@@ -288,7 +289,11 @@ class CacheZone:
         files and files that are not cache files. The directories are given to the workers'
         user (`ids`), as nginx's ngx_create_paths does. Returns the number of files entered."""
         root = self.cp.path
-        os.makedirs(root, exist_ok=True)
+        try:
+            os.makedirs(root, exist_ok=True)
+        except OSError as e:  # nginx's ngx_create_paths
+            raise ConfigError(f'mkdir() "{root}" failed ({e.errno}: {e.strerror})',
+                              level="emerg") from None
         now = time.monotonic()
         wall = time.time()
         found = 0

@@ -6,8 +6,12 @@ a worker that died holding the lock."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+import pytest
+
+from halb.config.errors import ConfigError
 from halb.config.nginx_cache import CachePath
 from halb.l7.cache_rules import encode_header, head_block, md5_key
 from halb.l7.cache_zone import CacheZone, open_zones
@@ -139,3 +143,11 @@ def test_min_free(tmp_path: Path) -> None:
     _store(zone, "k", 100, now=1.0)
     assert zone.manage(2.0) == []
     zone.close()
+
+
+def test_cache_path_that_cannot_be_made(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    bad = str(tmp_path / "file" / "c")
+    with pytest.raises(ConfigError, match=re.escape(f'mkdir() "{bad}" failed (20: Not a '
+                                                    "directory)")):
+        open_zones({"b": CachePath(bad, "b", 8 * 4096)})
