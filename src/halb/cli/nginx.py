@@ -130,6 +130,9 @@ def load(o: Options) -> tuple[NginxConfig, list[ConfigError]]:
     install()
     prefix, conf = _paths(o)
     loaded = nginx_config.load(conf, prefix, global_directives=o.directives)
+    from halb.l7 import tls
+
+    tls.prepare(loaded.config)  # certificates load here: nginx -t reports them
     return loaded.config, loaded.warnings
 
 

@@ -44,6 +44,9 @@ class Listen:
     bind: bool = False
     ipv6only: bool = True
     pos: Pos | None = None
+    ssl: bool = False
+    http2: bool = False  # accepted; halb speaks HTTP/1.x (ALPN offers http/1.1 only)
+    proxy_protocol: bool = False
 
     @property
     def key(self) -> tuple[str, int]:

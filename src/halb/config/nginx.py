@@ -261,6 +261,9 @@ class Builder:
         from halb.config.nginx_cache import check_zones
 
         check_zones(self, hb)
+        from halb.config.nginx_ssl import check_ssl
+
+        check_ssl(self, hb)
         for sb in hb.servers:
             _check_locations(sb)
         for name in self.used_variables:
@@ -432,6 +435,7 @@ def load(conf_file: str, prefix: str | None = None, *, global_directives: str = 
         nginx_health,
         nginx_log,
         nginx_rewrite,
+        nginx_ssl,
         nginx_upstream,
     )
 

@@ -415,7 +415,9 @@ def _listen(b: Builder, blk: Block, st: Statement) -> None:
             if not _so_keepalive_ok(v[13:]):
                 raise ConfigError(f'invalid so_keepalive value: "{v[13:]}"', st.end)
             opts["bind"] = True
-        else:  # also ssl, http2 and proxy_protocol, which halb does not implement
+        elif v in ("ssl", "http2", "proxy_protocol"):  # per address (l7/tls_accept.py)
+            opts[v] = True
+        else:
             raise ConfigError(f'invalid parameter "{v}"', st.end)
     ls = Listen(addr, port, pos=st.end, **opts)
     # nginx's ngx_http_add_addresses: one entry per address:port for the whole http block

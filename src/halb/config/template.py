@@ -33,7 +33,8 @@ KNOWN_VARIABLES = frozenset({
     "invalid_referer", "connections_active", "connections_reading", "connections_writing",
     "connections_waiting", "realip_remote_addr", "realip_remote_port", "gzip_ratio",
     "ssl_protocol", "ssl_cipher", "ssl_server_name", "proxy_protocol_addr",
-    "proxy_protocol_port",
+    "proxy_protocol_port", "proxy_protocol_server_addr", "proxy_protocol_server_port",
+    "ssl_session_reused",
 })
 VARIABLE_PREFIXES = ("http_", "sent_http_", "sent_trailer_", "cookie_", "arg_",
                      "upstream_http_", "upstream_cookie_", "upstream_trailer_")

@@ -272,6 +272,8 @@ def absolute_location(r: Request, location: str) -> str:
     else:
         host = r.conn.server_addr
     port = r.conn.server_port
-    if conf.port_in_redirect and port and port != 80:
-        return f"http://{host}:{port}{location}"
-    return f"http://{host}{location}"
+    tls = getattr(r.conn, "tls", None) is not None
+    scheme = "https" if tls else "http"
+    if conf.port_in_redirect and port and port != (443 if tls else 80):
+        return f"{scheme}://{host}:{port}{location}"
+    return f"{scheme}://{host}{location}"

@@ -110,6 +110,9 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         "use_sendfile",
     )
 
+    # the request phases (l7/tls_accept.FeatureConnection adds realip and 497 before them)
+    phases = staticmethod(handler.handle)
+
     def __init__(self, server: HttpServer, number: int) -> None:
         self.server = server
         self.number = number
@@ -517,7 +520,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         if self.state != READING_BODY:
             self.arm(WRITING, self.conf.send_timeout)
         try:
-            result = handler.handle(r)
+            result = self.phases(r)
         except Exception as e:  # a bug must cost one request, never the worker
             self.server.error_log.log("alert", f"request failed: {e!r}", self.number,
                                       request_context(r))
@@ -711,6 +714,9 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         if idle >= self.GRACE:
             self._force_close()
         else:
+            if self.timer is not None:  # (arm only moves a later deadline: keepalive_timeout)
+                self.timer.cancel()
+                self.timer = None
             self.arm(IDLE, self.GRACE - idle)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from halb.balancing import Outcome, Peer, PickContext
 from halb.config.model import ProxyPass
@@ -66,6 +66,7 @@ from halb.l7.proxy_response import (
 from halb.l7.proxy_tunnel import AccelAndTunnel, _prepend
 from halb.l7.response import Response
 from halb.l7.static import Finish
+from halb.l7.tls import upstream_error, upstream_tls
 from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
 from halb.l7.variables import expand
 
@@ -122,6 +123,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         "streaming",
         "timer",
         "timer_what",
+        "tls_args",
         "tries",
         "up",
         "upchunked",
@@ -146,6 +148,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         self.proxy_host = host
         self.proxy_port = port
         self.uri_part = uri_part
+        self.tls_args: dict[str, Any] | None = None  # proxy_pass https:// (l7/tls.py)
         self.ctx: PickContext | None = None
         self.peer: Peer | None = None
         self.up: UpstreamConnection | None = None
@@ -279,16 +282,22 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
             else:
                 bind = self.plan.bind
                 local = (expand(bind, self.r), 0) if bind is not None else None
-                await self.loop.create_connection(lambda: up, peer.host, peer.port,
-                                                  local_addr=local)
+                if self.tls_args is None:
+                    await self.loop.create_connection(lambda: up, peer.host, peer.port,
+                                                      local_addr=local)
+                else:
+                    await self.loop.create_connection(lambda: up, peer.host, peer.port,
+                                                      local_addr=local, **self.tls_args)
         except asyncio.CancelledError:
             up.close()
             raise
         except OSError as e:
             if self.phase == CONNECT and self.peer is peer:
                 self.connecting = None
-                self.fail("error", f"connect() failed ({e.errno}: {e.strerror}) while "
-                                   "connecting to upstream")
+                why = None if self.tls_args is None else upstream_error(
+                    e, self.tls_args["server_hostname"] or self.proxy_host)
+                self.fail("error", why or f"connect() failed ({e.errno}: {e.strerror}) while "
+                                          "connecting to upstream")
             return
         except Exception as e:
             self.connecting = None
@@ -714,9 +723,11 @@ def proxy_pass(r: Request, pp: ProxyPass) -> object:
     conn = r.conn
     upstreams = conn.server.upstreams
     uri_part: str | None = pp.uri.static if pp.uri is not None else None
+    scheme = pp.scheme
     if pp.has_variables:
         url = expand(pp.url, r)
         scheme, _, rest = url.partition("://")
+        scheme = scheme.lower()
         if scheme not in ("http", "https") or not rest:
             conn.log_error("error", f'invalid URL prefix in "{url}"', r)
             return Finish(500)
@@ -740,10 +751,9 @@ def proxy_pass(r: Request, pp: ProxyPass) -> object:
         if group is None:
             return Finish(500, f'upstream "{pp.upstream}" is not configured')
         host, port = pp.host, pp.port
-    if pp.scheme == "https":
-        conn.log_error("error", "https upstreams are not supported yet", r)
-        return Finish(502)
     proxy = ProxyRequest(conn, r, pp, group, host, port, uri_part)
+    if scheme == "https":
+        proxy.tls_args = upstream_tls(r, host)
     r.proxy = proxy
     conf = r.conf
     zone = conf.extra.get("proxy_cache") if conf is not None else None

@@ -96,11 +96,10 @@ class HttpServer:
     async def start(self, sockets: list[tuple[Listen, socket.socket]]) -> None:
         """Serve on duplicates of the given sockets (the event loop closes what it serves on;
         the originals stay with their owner, so a reload keeps the accept queue open)."""
+        from halb.l7.tls_accept import serve  # ssl / proxy_protocol / realip when configured
+
         for listen, sock in sockets:
-            srv = await self.loop.create_server(
-                lambda: self.protocol(self, next(self.numbers)), sock=sock.dup(),
-                backlog=listen.backlog)
-            self.servers.append(srv)
+            self.servers.append(await serve(self, listen, sock))
         if self.worker == 0 and HealthChecker.wanted(self.upstreams):
             self.health = HealthChecker(self.upstreams, self.error_log)
             self.health.start()

@@ -167,6 +167,43 @@ def _proxy_body_length(r: Request) -> str | None:
     return str(n) if n is not None else None
 
 
+def _tls(fn: Callable[[object], str | None]) -> Getter:
+    def get(r: Request) -> str | None:
+        obj = getattr(r.conn, "tls", None)
+        return fn(obj) if obj is not None else None
+
+    return get
+
+
+def _pp(attr: str) -> Getter:
+    def get(r: Request) -> str | None:
+        pp = getattr(r.conn, "pp", None)
+        return str(getattr(pp, attr)) if pp is not None else None
+
+    return get
+
+
+def _realip_port(r: Request) -> str:
+    port = getattr(r.conn, "orig_port", r.conn.remote_port)
+    return str(port) if port else ""
+
+
+# ssl, PROXY protocol and realip (l7/tls_accept.FeatureConnection carries their state)
+TLS_VARIABLES: dict[str, Getter] = {
+    "scheme": lambda r: "https" if getattr(r.conn, "tls", None) is not None else "http",
+    "https": lambda r: "on" if getattr(r.conn, "tls", None) is not None else "",
+    "ssl_protocol": _tls(lambda t: t.version()),  # type: ignore[attr-defined]
+    "ssl_cipher": _tls(lambda t: t.cipher()[0]),  # type: ignore[attr-defined]
+    "ssl_server_name": _tls(lambda t: getattr(t, "halb_server_name", None)),
+    "ssl_session_reused": _tls(lambda t: "r" if t.session_reused else "."),  # type: ignore
+    "proxy_protocol_addr": _pp("src_addr"),
+    "proxy_protocol_port": _pp("src_port"),
+    "proxy_protocol_server_addr": _pp("dst_addr"),
+    "proxy_protocol_server_port": _pp("dst_port"),
+    "realip_remote_addr": lambda r: getattr(r.conn, "orig_addr", None) or r.conn.remote_addr,
+    "realip_remote_port": _realip_port,
+}
+
 VARIABLES: dict[str, Getter] = {
     "proxy_add_x_forwarded_for": _proxy_add_x_forwarded_for,
     "proxy_host": lambda r: r.proxy.proxy_host if r.proxy is not None else None,
@@ -186,8 +223,7 @@ VARIABLES: dict[str, Getter] = {
     "request": lambda r: r.request_line,
     "request_method": lambda r: r.method,
     "server_protocol": lambda r: r.protocol,
-    "scheme": lambda r: "http",
-    "https": lambda r: "",
+    **TLS_VARIABLES,
     "host": _host,
     "hostname": lambda r: _HOSTNAME,
     "remote_addr": lambda r: r.conn.remote_addr,

@@ -166,10 +166,12 @@ http {
 
 def render(http_block: str, *, prefix: Path, addr: str, ports: Sequence[int],
            dirs: dict[str, Path]) -> str:
-    """The config text for one server: placeholders %ADDR% %PORT% %PORT2% %PREFIX% %WWW%
-    %ALIAS% %OUTSIDE% filled in."""
+    """The config text for one server: placeholders %ADDR% %PORT% %PORT2% (%PORT3% ... when
+    more ports were asked for) %PREFIX% %WWW% %ALIAS% %OUTSIDE% filled in."""
     text = MAIN.replace("%HTTP%", http_block)
     text = text.replace("%PREFIX%", str(prefix)).replace("%ADDR%", addr)
+    for i in range(len(ports), 2, -1):
+        text = text.replace(f"%PORT{i}%", str(ports[i - 1]))
     text = text.replace("%PORT2%", str(ports[1])).replace("%PORT%", str(ports[0]))
     for key, path in dirs.items():
         text = text.replace(f"%{key.upper()}%", str(path))
@@ -292,8 +294,8 @@ class Pair:
     """nginx and halb started on the same config (either may be left out)."""
 
     def __init__(self, http_block: str, workdir: Path, dirs: dict[str, Path],
-                 nginx: str | None, halb: bool = True) -> None:
-        self.ports = free_ports(2)
+                 nginx: str | None, halb: bool = True, nports: int = 2) -> None:
+        self.ports = free_ports(nports)
         self.port = self.ports[0]
         self.servers: dict[str, ServerProcess] = {}
         specs = []
@@ -401,6 +403,8 @@ class Case:
     port_index: int = 0
     close_wait: float | None = None  # after the answers, how long to wait for a close
     half_close: bool = False  # shut down the sending side after the last write
+    tls: str | None = None  # a TLS client: the SNI name to send ("" for none); None: plain
+    preamble: bytes = b""  # raw bytes sent before TLS starts (a PROXY protocol header)
 
     @property
     def payload(self) -> bytes:
@@ -462,6 +466,7 @@ class Exchange:
     error: str | None = None  # reset, malformed response, ...
     trailing: bytes = b""  # bytes after the last response (none expected)
     send_error: str | None = None
+    tls: str = ""  # TLS client mode: "<version> <cipher> cert=<sha256 of the DER>"
 
     @property
     def last(self) -> Response | None:
@@ -570,6 +575,25 @@ def _read_response(rd: _Reader, head: bool) -> Response:
     return resp
 
 
+def cert_id(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()[:12]
+
+
+def tls_wrap(sock: socket.socket, server_name: str, ex: Exchange) -> socket.socket:
+    """The client side of TLS (no verification: the test looks at which certificate came),
+    SNI `server_name` unless empty; notes the version, cipher and certificate in ex.tls."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    tls = ctx.wrap_socket(sock, server_hostname=server_name or None)
+    der = tls.getpeercert(binary_form=True) or b""
+    cipher = tls.cipher()
+    ex.tls = f"{tls.version()} {cipher[0] if cipher else '-'} cert={cert_id(der)}"
+    return tls
+
+
 def exchange(addr: str, port: int, case: Case) -> Exchange:
     """Send a case's bytes, read the answers, and see whether the connection stays open."""
     methods = case.methods()
@@ -578,6 +602,16 @@ def exchange(addr: str, port: int, case: Case) -> Exchange:
     sock = socket.create_connection((addr, port), timeout=case.wait)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ex = Exchange([], closed=False, timed_out=False)
+    if case.preamble:
+        sock.sendall(case.preamble)
+    if case.tls is not None:
+        try:
+            sock = tls_wrap(sock, case.tls, ex)
+        except OSError as e:  # ssl.SSLError too
+            sock.close()
+            ex.error = f"TLS handshake: {type(e).__name__}"
+            ex.closed = True
+            return ex
     try:
         writes = [case.send] if isinstance(case.send, bytes) else list(case.send)
         for i, w in enumerate(writes):
@@ -693,6 +727,8 @@ def canonical(ex: Exchange, page_delta: int = 0) -> str:
         out.append(_text(body))
         out.append("----")
     out.append(f"closed: {ex.closed}")
+    if ex.tls:
+        out.append(f"tls: {ex.tls}")
     if ex.timed_out:
         out.append("timed out")
     if ex.error:

@@ -287,7 +287,7 @@ LISTEN_ERRORS = [
     ("listen 1.2.3.4.5:80;", 'host not found in "1.2.3.4.5:80" of the "listen" directive'),
     ("listen unix:;", 'no path in the unix domain socket in "unix:" of the "listen" directive'),
     ("listen 80 foo;", 'invalid parameter "foo"'),
-    ("listen 80 ssl;", 'invalid parameter "ssl"'),  # halb has no TLS (nginx wants a certificate)
+    ("listen 80 quic;", 'invalid parameter "quic"'),  # nginx 1.25+ (ssl: test_nginx_ssl.py)
     ("listen 80 setfib=1;", 'invalid parameter "setfib=1"'),  # FreeBSD only
     ("listen 80 backlog=x;", 'invalid backlog "backlog=x"'),
     ("listen 80 backlog=0;", 'invalid backlog "backlog=0"'),

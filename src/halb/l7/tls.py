@@ -1,0 +1,310 @@
+"""TLS for the nginx role: the server contexts (certificates, SNI), the upstream contexts, and
+nginx's wording for what goes wrong.
+
+Server side. Every server block with ssl_certificate gets an SSLContext built from its merged
+ssl_* settings. Each listen address:port with ssl gets a "front" context, the one of its
+default server, whose SNI callback chooses the server block by the name the client sent
+(server_name matching, as for Host) and switches to that server's context, so the certificate
+served is that server's (nginx's ngx_http_ssl_servername). No SNI, or a name no server has:
+the default server's certificate. Contexts are made once per configuration, in the master
+before the workers fork (l7/tls.prepare is called where the configuration is loaded), so the
+workers share session ticket keys and a session resumes on any worker, as nginx's shared
+cache allows.
+
+Client side (proxy_pass https://): one context per distinct set of proxy_ssl_* settings,
+verification off unless proxy_ssl_verify on, SNI only with proxy_ssl_server_name on.
+"""
+
+from __future__ import annotations
+
+import encodings.idna  # noqa: F401  (ssl encodes names with it; workers may not import later)
+import os
+import ssl
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from halb.config.errors import ConfigError
+from halb.config.model import Location, LocConf, NginxConfig, Server
+from halb.config.nginx_ssl import (
+    DEFAULT_CIPHERS,
+    DEFAULT_PROTOCOLS,
+    DEFAULT_PROXY_CIPHERS,
+    SessionCache,
+)
+from halb.l7.request import Request
+from halb.l7.variables import expand
+
+_KEY = "halb.tls"  # where prepare() keeps its state in NginxConfig.extra
+_VERSIONS = {"SSLv3": ssl.TLSVersion.SSLv3, "TLSv1": ssl.TLSVersion.TLSv1,
+             "TLSv1.1": ssl.TLSVersion.TLSv1_1, "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+             "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+_ORDER = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+_NO = {"TLSv1": "OP_NO_TLSv1", "TLSv1.1": "OP_NO_TLSv1_1", "TLSv1.2": "OP_NO_TLSv1_2",
+       "TLSv1.3": "OP_NO_TLSv1_3"}
+
+_BIO_MISSING = ("BIO_new_file() failed (SSL: error:80000002:system library::No such file or "
+                "directory:calling fopen({path}, r) error:10000080:BIO routines::no such file)")
+
+
+def _protocols(ctx: ssl.SSLContext, names: tuple[str, ...]) -> None:
+    """ssl_protocols: the lowest and highest enabled, holes closed with OP_NO_*."""
+    with warnings.catch_warnings():  # Python deprecates TLSv1 / TLSv1.1; nginx allows them
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _set_protocols(ctx, names)
+
+
+def _set_protocols(ctx: ssl.SSLContext, names: tuple[str, ...]) -> None:
+    enabled = [p for p in _ORDER if p in names]
+    if not enabled:
+        ctx.options |= ssl.OP_NO_TLSv1 | ssl.OP_NO_TLSv1_1 | ssl.OP_NO_TLSv1_2 | \
+            ssl.OP_NO_TLSv1_3
+        return
+    try:
+        ctx.minimum_version = _VERSIONS[enabled[0]]
+        ctx.maximum_version = _VERSIONS[enabled[-1]]
+    except (ValueError, ssl.SSLError):
+        pass
+    for p in _ORDER[_ORDER.index(enabled[0]):_ORDER.index(enabled[-1])]:
+        if p not in enabled:
+            ctx.options |= getattr(ssl, _NO[p])
+
+
+def _ciphers(ctx: ssl.SSLContext, ciphers: str) -> None:
+    try:
+        ctx.set_ciphers(ciphers)
+    except ssl.SSLError:
+        raise ConfigError(f'SSL_CTX_set_cipher_list("{ciphers}") failed (SSL: '
+                          "error:0A0000B9:SSL routines::no cipher match)",
+                          level="emerg") from None
+
+
+def _load_pair(ctx: ssl.SSLContext, cert: str, key: str) -> None:
+    """load_cert_chain with nginx's messages (ngx_ssl_certificate)."""
+    if not os.path.isfile(cert):
+        raise ConfigError(f'cannot load certificate "{cert}": '
+                          + _BIO_MISSING.format(path=cert), level="emerg")
+    try:
+        ssl._ssl._test_decode_cert(cert)  # type: ignore[attr-defined]
+    except (ssl.SSLError, OSError):
+        raise ConfigError(
+            f'cannot load certificate "{cert}": PEM_read_bio_X509_AUX() failed (SSL: '
+            "error:0480006C:PEM routines::no start line:Expecting: TRUSTED CERTIFICATE)",
+            level="emerg") from None
+    if not os.path.isfile(key):
+        raise ConfigError(f'cannot load certificate key "{key}": '
+                          + _BIO_MISSING.format(path=key), level="emerg")
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as e:
+        if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
+            raise ConfigError(f'SSL_CTX_use_PrivateKey("{key}") failed (SSL: error:05800074:'
+                              "x509 certificate routines::key values mismatch)",
+                              level="emerg") from None
+        raise ConfigError(
+            f'cannot load certificate key "{key}": PEM_read_bio_PrivateKey() failed (SSL: '
+            "error:1E08010C:DECODER routines::unsupported:No supported data to decode. "
+            "Input type: PEM)", level="emerg") from None
+    except OSError as e:
+        raise ConfigError(f'cannot load certificate "{cert}": {e.strerror}',
+                          level="emerg") from None
+
+
+def server_context(extra: Any) -> ssl.SSLContext:
+    """An SSLContext for a server block's merged ssl_* settings (LocConf.extra)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    certs: list[str] = extra.get("ssl_certificate") or []
+    keys: list[str] = extra.get("ssl_certificate_key") or []
+    for cert, key in zip(certs, keys, strict=False):
+        _load_pair(ctx, cert, key)
+    _protocols(ctx, extra.get("ssl_protocols", DEFAULT_PROTOCOLS))
+    _ciphers(ctx, extra.get("ssl_ciphers", DEFAULT_CIPHERS))
+    if extra.get("ssl_prefer_server_ciphers", False):
+        ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    if not extra.get("ssl_session_tickets", True):
+        ctx.options |= ssl.OP_NO_TICKET
+    cache: SessionCache | None = extra.get("ssl_session_cache")
+    if cache is not None and cache.mode == "off":
+        ctx.options |= ssl.OP_NO_TICKET  # no resumption at all
+        ctx.num_tickets = 0
+    curve = extra.get("ssl_ecdh_curve")
+    if curve and curve != "auto" and ":" not in curve:
+        try:
+            ctx.set_ecdh_curve(curve)
+        except (ValueError, ssl.SSLError):
+            raise ConfigError(f'SSL_CTX_set1_curves_list("{curve}") failed',
+                              level="emerg") from None
+    dh = extra.get("ssl_dhparam")
+    if dh:
+        try:
+            ctx.load_dh_params(dh)
+        except (OSError, ssl.SSLError):
+            raise ConfigError(f'PEM_read_bio_DHparams("{dh}") failed', level="emerg") from None
+    ctx.set_alpn_protocols(["http/1.1", "http/1.0"])
+    return ctx
+
+
+@dataclass
+class ServerTls:
+    """The contexts of one configuration: per server block and per listen address."""
+
+    by_server: dict[int, ssl.SSLContext] = field(default_factory=dict)  # Server.index
+    fronts: dict[tuple[str, int], ssl.SSLContext] = field(default_factory=dict)
+    ssl_addrs: set[tuple[str, int]] = field(default_factory=set)  # addresses with ssl
+    pp_addrs: set[tuple[str, int]] = field(default_factory=set)  # with proxy_protocol
+    realip: bool = False  # some level sets set_real_ip_from
+
+    @property
+    def special(self) -> bool:
+        return bool(self.ssl_addrs or self.pp_addrs or self.realip)
+
+
+def _confs(config: NginxConfig) -> Iterator[LocConf]:
+    http = config.http
+    if http is None:
+        return
+    yield http.conf
+
+    def walk(locs: tuple[Location, ...]) -> Iterator[LocConf]:
+        for loc in locs:
+            yield loc.conf
+            yield from walk(loc.children)
+
+    for srv in http.servers:
+        yield srv.conf
+        yield from walk(srv.locations)
+
+
+def prepare(config: NginxConfig) -> ServerTls:
+    """Load the certificates of a configuration and build its contexts (once; ConfigError
+    with nginx's message when a certificate or key cannot be used)."""
+    state = config.extra.get(_KEY)
+    if isinstance(state, ServerTls):
+        return state
+    state = ServerTls()
+    http = config.http
+    if http is not None:
+        from halb.l7.routing import ListenTable
+
+        for srv in http.servers:
+            if srv.conf.extra.get("ssl_certificate"):
+                state.by_server[srv.index] = server_context(srv.conf.extra)
+        for table in ListenTable(http).tables():
+            key = (table.addr, table.port)
+            listens = [ls for s in table.servers for ls in s.listens if ls.key == key]
+            if any(ls.proxy_protocol for ls in listens):
+                state.pp_addrs.add(key)
+            if any(ls.ssl for ls in listens) or table.default.conf.extra.get("ssl"):
+                state.ssl_addrs.add(key)
+                state.fronts[key] = _front(table, state)
+        state.realip = any(c.extra.get("set_real_ip_from") for c in _confs(config))
+    config.extra[_KEY] = state
+    return state
+
+
+def _front(table: Any, state: ServerTls) -> ssl.SSLContext:
+    default: Server = table.default
+    ctx = server_context(default.conf.extra)
+
+    def servername(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        if name is None:
+            return
+        try:
+            sslobj.halb_server_name = name  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        srv = table.find(name.lower().rstrip(".")).server
+        chosen = state.by_server.get(srv.index)
+        if chosen is not None and srv is not default:
+            sslobj.context = chosen
+
+    ctx.sni_callback = servername  # type: ignore[assignment]
+    return ctx
+
+
+def server_name(sslobj: Any) -> str | None:
+    """$ssl_server_name: the name the client sent (SNI)."""
+    return getattr(sslobj, "halb_server_name", None)
+
+
+def handshake_error(e: BaseException) -> str:
+    """An SSL error as nginx words it in the error log."""
+    if isinstance(e, ssl.SSLError):
+        lib = e.library or "SSL"
+        reason = (e.reason or str(e)).lower().replace("_", " ")
+        return f"SSL_do_handshake() failed (SSL: error:{lib}::{reason})"
+    return f"SSL_do_handshake() failed ({e})"
+
+
+# -- upstream (proxy_pass https://) -------------------------------------------------------------
+
+_UPSTREAM: dict[tuple[Any, ...], ssl.SSLContext] = {}
+
+
+def upstream_context(extra: Any) -> ssl.SSLContext:
+    """The client context for a location's proxy_ssl_* settings (cached by their values)."""
+    key = (extra.get("proxy_ssl_verify", False), extra.get("proxy_ssl_trusted_certificate"),
+           extra.get("proxy_ssl_verify_depth", 1), extra.get("proxy_ssl_protocols"),
+           extra.get("proxy_ssl_ciphers"), extra.get("proxy_ssl_certificate"),
+           extra.get("proxy_ssl_certificate_key"))
+    ctx = _UPSTREAM.get(key)
+    if ctx is not None:
+        return ctx
+    verify, trusted, _depth, protocols, ciphers, cert, ckey = key
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    if verify:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if trusted:
+            ctx.load_verify_locations(trusted)
+        else:
+            ctx.load_default_certs()
+        ctx.check_hostname = True
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    _protocols(ctx, protocols or DEFAULT_PROTOCOLS)
+    _ciphers(ctx, ciphers or DEFAULT_PROXY_CIPHERS)
+    if cert:
+        _load_pair(ctx, cert, ckey or cert)
+    if len(_UPSTREAM) < 256:
+        _UPSTREAM[key] = ctx
+    return ctx
+
+
+def upstream_error(e: OSError, name: str) -> str | None:
+    """nginx's line for a failed TLS handshake with an upstream, or None for a plain
+    connect() failure."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        if e.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+            return (f'upstream SSL certificate does not match "{name}" while SSL handshaking '
+                    "to upstream")
+        return (f"upstream SSL certificate verify error: ({e.verify_code}:"
+                f"{e.verify_message}) while SSL handshaking to upstream")
+    if isinstance(e, ssl.SSLError):
+        return f"{handshake_error(e)} while SSL handshaking to upstream"
+    return None
+
+
+def _strip_port(name: str) -> str:
+    if name.startswith("["):
+        end = name.find("]")
+        return name[:end + 1] if end > 0 else name
+    host, colon, port = name.rpartition(":")
+    return host if colon and port.isdigit() and ":" not in host else name
+
+
+def upstream_tls(r: Request, proxy_host: str) -> dict[str, Any]:
+    """The create_connection arguments for a request proxied to https://: the context of
+    its location, and the name sent in SNI (proxy_ssl_server_name on) and verified
+    (proxy_ssl_verify on; halb then sends it in SNI too): proxy_ssl_name, by default the
+    host of the proxy_pass URL without its port."""
+    conf = r.conf
+    assert conf is not None
+    extra = conf.extra
+    ctx = upstream_context(extra)
+    template = extra.get("proxy_ssl_name")
+    name = _strip_port(expand(template, r) if template is not None else proxy_host)
+    wanted = extra.get("proxy_ssl_server_name", False) or extra.get("proxy_ssl_verify", False)
+    return {"ssl": ctx, "server_hostname": name if wanted else None,
+            "ssl_shutdown_timeout": 3.0}
