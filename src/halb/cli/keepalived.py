@@ -12,8 +12,9 @@ parent-death signal if the parent dies: it then stops gracefully, as keepalived'
 and the checker child (health/daemon.py: the health checks and the L4 director they drive,
 with the ipvsadm control socket). -P runs only the VRRP child, -C only the checker child,
 neither flag both; the checker child runs only when the configuration has virtual_server
-blocks (as keepalived's). halb's own options: --dataplane nftables|userspace (the director's;
-default nftables as root, userspace otherwise) and --ipvsadm-socket PATH (default
+blocks (as keepalived's); a SIGHUP whose file now has some starts it. halb's own options:
+--dataplane nftables|userspace (the director's; default nftables as root, userspace
+otherwise) and --ipvsadm-socket PATH (default
 $HALB_IPVSADM_SOCKET or /run/halb/ipvsadm.sock). A child that dies is restarted; one that exits
 with 0 (a configuration error, or its work is over) ends the daemon. Without -n the parent
 detaches first.
@@ -395,6 +396,7 @@ def serve(o: Options) -> int:
         return 1
     stopping: list[int] = []
     children: dict[int, str] = {}
+    busy: list[bool] = []  # set while the loop starts or restarts a child
 
     def forward(sig: int, _frame: object) -> None:
         if sig in (signal.SIGTERM, signal.SIGINT):
@@ -402,13 +404,31 @@ def serve(o: Options) -> int:
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+        if sig == signal.SIGHUP:
+            reload_children()
+
+    def reload_children() -> None:
+        """A reload whose file now has virtual_server blocks starts the checker child (the
+        running children reload themselves)."""
+        if busy or stopping or "Healthcheck" in children.values() or (o.vrrp and not o.check):
+            return
+        try:
+            cfg = _load(o).config
+        except ConfigError:
+            return  # the running children log why
+        if cfg.raw_blocks("virtual_server"):
+            spawn("Healthcheck", cfg)
 
     def spawn(kind: str, cfg) -> None:  # type: ignore[no-untyped-def]
-        if kind == "VRRP":
-            pid = _start_child(lambda: _vrrp_child(o, cfg, log))
-        else:
-            pid = _start_child(lambda: _checker_child(o, cfg, log), kind)
-        children[pid] = kind
+        busy.append(True)
+        try:
+            if kind == "VRRP":
+                pid = _start_child(lambda: _vrrp_child(o, cfg, log))
+            else:
+                pid = _start_child(lambda: _checker_child(o, cfg, log), kind)
+            children[pid] = kind
+        finally:
+            busy.pop()
         log(f"Starting {kind} child process, pid={pid}")
         if stopping:  # a signal that came before the child existed
             os.kill(pid, signal.SIGTERM)
@@ -422,23 +442,27 @@ def serve(o: Options) -> int:
             spawn(kind, config)
         while children:
             pid, status = os.waitpid(-1, 0)
-            kind = children.pop(pid, "")
-            if not kind:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            if stopping:
-                continue
-            if code == 0:  # its work is over: so is the daemon's
-                stopping.append(signal.SIGTERM)
-                for other in list(children):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(other, signal.SIGTERM)
-                continue
-            log(f"{kind} child process({pid}) died: Respawning")
-            time.sleep(RESPAWN_DELAY)
-            with contextlib.suppress(ConfigError, OSError):
-                config = _load(o).config
-            spawn(kind, config)
+            busy.append(True)  # a SIGHUP now must not start a child this restarts
+            try:
+                kind = children.pop(pid, "")
+                if not kind:
+                    continue
+                code = os.waitstatus_to_exitcode(status)
+                if stopping:
+                    continue
+                if code == 0:  # its work is over: so is the daemon's
+                    stopping.append(signal.SIGTERM)
+                    for other in list(children):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(other, signal.SIGTERM)
+                    continue
+                log(f"{kind} child process({pid}) died: Respawning")
+                time.sleep(RESPAWN_DELAY)
+                with contextlib.suppress(ConfigError, OSError):
+                    config = _load(o).config
+                spawn(kind, config)
+            finally:
+                busy.pop()
     finally:
         remove_pid(o.pid)
     log(f"Stopped {VERSION}")

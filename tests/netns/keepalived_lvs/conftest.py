@@ -29,7 +29,8 @@ def lab(root: None, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> I
 
     def build(conf: str, *, mode: str = "nat", dataplane: str = "userspace",
               halves: tuple[str, ...] = ("-C",), before: Callable[[L4Net], object] | None = None,
-              topology: type[L4Net] = L4Net, **kw: object) -> tuple[L4Net, Keepalived]:
+              topology: type[L4Net] = L4Net, ready: str = "Initializing ipvs",
+              **kw: object) -> tuple[L4Net, Keepalived]:
         if dataplane == "nftables":
             request.getfixturevalue("nft_binary")
         net = topology(mode, prefix=f"ka{os.getpid() % 10000}{len(made)}", **kw)  # type: ignore[arg-type]
@@ -39,7 +40,7 @@ def lab(root: None, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> I
         tmp.mkdir()
         if before is not None:
             before(net)
-        ka = Keepalived(net, conf, tmp, dataplane, halves)
+        ka = Keepalived(net, conf, tmp, dataplane, halves, ready=ready)
         made[-1] = (net, ka)
         return net, ka
 

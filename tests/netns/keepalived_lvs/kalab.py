@@ -87,7 +87,7 @@ class TwoDirectors(L4Net):
 class Keepalived:
     def __init__(self, net: L4Net, conf: str, tmp: pathlib.Path,
                  dataplane: str = "userspace", halves: tuple[str, ...] = ("-C",),
-                 ns: str | None = None) -> None:
+                 ns: str | None = None, ready: str = "Initializing ipvs") -> None:
         self.net = net
         self.ns = ns or net.director_ns
         self.tmp = tmp
@@ -101,8 +101,7 @@ class Keepalived:
                 "-p", str(tmp / "keepalived.pid"), "-c", str(tmp / "checkers.pid"),
                 "-r", str(tmp / "vrrp.pid")]
         self.proc = net.popen(self.ns, argv, stdout=self._logf, stderr=self._logf)
-        wait_for(lambda: "Initializing ipvs" in self.log.read_text()
-                 or self.proc.poll() is not None, 20)
+        wait_for(lambda: ready in self.log.read_text() or self.proc.poll() is not None, 20)
         if self.proc.poll() is not None:
             raise RuntimeError(f"halb keepalived did not start: {self.log.read_text()}")
 
@@ -131,14 +130,18 @@ class Keepalived:
         wait_for(lambda: line in self.log.read_text(), timeout, why=self.why)
 
     def reload(self, text: str | None = None, timeout: float = 15.0) -> str:
-        """SIGHUP (the new file first, when given); the log lines the reload wrote."""
+        """SIGHUP (the new file first, when given); the log lines the reload wrote, once the
+        checker reloaded or refused the file."""
         if text is not None:
             self.conf.write_text(text)
         before = self.log.read_text()
-        done = before.count("Reloaded: ") + before.count("Reload failed")
+
+        def done() -> bool:
+            new = self.log.read_text()[len(before):]
+            return "Reloaded: " in new or "Reload failed" in new
+
         os.kill(self.proc.pid, signal.SIGHUP)  # the parent, which forwards it
-        wait_for(lambda: (lambda t: t.count("Reloaded: ") + t.count("Reload failed"))(
-            self.log.read_text()) > done, timeout, why=self.why)
+        wait_for(done, timeout, why=self.why)
         return self.log.read_text()[len(before):]
 
     def stop(self, timeout: float = 15.0) -> int:

@@ -18,6 +18,9 @@ eth0.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 from kalab import Keepalived, TwoDirectors, wait_for
 from test_reload_lvs import Load
@@ -79,8 +82,9 @@ def test_seed_002_4_14_only_the_master_director_serves(lab, tmp_path) -> None:  
         assert None not in load.names, load.names  # access unaffected throughout
         assert set(load.names) == {"rs1", "rs2"}
         assert conns(backup) - before <= 1  # at most one in flight while the VIP moved back
-        assert master.stop() == 0
-        assert backup.stop() == 0
+        for ka in (master, backup):  # both at once
+            os.killpg(ka.proc.pid, signal.SIGTERM)
+        assert master.proc.wait(15) == 0 and backup.proc.wait(15) == 0
     finally:
         backup.close()
         master.close()
