@@ -61,6 +61,8 @@ CONFIG = r"""
             expires $arg_exp;
         }
         location /multi/ { expires off; add_header X-Off 1; }
+        location /encoded/ { expires 1h; gzip_proxied expired; }
+        location /encoded/a/ { expires -1h; gzip_proxied expired; }
         location /php/ {
             add_header X-Php p;
             if ($arg_if) { add_header X-If $arg_if; expires 2h; gzip off; }
@@ -100,6 +102,7 @@ CONFIG = r"""
 """
 
 GZ = ("Accept-Encoding", "gzip, deflate")
+VIA_ = ("Via", "1.0 squid")
 
 
 def g(name: str, path: str, *hdrs: tuple[str, str] | str, method: str = "GET",
@@ -161,6 +164,10 @@ CASES = [
     g("gz-via-off", "/index.html", GZ, ("Via", "1.1 proxy"), header__content_encoding=None),
     g("gz-via-any", "/noindex/two.html", GZ, ("Via", "1.1 proxy"),
       header__content_encoding="gzip"),
+    g("gz-via-expires-future-range", "/encoded/a%252Fb.txt", GZ, VIA_, ("Range", "bytes=0-3"),
+      status=206),
+    g("gz-via-expires-past-range", "/encoded/a/b.txt", GZ, VIA_, ("Range", "bytes=0-3"),
+      status=200, header__content_encoding="gzip"),
     g("gz-disable-curl", "/noindex/two.html", GZ, ("User-Agent", "curl/8.1"),
       header__content_encoding=None),
     g("gz-disable-curl-case", "/noindex/two.html", GZ, ("User-Agent", "CURL/8.1")),

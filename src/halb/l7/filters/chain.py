@@ -4,6 +4,8 @@ response's headers, before they are rendered."""
 
 from __future__ import annotations
 
+import copy
+
 from halb.config.nginx_filters import Filters
 from halb.l7.filters import BodyFilter
 from halb.l7.filters.gzip import client_ok, compressible, gzip_header
@@ -32,4 +34,10 @@ def ranges_allowed(r: Request, resp: Response, f: Filters) -> bool:
     if g is None or not compressible(g, resp):
         return True
     resp.vary = resp.vary or g.vary  # decided on the whole file, before a range
-    return not client_ok(g, r.version, r.headers, resp, DATES.second)
+    probe = resp
+    if "via" in r.headers and (f.headers or f.expires is not None):
+        # gzip_proxied reads the Expires / Cache-Control that add_header and expires add
+        probe = copy.copy(resp)
+        probe.headers = list(resp.headers)
+        apply_headers(r, probe, f, DATES.second, False)
+    return not client_ok(g, r.version, r.headers, probe, DATES.second)
