@@ -90,8 +90,8 @@ def test_cut_my_log_rotates_without_losing_a_line(tmp_path: Path) -> None:
     script = tmp_path / "cut_my_log.sh"
     script.write_text(adapt(seed_script(), logs))
     with running(tmp_path, CONF.format(user=user, port=port), port=port) as srv:
+        wait_for(lambda: len(children(srv.pid)) == 2)  # (the port listens before the fork)
         workers = children(srv.pid)
-        assert len(workers) == 2
         hit(port, range(0, 40))
         assert not (logs / "access.log").read_text()  # buffered (32k)
         subprocess.run(["bash", str(script)], check=True, timeout=10)
