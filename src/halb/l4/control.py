@@ -123,9 +123,14 @@ class ControlServer:
             self._server = None
         # Server.close() leaves accepted connections open (Python 3.11): close them here so
         # nothing outlives the server (a liveness probe's connection, an idle ipvsadm).
-        for writer in list(self._writers):
-            writer.close()
+        await asyncio.sleep(0)  # client tasks accepted but not yet started register first
+        writers = list(self._writers)
         self._writers.clear()
+        for writer in writers:
+            writer.close()
+        for writer in writers:  # the transports release their sockets on the loop
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
         with contextlib.suppress(OSError):
             if self._inode is not None and os.lstat(self.path).st_ino == self._inode:
                 os.unlink(self.path)
