@@ -327,3 +327,16 @@ def test_moving_a_server_in_the_file_is_no_change() -> None:
     old = lvs_of(conf(rs(11, extra) + rs(12)))
     new = lvs_of("\n\n" + conf(rs(12) + rs(11, extra)))  # other lines, other order
     assert diff(old, new).empty
+
+
+def test_a_new_quorum_is_applied_at_once() -> None:
+    body = 'sorry_server 198.18.0.99 80\nquorum_down "/bin/echo qdown"\n'
+    lab = Lab(conf(rs(11) + rs(12) + rs(13), body=body))
+    lab.run(10.0, down(13))
+    lab.take()
+    lab.reload(conf(rs(11) + rs(12) + rs(13), body=body + "quorum 3\n"))  # 2 alive < 3: lost
+    actions = lab.take()
+    assert "Lost quorum 3-0=3 > 2 for VS " + VS in logs(actions)
+    assert scripts(actions) == [("quorum_down", None)]
+    assert sorted((a.server, a.present) for a in actions if isinstance(a, HealthChanged)) == [
+        (RS[11], False), (RS[12], False), ("[198.18.0.99]:tcp:80", True)]
