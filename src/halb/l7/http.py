@@ -221,7 +221,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
 
     def log_error(self, level: str, message: str, r: Request) -> None:
         """An error log line about request r, with nginx's client/server/request context."""
-        log = self.server.error_log
+        log = self.server.error_log_for(r.conf)  # error_log of the request's location
         if log.enabled(level):
             log.log(level, message, self.number, request_context(r))
 

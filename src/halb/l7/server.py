@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from halb.config.model import AccessLog, Listen, Location, LocConf, NginxConfig
+from halb.config.model import AccessLog, ErrorLog, Listen, Location, LocConf, NginxConfig
 from halb.config.template import Var
 from halb.l7.health import HealthChecker
 from halb.l7.http import HttpConnection
@@ -87,11 +87,15 @@ class HttpServer:
         self.status_slot = self.status_zone.slot(slot)
         self.protocol: type[HttpConnection] = \
             CountingConnection if wants_counting(config) else HttpConnection
+        # error_log in http / server / location: the log of the requests they handle
+        self.error_logs: dict[tuple[ErrorLog, ...], ErrorLogger] = {}
         seen: set[tuple[AccessLog, ...]] = set()
         for conf in _all_confs(config):
             if conf.access_log and conf.access_log not in seen:
                 seen.add(conf.access_log)
                 self.access_logs.prepare(conf.access_log)
+            if conf.error_log and conf.error_log not in self.error_logs:
+                self.error_logs[conf.error_log] = ErrorLogger(conf.error_log)
 
     async def start(self, sockets: list[tuple[Listen, socket.socket]]) -> None:
         """Serve on duplicates of the given sockets (the event loop closes what it serves on;
@@ -122,6 +126,11 @@ class HttpServer:
 
     def unregister(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
+
+    def error_log_for(self, conf: LocConf | None) -> ErrorLogger:
+        if conf is None or not conf.error_log:
+            return self.error_log
+        return self.error_logs.get(conf.error_log) or self.error_log
 
     def access_log(self, r: Request) -> None:
         conf = r.conf or (r.server.conf if r.server else None)
@@ -161,7 +170,11 @@ class HttpServer:
             self.health.close()
         self.upstreams.close()
         self.access_logs.close()
+        for log in self.error_logs.values():
+            log.close()
 
     def reopen_logs(self) -> None:
         self.access_logs.reopen()
         self.error_log.reopen()
+        for log in self.error_logs.values():
+            log.reopen()

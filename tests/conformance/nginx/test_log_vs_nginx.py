@@ -49,6 +49,7 @@ CONFIG = r"""
         location /quiet/ { access_log off; }
         location /own/ { access_log %PREFIX%/own.log all; }
         location /cond/ { access_log %PREFIX%/cond.log all if=$arg_log; }
+        location /errs/ { error_log %PREFIX%/loc-error.log; }
     }
 """.replace("%ALL%", ALL)
 
@@ -80,6 +81,7 @@ CASES = [
     Case("host-with-port", _get("/a.txt?m=18", host="LocalHost:99")),
     Case("range", _get("/range.txt?m=19", headers=[("Range", "bytes=2-5")])),
     Case("redirect", _get("/dir?m=20")),
+    Case("location-error-log", _get("/errs/none?m=21")),
 ]
 
 MARK = r"[?&]m=(\d+)"
@@ -158,6 +160,22 @@ def test_inheritance_off_and_if(pair: Pair) -> None:
         assert set(_lines(srv, "cond.log", 1)) == {"13"}  # if=: "" and "0" are false
         pipelined = every["6"] + every["7"] + every["8"]
         assert [ln.split("|")[18] for ln in pipelined] == [".", "p", "p"]
+
+
+def test_error_log_of_the_location(pair: Pair) -> None:
+    """error_log in a location: that request's error line goes there (and not to the main
+    error log), in nginx's words."""
+    pair.prefetch(CASES)
+    said = {}
+    for srv in (pair["nginx"], pair["halb"]):
+        text = (srv.prefix / "loc-error.log").read_text()
+        lines = [re.sub(r"^\S+ \S+ (\[\w+\]) \d+#\d+: \*\d+ ", r"\1 ", ln).replace(
+            str(srv.prefix.parent), "P").replace(srv.name, "X")
+            for ln in text.splitlines() if "m=21" in ln]
+        said[srv.name] = lines
+        assert "m=21" not in (srv.prefix / "error.log").read_text()
+    assert said["halb"] == said["nginx"]
+    assert said["nginx"] and "[error] open() " in said["nginx"][0]
 
 
 def test_buffered_log_reaches_the_file_on_exit(pair: Pair) -> None:
