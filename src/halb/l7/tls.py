@@ -31,7 +31,6 @@ from halb.config.nginx_ssl import (
     DEFAULT_CIPHERS,
     DEFAULT_PROTOCOLS,
     DEFAULT_PROXY_CIPHERS,
-    SessionCache,
 )
 from halb.l7.request import Request
 from halb.l7.variables import expand
@@ -124,10 +123,9 @@ def server_context(extra: Any) -> ssl.SSLContext:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     if not extra.get("ssl_session_tickets", True):
         ctx.options |= ssl.OP_NO_TICKET
-    cache: SessionCache | None = extra.get("ssl_session_cache")
-    if cache is not None and cache.mode == "off":
-        ctx.options |= ssl.OP_NO_TICKET  # no resumption at all
-        ctx.num_tickets = 0
+    # ssl_session_cache and ssl_session_timeout: Python has no call for OpenSSL's cache mode or
+    # timeout; its per-context session cache (OpenSSL's default, 300 s as nginx's 5m) stays on,
+    # and tickets (shared by the workers, see prepare) resume sessions on every worker
     curve = extra.get("ssl_ecdh_curve")
     if curve and curve != "auto" and ":" not in curve:
         try:
@@ -229,12 +227,14 @@ def server_name(sslobj: Any) -> str | None:
 
 
 def handshake_error(e: BaseException) -> str:
-    """An SSL error as nginx words it in the error log."""
-    if isinstance(e, ssl.SSLError):
-        lib = e.library or "SSL"
-        reason = (e.reason or str(e)).lower().replace("_", " ")
-        return f"SSL_do_handshake() failed (SSL: error:{lib}::{reason})"
-    return f"SSL_do_handshake() failed ({e})"
+    """A failed handshake as nginx words it in the error log (OpenSSL's numeric error code
+    is not available from Python: the library and reason are)."""
+    if isinstance(e, ssl.SSLError) and e.reason:
+        reason = e.reason.lower().replace("_", " ")
+        return f"SSL_do_handshake() failed (SSL: error:{e.library or 'SSL'} routines::{reason})"
+    if isinstance(e, OSError) and e.errno:
+        return f"peer closed connection in SSL handshake ({e.errno}: {e.strerror})"
+    return "peer closed connection in SSL handshake"
 
 
 # -- upstream (proxy_pass https://) -------------------------------------------------------------
