@@ -201,7 +201,7 @@ def finalize(r: Request, fin: Finish, no_error_page: bool = False
     assert conf is not None
     if status in NO_KEEPALIVE:
         r.keepalive = False
-    if not no_error_page and not r.error_page_done and r.uri_changes < MAX_URI_CHANGES:
+    if not no_error_page and not r.error_page_done and r.uri_changes <= MAX_URI_CHANGES:
         page = conf.error_pages.get(status)
         if page is not None:
             r.error_page_done = True

@@ -160,6 +160,12 @@ CONFIG = r"""
         location /idx/ { alias %WWW%/dir/; rewrite ^/idx/$ /idx/page.html break; }
         location /ep/ { error_page 404 = /show/ep; rewrite ^ /missing/x break; }
 
+        location /chain/ {
+            error_page 404 /errors/404.html;
+            rewrite ^/chain/\d(.*)$ /chain/$1 last;
+        }
+        location /pct/ { rewrite ^ /dir/page%2Ehtml break; }
+
         location @named { rewrite ^ /show/from-named last; }
         location /n/ { try_files /nope @named; }
 
@@ -325,6 +331,11 @@ CASES = [
     # '"alias" cannot be used in location "/idx/" where URI was rewritten'
     Case("break-with-alias", req("/idx/"), {"status": 500}),
     Case("error-page-after-break", req("/ep/"), {"body_contains": b"uri=/show/ep "}),
+    # ten URI changes, then error_page wants an eleventh
+    Case("chain-9-error-page", req("/chain/123456789x"), {"status": 404}),
+    Case("chain-10-error-page", req("/chain/1234567890x"), {"status": 500}),
+    Case("chain-11", req("/chain/12345678901x"), {"status": 500}),
+    Case("internal-uri-not-unescaped", req("/pct/"), {"status": 404}),
     # named location and rewrite
     Case("named-rewrite-last", req("/n/x"), {"body_contains": b"uri=/show/from-named "}),
     # the server-level phase
