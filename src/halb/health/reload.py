@@ -11,7 +11,7 @@ clear_diff_s_srv, migrate_checkers, check_new_rs_state and init_service_rs).
   everything but the timings (delay_loop, retry, delay_before_retry, warmup, connect_timeout,
   misc_timeout), alpha and log_all_failures.
 * `reload_state(old, lvs, now)`: a new `HealthState` for `lvs` with the old one's state carried
-  over. A kept real server keeps alive / in the table / its table weight; each of its checkers
+  over (the diff above is for logs and tests; this walks the two configurations itself). A kept real server keeps alive / in the table / its table weight; each of its checkers
   that matches an old one keeps is_up, has_run, its retry count (clipped to the new retry), its
   HTTP url position, its MISC_CHECK dynamic weight and its schedule (a probe running now goes
   on and its result counts for the new checker: `ids` maps old checker ids to new ones). So an
@@ -33,6 +33,7 @@ clear_diff_s_srv, migrate_checkers, check_new_rs_state and init_service_rs).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ _TIMING = {"delay_loop": 0.0, "retry": 0, "delay_before_retry": 0.0, "warmup": 0
            "misc_timeout": 0.0, "pos": None}
 
 
+@functools.lru_cache(maxsize=8192)
 def checker_key(c: Checker) -> Checker:
     """The checker without its timings: equal keys are the same check (keepalived's compare)."""
     urls = tuple(dataclasses.replace(u, pos=None) for u in c.urls)
@@ -135,13 +137,11 @@ class Reloaded:
     state: HealthState
     actions: list[Action]
     ids: dict[CheckerId, CheckerId]  # old checker id -> the new checker it continues as
-    diff: LvsDiff
 
 
 def reload_state(old: HealthState, lvs: LvsConfig, now: float,
                  rng: Callable[[], float] | None = None) -> Reloaded:
     new = HealthState(lvs, rng or old.rng)
-    changes = diff(old.lvs, lvs)
     olds = {vs_key(s.cfg): s for s in old.services}
     ids: dict[CheckerId, CheckerId] = {}
     for svc in new.services:
@@ -155,7 +155,7 @@ def reload_state(old: HealthState, lvs: LvsConfig, now: float,
             _migrate_service(new, o, svc, now, ids)
     for o in olds.values():
         _retire_service(new, o)
-    return Reloaded(new, new._flush(), ids, changes)
+    return Reloaded(new, new._flush(), ids)
 
 
 def _checks_of(svc: _Service, d: _Dest) -> list[_Check]:
@@ -208,21 +208,19 @@ def _migrate_dest(new: HealthState, svc: _Service, od: _Dest, old_checks: list[_
     d.alive, d.set, d.table_weight, d.emitted = od.alive, od.set, od.table_weight, od.emitted
     checks = _checks_of(svc, d)
     fresh: list[_Check] = []
-    unused = list(old_checks)
+    unused = [(checker_key(x.cfg), x) for x in old_checks]
     for c in checks:
         key = checker_key(c.cfg)
-        oc = next((x for x in unused if checker_key(x.cfg) == key), None)
-        if oc is None:
+        found = next((i for i, (k, _) in enumerate(unused) if k == key), None)
+        if found is None:  # a new checker of a kept server: up, as keepalived's
+            new.schedule(c, now)
             fresh.append(c)
             continue
-        unused.remove(oc)
+        oc = unused.pop(found)[1]
         ids[oc.id] = c.id
         _migrate_check(oc, c, d, now)
         if not c.has_run:
             fresh.append(c)
-    for c in fresh:
-        if c.id not in ids.values():  # a new checker of a kept server: up, as keepalived's
-            new.schedule(c, now)
     failed = sum(1 for c in checks if c.has_run and not c.is_up)
     ran = any(c.has_run for c in checks)
     if failed or (not d.alive and not ran):
@@ -277,22 +275,22 @@ def _migrate_sorry(new: HealthState, o: _Service, svc: _Service) -> None:
 # -- the director's table ----------------------------------------------------------------------
 
 
-def _server(lvs: LvsConfig, service: str, name: str) -> RealServer | SorryServer | None:
-    try:
-        vs = lvs.service(service)
-    except KeyError:
-        return None
-    for rs in vs.real_servers:
-        if rs.name == name:
-            return rs
-    if vs.sorry_server is not None and vs.sorry_server.name == name:
-        return vs.sorry_server
-    return None
+def _servers(lvs: LvsConfig) -> dict[tuple[str, str], RealServer | SorryServer]:
+    """(virtual server name, server name) -> its real server or sorry server."""
+    out: dict[tuple[str, str], RealServer | SorryServer] = {}
+    for vs in lvs.virtual_servers:
+        name = vs.name
+        if vs.sorry_server is not None:
+            out[(name, vs.sorry_server.name)] = vs.sorry_server
+        for rs in vs.real_servers:
+            out[(name, rs.name)] = rs
+    return out
 
 
 def reload_sync(old: IpvsSync, lvs: LvsConfig) -> tuple[IpvsSync, list[Command]]:
     """The new table keeper, and the commands from the old table to the new one, in order."""
     new = IpvsSync(lvs)
+    servers = _servers(lvs)
     for vs, spec in service_specs(lvs):
         new.specs.setdefault(vs.name, []).append(spec)
     old_keys: dict[ServiceKey, ServiceSpec] = {
@@ -303,7 +301,7 @@ def reload_sync(old: IpvsSync, lvs: LvsConfig) -> tuple[IpvsSync, list[Command]]
     edit_dests: list[Command] = []
     add_dests: list[Command] = []
     for (service, name), dest in old.dests.items():
-        server = _server(lvs, service, name)
+        server = servers.get((service, name))
         specs = new.specs.get(service)
         if server is None or specs is None:
             del_dests += [Command(Op.DEL_DEST, service=s, dest=dest)
