@@ -182,9 +182,12 @@ class Checker:
             return False
         self.log("Reloading")
         self.log("Got SIGHUP, reloading checker configuration")
-        try:
+        def parse() -> tuple[Any, LvsConfig]:
             config = loader()
-            lvs = virtual_servers(config)
+            return config, virtual_servers(config)
+
+        try:  # in a thread: the checks and the table go on while a big file is read
+            config, lvs = await asyncio.get_running_loop().run_in_executor(None, parse)
         except ConfigError as e:
             for w in getattr(e, "warnings", []):
                 self.log(format_error(w))
