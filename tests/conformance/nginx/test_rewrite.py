@@ -150,6 +150,10 @@ CONFIG = r"""
             proxy_pass http://%B_echo%;
         }
 
+        location /p/uri-if/ {
+            proxy_pass http://%B_echo%/v1/;
+            if ($arg_h) { add_header X-If $arg_h; }
+        }
         location /p/in-if/ { if ($arg_up) { proxy_pass http://%B_echo%; } }
         location /ret/ {
             if ($arg_close) { return 444; }
@@ -323,6 +327,8 @@ CASES = [
     Case("proxy-last", req("/p/last/x?k=v"), {"status": 200}),
     Case("proxy-if-break", req("/p/if/a?x=1"), {"status": 200}),
     Case("proxy-if-false", req("/p/if/a"), {"status": 200}),
+    Case("proxy-uri-part-if", req("/p/uri-if/a/b?h=1"), {"status": 200, "header:x-if": "1"}),
+    Case("proxy-uri-part-no-if", req("/p/uri-if/a/b"), {"status": 200}),
     Case("proxy-inside-if", req("/p/in-if/a?up=1"), {"status": 200}),
     Case("proxy-inside-if-false", req("/p/in-if/a"), {"status": 404}),
     Case("return-444-in-if", req("/ret/?close=1"), {"closed": True, "statuses": ()}),
