@@ -149,6 +149,13 @@ def get(srv: Server) -> int:
         return -1
 
 
+def generation(srv: Server) -> bytes:
+    try:
+        return http_get(srv.host, srv.port, "/gen", timeout=5)[1]
+    except OSError:
+        return b""
+
+
 def pids(srv: Server) -> set[str]:
     return {line.split()[0] for line in srv.log("access.log").splitlines()}
 
@@ -160,6 +167,7 @@ def test_failing_servers_get_no_requests_until_they_recover(tmp_path: Path) -> N
         servers = " ".join(f"server 127.0.0.1:{p};" for p in be.ports)
         with halb(tmp_path, servers, "proxy_read_timeout 500ms; "
                   "health_check interval=200ms uri=/hc mandatory;") as srv:
+            wait_for(lambda: len(children(srv.pid)) == 2, why="two workers")
             workers = children(srv.pid)
             wait_for(logged(srv, health(good, True)), why="the good server's first check")
             statuses = Counter(get(srv) for _ in range(40))
@@ -235,8 +243,7 @@ def test_persistent_keeps_servers_up_across_a_reload(tmp_path: Path, persistent:
             assert get(srv) == 200
             srv.write_conf(conf(srv.port, servers, location, generation=2, master=master))
             srv.signal(signal.SIGHUP)
-            wait_for(lambda: http_get(srv.host, srv.port, "/gen")[1] == b"2",
-                     why="the new configuration serving")
+            wait_for(lambda: generation(srv) == b"2", why="the new configuration serving")
             statuses = Counter(get(srv) for _ in range(15))
     if persistent:
         assert statuses == {200: 15}
