@@ -87,7 +87,7 @@ def _proxy_cache_path(b: Builder, blk: Block, st: Statement) -> None:
         elif key == "keys_zone":
             name, colon, sz = val.partition(":")
             parsed = parse_size(sz) if colon else None
-            if not name or parsed is None:
+            if parsed is None:
                 raise _err(f'invalid keys zone size "{v}"', st)
             if parsed < MIN_KEYS_ZONE:
                 raise _err(f'keys zone "{v}" is too small', st)
@@ -95,7 +95,7 @@ def _proxy_cache_path(b: Builder, blk: Block, st: Statement) -> None:
         elif key == "use_temp_path":
             flag = parse_flag(val)
             if flag is None:
-                raise _err(f'invalid use_temp_path value "{val}", it must be "on" or "off"', st)
+                raise _err(f'invalid use_temp_path value "{v}", it must be "on" or "off"', st)
             opts["use_temp_path"] = flag
         elif key in ("inactive", "manager_sleep", "manager_threshold", "loader_sleep",
                      "loader_threshold", "purger_sleep", "purger_threshold"):
@@ -110,16 +110,16 @@ def _proxy_cache_path(b: Builder, blk: Block, st: Statement) -> None:
                 raise _err(f'invalid {key} value "{v}"', st)
             opts[key] = n
         elif key in ("manager_files", "loader_files", "purger_files"):
-            if not val.isdigit() or int(val) == 0:
+            if not val.isdigit():
                 raise _err(f'invalid {key} value "{v}"', st)
             if key != "purger_files":
                 opts[key] = int(val)
         elif key == "purger":
             if parse_flag(val) is None:
-                raise _err(f'invalid purger value "{val}", it must be "on" or "off"', st)
+                raise _err(f'invalid purger value "{v}", it must be "on" or "off"', st)
         else:
             raise _err(f'invalid parameter "{v}"', st)
-    if not name:
+    if not name or not size:
         raise _err('"proxy_cache_path" must have "keys_zone" parameter', st)
     if name in zones:
         raise _err(f'duplicate zone "{name}"', st)
@@ -193,7 +193,7 @@ def _set_of(name: str, allowed: frozenset[str] | None, lower: bool = False,
 _set_of("proxy_cache_use_stale", USE_STALE)
 _set_of("proxy_cache_methods", frozenset({"GET", "HEAD", "POST"}),
         always=frozenset({"GET", "HEAD"}))
-_set_of("proxy_ignore_headers", None, lower=True)
+_set_of("proxy_ignore_headers", IGNORE_HEADERS, lower=True)
 
 
 def _templates(name: str) -> None:

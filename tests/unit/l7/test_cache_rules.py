@@ -180,6 +180,15 @@ def test_directives_parse() -> None:
     ("proxy_cache_path /tmp/c keys_zone=one:1m; proxy_cache_path /tmp/c keys_zone=two:1m;", "",
      'the same path name "/tmp/c" used in /tmp/nginx.conf:3 and in /tmp/nginx.conf:3'),
     ("", "proxy_cache two;", '"proxy_cache" zone "two" is unknown'),
+    ("proxy_cache_path /tmp/c keys_zone=:1m;", "",
+     '"proxy_cache_path" must have "keys_zone" parameter in /tmp/nginx.conf:3'),
+    ("proxy_cache_path /tmp/c keys_zone=one:1m use_temp_path=maybe;", "",
+     'invalid use_temp_path value "use_temp_path=maybe", it must be "on" or "off" in '
+     "/tmp/nginx.conf:3"),
+    ("proxy_ignore_headers Foo;", "", 'invalid value "Foo" in /tmp/nginx.conf:3'),
+    ("proxy_cache_min_uses abc;", "",
+     '"proxy_cache_min_uses" directive invalid number in /tmp/nginx.conf:3'),
+    ("proxy_cache_valid 999 1m;", "", 'invalid status "999" in /tmp/nginx.conf:3'),
 ])
 def test_config_errors(http: str, loc: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
