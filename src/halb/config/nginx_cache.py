@@ -145,8 +145,9 @@ def check_zones(b: Builder, hb: Block) -> None:
     """At the end of http: every proxy_cache / proxy_cache_purge names a zone."""
     zones = hb.settings.get("proxy_cache_path", {})
     for name, st in b.__dict__.get("cache_uses", []):
-        if name not in zones:
-            raise _err(f'"proxy_cache" zone "{name}" is unknown', st)
+        if name not in zones:  # nginx finds out when it merges: at the "}" of http
+            where = getattr(b, "http_close", None) or st.end
+            raise ConfigError(f'"proxy_cache" zone "{name}" is unknown', where)
 
 
 @directive("proxy_cache_key", ANY_LOC, TAKE1)

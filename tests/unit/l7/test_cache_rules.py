@@ -179,7 +179,7 @@ def test_directives_parse() -> None:
     ("proxy_cache_methods GET POST PUT;", "", 'invalid value "PUT" in /tmp/nginx.conf:3'),
     ("proxy_cache_path /tmp/c keys_zone=one:1m; proxy_cache_path /tmp/c keys_zone=two:1m;", "",
      'the same path name "/tmp/c" used in /tmp/nginx.conf:3 and in /tmp/nginx.conf:3'),
-    ("", "proxy_cache two;", '"proxy_cache" zone "two" is unknown'),
+    ("", "proxy_cache two;", '"proxy_cache" zone "two" is unknown in /tmp/nginx.conf:5'),
     ("proxy_cache_path /tmp/c keys_zone=:1m;", "",
      '"proxy_cache_path" must have "keys_zone" parameter in /tmp/nginx.conf:3'),
     ("proxy_cache_path /tmp/c keys_zone=one:1m use_temp_path=maybe;", "",
