@@ -20,6 +20,7 @@ from __future__ import annotations
 import encodings.idna  # noqa: F401  (ssl encodes names with it; workers may not import later)
 import os
 import ssl
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from halb.config.nginx_ssl import (
     DEFAULT_CIPHERS,
     DEFAULT_PROTOCOLS,
     DEFAULT_PROXY_CIPHERS,
+    SessionCache,
 )
 from halb.l7.request import Request
 from halb.l7.variables import expand
@@ -123,9 +125,7 @@ def server_context(extra: Any) -> ssl.SSLContext:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     if not extra.get("ssl_session_tickets", True):
         ctx.options |= ssl.OP_NO_TICKET
-    # ssl_session_cache and ssl_session_timeout: Python has no call for OpenSSL's cache mode or
-    # timeout; its per-context session cache (OpenSSL's default, 300 s as nginx's 5m) stays on,
-    # and tickets (shared by the workers, see prepare) resume sessions on every worker
+    _session_cache(ctx, extra.get("ssl_session_cache"), extra.get("ssl_session_timeout", 300))
     curve = extra.get("ssl_ecdh_curve")
     if curve and curve != "auto" and ":" not in curve:
         try:
@@ -141,6 +141,75 @@ def server_context(extra: Any) -> ssl.SSLContext:
             raise ConfigError(f'PEM_read_bio_DHparams("{dh}") failed', level="emerg") from None
     ctx.set_alpn_protocols(["http/1.1", "http/1.0"])
     return ctx
+
+
+# -- OpenSSL's session cache settings, which the ssl module does not expose -------------------
+
+_SESS_OFF, _SESS_SERVER, _NO_AUTO_CLEAR, _NO_INTERNAL_STORE = 0x0, 0x2, 0x80, 0x200
+_CTRL_SET_SESS_CACHE_SIZE, _CTRL_SET_SESS_CACHE_MODE = 42, 44
+_LIBSSL: Any = False  # not looked up yet; None: unavailable
+
+
+def _libssl() -> Any:
+    """libssl as the ssl module uses it (the same loaded library, checked by its version),
+    or None: then OpenSSL's defaults apply."""
+    global _LIBSSL
+    if _LIBSSL is False:
+        _LIBSSL = None
+        try:
+            import ctypes
+
+            lib = ctypes.CDLL("libssl.so.3")
+            lib.OpenSSL_version_num.restype = ctypes.c_ulong
+            if lib.OpenSSL_version_num() == ssl.OPENSSL_VERSION_NUMBER and \
+                    sys.version_info[:2] in ((3, 10), (3, 11), (3, 12), (3, 13)):
+                lib.SSL_CTX_ctrl.restype = ctypes.c_long
+                lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long,
+                                             ctypes.c_void_p]
+                lib.SSL_CTX_set_timeout.restype = ctypes.c_long
+                lib.SSL_CTX_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_long]
+                lib.SSL_CTX_get_options.restype = ctypes.c_uint64
+                lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+                _LIBSSL = lib
+        except (OSError, AttributeError):
+            pass
+    return _LIBSSL
+
+
+def _ctx_pointer(ctx: ssl.SSLContext, lib: Any) -> int | None:
+    """The SSL_CTX* of an SSLContext (CPython's PySSLContext: the object header, then it),
+    confirmed by reading the options back."""
+    import ctypes
+
+    ptr = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+    if not ptr or lib.SSL_CTX_get_options(ptr) != int(ctx.options):
+        return None
+    return int(ptr)
+
+
+def _session_cache(ctx: ssl.SSLContext, cache: SessionCache | None, timeout: float) -> None:
+    """ngx_ssl_session_cache: off tells clients no session is kept; none (the default) only
+    pretends; builtin / shared keep sessions for ssl_session_timeout (halb keeps a shared
+    cache per worker: the ticket keys are what all workers share)."""
+    lib = _libssl()
+    ptr = _ctx_pointer(ctx, lib) if lib is not None else None
+    if ptr is None:
+        return
+    mode = cache.mode if cache is not None else "none"
+    if mode == "off":
+        lib.SSL_CTX_ctrl(ptr, _CTRL_SET_SESS_CACHE_MODE, _SESS_OFF, None)
+        return
+    if mode == "none":
+        lib.SSL_CTX_ctrl(ptr, _CTRL_SET_SESS_CACHE_MODE,
+                         _SESS_SERVER | _NO_AUTO_CLEAR | _NO_INTERNAL_STORE, None)
+        lib.SSL_CTX_ctrl(ptr, _CTRL_SET_SESS_CACHE_SIZE, 1, None)
+        return
+    lib.SSL_CTX_ctrl(ptr, _CTRL_SET_SESS_CACHE_MODE, _SESS_SERVER, None)
+    assert cache is not None
+    size = cache.builtin_size or (cache.shared_size // 256 if mode == "shared" else 0)
+    if size:  # (a shared zone holds about 4000 sessions per megabyte)
+        lib.SSL_CTX_ctrl(ptr, _CTRL_SET_SESS_CACHE_SIZE, size, None)
+    lib.SSL_CTX_set_timeout(ptr, int(timeout))
 
 
 @dataclass

@@ -13,6 +13,7 @@ implementation as the proxy on each side.
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
 import ssl
 import subprocess
@@ -166,6 +167,23 @@ CONFIG = r"""
         ssl_certificate_key %CERTS%/rogue.key;
         return 200 "rogue\n";
     }
+    # session caches: a 1 s timeout (%PORT8%); no cache and no tickets (%PORT9%)
+    server {
+        listen %ADDR%:%PORT8% ssl;
+        ssl_certificate %CERTS%/a.test.pem;
+        ssl_certificate_key %CERTS%/a.test.key;
+        ssl_session_cache shared:SHORT:1m;
+        ssl_session_timeout 1s;
+        return 200 "reused=$ssl_session_reused\n";
+    }
+    server {
+        listen %ADDR%:%PORT9% ssl;
+        ssl_certificate %CERTS%/a.test.pem;
+        ssl_certificate_key %CERTS%/a.test.key;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        return 200 "reused=$ssl_session_reused\n";
+    }
     server {
         listen %ADDR%:%PORT7% ssl;
         ssl_certificate %CERTS%/expired.pem;
@@ -222,7 +240,7 @@ def tls_pair(nginx_binary: str, _tls_pairs: list[Pair], certs: tuple[Path, dict[
     """nginx and halb on CONFIG, started once for the module (the table prefetched)."""
     if not _tls_pairs:
         dirs = {**docroot, "certs": certs[0]}
-        pair = Pair(CONFIG, tmp_path_factory.mktemp("tls"), dirs, nginx_binary, nports=7)
+        pair = Pair(CONFIG, tmp_path_factory.mktemp("tls"), dirs, nginx_binary, nports=9)
         pair.start()
         _tls_pairs.append(pair)
         time.sleep(max(0.0, 1.1 - (time.time() % 1)))  # the expired certificate is expired
@@ -363,14 +381,16 @@ def test_bad_handshakes_leave_the_worker_serving(tls_pair: Pair) -> None:
     assert [r.status for r in got["halb"].responses] == [200]
 
 
-def _resumed(port: int, addr: str) -> list[bytes]:
-    """Two connections, the second resuming the first's session: $ssl_session_reused."""
+def _resumed(port: int, addr: str, pause: float = 0.0) -> list[bytes]:
+    """Two connections, the second offering the first's session: $ssl_session_reused."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     session = None
     out = []
-    for _ in range(2):
+    for i in range(2):
+        if i:
+            time.sleep(pause)
         with socket.create_connection((addr, port), timeout=3) as raw, \
                 ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
             s.sendall(get("/resume", headers=[("Connection", "close")]))
@@ -387,3 +407,18 @@ def test_session_resumption(tls_pair: Pair) -> None:
     want = _resumed(tls_pair.ports[P], tls_pair["nginx"].addr)
     assert want[1].startswith(b"reused=r"), want
     assert _resumed(tls_pair.ports[P], tls_pair["halb"].addr) == want
+
+
+def test_session_cache_settings(tls_pair: Pair) -> None:
+    """ssl_session_timeout ends a session's life; `ssl_session_cache off` with tickets off
+    resumes nothing."""
+    p8, p9 = tls_pair.ports[7], tls_pair.ports[8]
+    for name in ("nginx", "halb"):
+        addr = tls_pair[name].addr
+        assert _resumed(p8, addr) == [b"reused=.\n", b"reused=r\n"], name
+        assert _resumed(p9, addr) == [b"reused=.\n", b"reused=.\n"], name
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        expired = {name: pool.submit(_resumed, p8, tls_pair[name].addr, 2.1)
+                   for name in ("nginx", "halb")}
+        assert expired["halb"].result() == expired["nginx"].result() == [
+            b"reused=.\n", b"reused=.\n"]
