@@ -98,10 +98,6 @@ class Match:
     body: tuple[BodyTest, ...] = ()
     pos: Pos | None = None
 
-    @property
-    def needs_body(self) -> bool:
-        return bool(self.body)
-
     def __call__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> bool:
         if not all(t(status) for t in self.status):
             return False

@@ -19,7 +19,7 @@ Owns what ngx_http_upstream_hc_module documents, with time and randomness passed
 The response side: `ResponseReader` takes the bytes of the check's response (HTTP/1.x) and says
 when it has all that the check needs: the head, then the body up to its end (Content-Length,
 chunked, or the connection's end), of which only the first 256k are kept (the module examines
-no more). `Verdict` turns the outcome into pass / fail with the reason nginx Plus logs.
+no more). `verdict` turns the outcome into pass / fail, with the reason.
 """
 
 from __future__ import annotations
