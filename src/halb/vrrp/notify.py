@@ -109,7 +109,7 @@ class ScriptRunner:
             return None
         try:
             return await asyncio.wait_for(proc.wait(), timeout)
-        except (TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, asyncio.CancelledError) as e:
             _kill(proc, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), KILL_GRACE)
@@ -117,6 +117,8 @@ class ScriptRunner:
                 _kill(proc, signal.SIGKILL)
                 with contextlib.suppress(Exception):
                     await proc.wait()
+            if isinstance(e, asyncio.CancelledError):
+                raise  # a stopping tracker: its loop must end (it would run the script again)
             return None
 
     def spawn(self, resolved: Resolved, timeout: float) -> None:
