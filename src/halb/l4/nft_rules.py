@@ -29,10 +29,12 @@ NAT / masquerading (``-m``), ``table ip halb``, the conntrack path::
 DR / gatewaying (``-g``), ``table netdev halb`` on the ingress of the director's interfaces; no
 conntrack there, so halb keeps its own flow table, as IPVS does in DR mode::
 
-    ingress    proto . vip . vport -> goto s<N>
+    ingress    frames for this host only (pkttype host), then proto . vip . vport -> goto s<N>
     s<N>       meta mark from the flow map (saddr . sport -> mark); a flow whose real server was
                removed is dropped (IPVS expire_nodest_conn=0); a new flow must start with a SYN
-               (TCP); persistence map, else the pick; reject when nobody is available
+               (TCP); a SYN reusing a closing flow's tuple drops its entry and is scheduled
+               anew (IPVS conn_reuse_mode); persistence map, else the pick; reject when nobody
+               is available
     f<N>       refresh the flow (timeout tcp; tcpfin once a FIN or RST was seen, which the set
                c<N> remembers; udp) and the persistence entry, count, then ``fwd ip to <rip> device <dev>``: the neighbour layer rewrites
                the destination MAC to the real server's and sends the frame out; the IP header
@@ -364,9 +366,11 @@ def _dr_service_chains(rs: Ruleset, svc: RuleService) -> list[tuple[str, list[st
         sched.append(f"meta mark != 0 meta mark != {valid} drop")
     else:
         sched.append("meta mark != 0 drop")
-    if svc.proto == "tcp":  # a SYN reusing the tuple of a closing flow is a new connection
+    if svc.proto == "tcp":  # a SYN reusing the tuple of a closing flow is a new connection:
+        # its old entry goes (`update` in f<N> would keep the old real server for the rest of
+        # the connection while the SYN went to the new one), as IPVS's conn_reuse_mode does
         sched.append(f"meta mark != 0 tcp flags & (syn | ack) == syn {key} @c{svc.id} "
-                     "meta mark set 0")
+                     f"delete @f{svc.id} {{ {key} : meta mark }} meta mark set 0")
     sched.append(f"meta mark != 0 goto f{svc.id}")
     if svc.proto == "tcp":
         sched.append("tcp flags & (fin | syn | rst | ack) != syn drop")
@@ -417,6 +421,9 @@ def _dr_body(rs: Ruleset) -> list[str]:
     lines.append("  chain ingress {")
     lines.append(f"    type filter hook ingress devices = {{ {devices} }} priority filter; "
                  "policy accept;")
+    # a frame for another host's MAC (a bridge floods the master's frames to the backup while
+    # it has not learnt the port) is not ours: IPVS never sees it (ip_rcv drops OTHERHOST)
+    lines.append("    meta pkttype != host accept")
     lines.extend(f"    {r}" for r in _dispatch(rs.services, "s"))
     lines.append("  }")
     for svc in rs.services:

@@ -126,9 +126,14 @@ def test_dr_ruleset_keeps_a_flow_table_and_forwards_at_ingress() -> None:
     svc = service(persistent=30)
     text = render(Ruleset("netdev", (svc,), devices=("eth0",)), None)
     assert 'type filter hook ingress devices = { "eth0" } priority filter;' in text
+    assert "meta pkttype != host accept" in text  # frames for another host's MAC pass by
     assert "map f1 { type ipv4_addr . inet_service : mark;" in text
     assert "meta mark set ip saddr . th sport map @f1" in text
     assert "tcp flags & (fin | syn | rst | ack) != syn drop" in text  # new flows start with SYN
+    # a SYN reusing a closing flow's tuple: its entry goes, or `update` would keep the old
+    # real server for the packets after the SYN (the connection split between two servers)
+    assert ("tcp flags & (syn | ack) == syn ip saddr . th sport @c1 delete @f1 "
+            "{ ip saddr . th sport : meta mark } meta mark set 0") in text
     assert 'fwd ip to meta mark map { 0x48001001 : 198.18.1.11, 0x48001002 : 198.18.1.12, ' \
            '0x48001003 : 198.18.1.13 } device "eth0"' in text
     assert "update @f1 { ip saddr . th sport timeout 120s : meta mark }" in text
