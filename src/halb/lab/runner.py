@@ -140,7 +140,7 @@ def run(cluster: Cluster, sc: Scenario, results: pathlib.Path,
     records, scheduled = _read(raw)
     A.attribute(records, sampler.samples)
     fig = A.figures(records, scheduled if scheduled is not None else len(records), t0, t_end)
-    result_run = Run(records, sampler.samples, events, t0, t_end, fig)
+    result_run = Run(records, sampler.samples, events, t0, t_end, fig, sc.rate)
     checks = sc.checks(result_run)
     checks += [(f"step ran: {e.split(':')[0]}", False, e) for e in errors]
     if sampler.error is not None:
