@@ -10,10 +10,12 @@ access_log of that block.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from halb.config.errors import ConfigError
+from halb.config.errors import ConfigError, Pos
 from halb.config.lexer import Statement
 from halb.config.model import AccessLog, ErrorLog, LogFormat
 from halb.config.nginx import (
@@ -39,6 +41,86 @@ _DEBUG_LEVELS = ("debug_core", "debug_alloc", "debug_mutex", "debug_event", "deb
                  "debug_mail", "debug_stream")
 GZIP_BUFFER = 64 * 1024  # nginx's buffer for `gzip` without buffer=
 
+FACILITIES = ("kern", "user", "mail", "daemon", "auth", "intern", "lpr", "news", "uucp",
+              "clock", "authpriv", "ftp", "ntp", "audit", "alert", "cron", "local0", "local1",
+              "local2", "local3", "local4", "local5", "local6", "local7")
+SEVERITIES = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
+
+
+@dataclass(frozen=True, slots=True)
+class Syslog:
+    """`syslog:server=...[,facility=][,severity=][,tag=][,nohostname]` (ngx_syslog.c)."""
+
+    host: str  # an address, or "unix:" + a path
+    port: int = 514
+    facility: int = 23  # local7
+    severity: int = 6  # info (error_log: the line's level)
+    tag: str = "nginx"
+    nohostname: bool = False
+
+
+def parse_syslog(spec: str, pos: Pos | None = None) -> Syslog:
+    """ngx_syslog_parse_args, with its messages. halb resolves no host names while reading the
+    configuration: an address, localhost or a unix: socket."""
+    found: dict[str, Any] = {}
+    for item in spec[len("syslog:"):].split(","):
+        if item.startswith("server="):
+            if "server" in found:
+                raise ConfigError('duplicate syslog "server"', pos)
+            found["server"] = _syslog_server(item[7:], pos)
+        elif item.startswith(("facility=", "severity=")):
+            key, value = item.split("=", 1)
+            if key in found:
+                raise ConfigError(f'duplicate syslog "{key}"', pos)
+            names = FACILITIES if key == "facility" else SEVERITIES
+            if value not in names:
+                raise ConfigError(f'unknown syslog {key} "{value}"', pos)
+            found[key] = names.index(value)
+        elif item.startswith("tag="):
+            if "tag" in found:
+                raise ConfigError('duplicate syslog "tag"', pos)
+            tag = item[4:]
+            if len(tag) > 32:
+                raise ConfigError("syslog tag length exceeds 32", pos)
+            if not re.fullmatch(r"[A-Za-z0-9_]*", tag):
+                raise ConfigError('syslog "tag" only allows alphanumeric characters and '
+                                  "underscore", pos)
+            found["tag"] = tag
+        elif item == "nohostname":
+            found["nohostname"] = True
+        else:
+            raise ConfigError(f'unknown syslog parameter "{item}"', pos)
+    if "server" not in found:
+        raise ConfigError("no syslog server specified", pos)
+    host, port = found.pop("server")
+    return Syslog(host, port, **found)
+
+
+def _syslog_server(url: str, pos: Pos | None) -> tuple[str, int]:
+    if url.startswith("unix:"):
+        if len(url) == 5:
+            raise ConfigError(f'no path in the unix domain socket in syslog server "{url}"',
+                              pos)
+        return url, 0
+    host, port = url, 514
+    m = re.fullmatch(r"\[([^\]]*)\](?::(.*))?|([^:]*)(?::(.*))?", url)
+    if m:
+        host = m.group(1) if m.group(1) is not None else m.group(3)
+        text = m.group(2) if m.group(1) is not None else m.group(4)
+        if text is not None:
+            if not text.isdigit() or not 1 <= int(text) <= 65535:
+                raise ConfigError(f'invalid port in syslog server "{url}"', pos)
+            port = int(text)
+    if not host:
+        raise ConfigError(f'no host in syslog server "{url}"', pos)
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f'host not found in syslog server "{url}"', pos) from None
+    return host, port
+
 
 @directive("error_log", MAIN | ANY_HTTP, ONEMORE)
 def _error_log(b: Builder, blk: Block, st: Statement) -> None:
@@ -55,9 +137,10 @@ def _error_log(b: Builder, blk: Block, st: Statement) -> None:
             raise ConfigError(f'invalid log level "{a.value}"', st.end)
     level = {"": "error", "debug_": "debug"}.get(level, level)
     if path.startswith("syslog:"):
-        raise ConfigError("syslog error_log is not supported by halb", st.end)
-    logs = blk.settings.setdefault("error_log", [])
-    logs.append(ErrorLog(b.path(path) if path != "stderr" else "stderr", level))
+        parse_syslog(path, st.end)
+    elif path != "stderr":
+        path = b.path(path)
+    blk.settings.setdefault("error_log", []).append(ErrorLog(path, level))
 
 
 @directive("log_format", HTTP, TWOMORE)
@@ -132,6 +215,9 @@ def _access_log(b: Builder, blk: Block, st: Statement) -> None:
         blk.settings["access_log"] = []
         blk.seen["access_log:off"] = st
         return
+    syslog = path.startswith("syslog:")
+    if syslog:  # (nginx reads the peer before the format and the options)
+        parse_syslog(path, st.end)
     fmt_name = st.args[1].value if len(st.args) > 1 else "combined"
     fmt = _format(b, fmt_name)
     if fmt is None:
@@ -161,9 +247,6 @@ def _access_log(b: Builder, blk: Block, st: Statement) -> None:
             raise ConfigError(f'invalid parameter "{v}"', st.end)
     if opts.get("flush") and not opts.get("buffer"):
         raise ConfigError(f'no buffer is defined for access_log "{path}"', st.end)
-    syslog = path.startswith("syslog:")
-    if syslog and not opts.get("buffer"):
-        raise ConfigError("syslog access_log is not supported by halb", st.end)
     if not syslog:
         path = b.path(path)  # ngx_conf_open_file / ngx_conf_full_name: also with variables
     if opts.get("buffer"):

@@ -290,12 +290,13 @@ def _unsafe(path: str) -> bool:
 
 class AccessLogs:
     """Every access log file of a worker. Static paths are opened at start (before the worker
-    drops privileges); paths with variables at each line, or through open_log_file_cache."""
+    drops privileges); paths with variables at each line, or through open_log_file_cache;
+    `syslog:` targets are peers (l7/log_syslog.py) that take the same calls as a file."""
 
     def __init__(self, sched: Scheduler | None = None, report: Report = _nothing) -> None:
         self.sched = sched
         self.report = report
-        self.files: dict[str, LogFile] = {}
+        self.files: dict[str, Any] = {}  # path -> LogFile | SyslogPeer
         self.caches: dict[tuple[int, float], _FdCache] = {}
 
     def prepare(self, logs: tuple[AccessLog, ...]) -> None:
@@ -305,10 +306,15 @@ class AccessLogs:
                 if log.buffer:
                     f.configure(log.buffer, log.flush, log.gzip)
 
-    def _file(self, path: str) -> LogFile:
+    def _file(self, path: str) -> Any:
         f = self.files.get(path)
         if f is None:
-            f = LogFile(path, self.sched, self.report)
+            if path.startswith("syslog:"):
+                from halb.l7.log_syslog import SyslogPeer
+
+                f = SyslogPeer(path, self.report)
+            else:
+                f = LogFile(path, self.sched, self.report)
             self.files[path] = f
         return f
 
@@ -374,18 +380,29 @@ class ErrorLogger:
 
     def __init__(self, logs: tuple[ErrorLog, ...] = ()) -> None:
         self.targets: list[tuple[int, int]] = []
+        self.peers: list[tuple[Any, int]] = []  # syslog: (SyslogPeer, level limit)
         self.logs = logs or (ErrorLog("stderr", "error"),)
         self.open()
 
     def open(self) -> None:
         self.targets = []
+        peers = []
         for log in self.logs:
+            if log.path.startswith("syslog:"):
+                from halb.l7.log_syslog import SyslogPeer
+
+                peers.append((SyslogPeer(log.path), LEVELS[log.level]))
+                continue
             fd = 2 if log.path == "stderr" else _open(log.path)
             self.targets.append((fd, LEVELS[log.level]))
-        self.max_level = max(lim for _, lim in self.targets)
+        for peer, _ in self.peers:
+            peer.close()
+        self.peers = peers
+        self.max_level = max(lim for _, lim in (*self.targets, *self.peers))
 
     def paths(self) -> list[str]:
-        return [log.path for log in self.logs if log.path != "stderr"]
+        return [log.path for log in self.logs
+                if log.path != "stderr" and not log.path.startswith("syslog:")]
 
     def reopen(self) -> None:
         old = [fd for fd, _ in self.targets if fd > 2]
@@ -415,8 +432,13 @@ class ErrorLogger:
                     os.write(fd, line)
                 except OSError:
                     pass
+        for peer, lim in self.peers:
+            if n <= lim:
+                peer.send(line, n)
 
     def close(self) -> None:
+        for peer, _ in self.peers:
+            peer.close()
         for fd, _ in self.targets:
             if fd > 2:
                 os.close(fd)

@@ -272,15 +272,14 @@ class Master:
         from halb.l7.server import _all_confs
 
         config = self.current.config
-        paths = {log.path for log in config.error_log if log.path != "stderr"}
+        paths = {log.path for log in config.error_log}
         for conf in _all_confs(config):
             for log in conf.access_log or ():
-                if log.path.is_static and log.path.static != "stderr":
+                if log.path.is_static:
                     paths.add(log.path.static)
             for elog in conf.error_log or ():
-                if elog.path != "stderr":
-                    paths.add(elog.path)
-        return sorted(paths)
+                paths.add(elog.path)
+        return sorted(p for p in paths if p != "stderr" and not p.startswith("syslog:"))
 
     def handle_quit(self) -> None:
         if self.exiting is None:

@@ -37,6 +37,19 @@ BROKEN: list[Case] = [
     ("stub-status-two-args", H + " server { location /s { stub_status on off; } }\n}\n", {},
      ""),
     ("error-log-level", EV + "error_log logs/e.log verbose;\n", {}, ""),
+    ("syslog-no-server", H + " access_log syslog:tag=x;\n}\n", {}, ""),
+    ("syslog-unknown-param", H + " access_log syslog:server=127.0.0.1,foo=1;\n}\n", {}, ""),
+    ("syslog-facility", H + " access_log syslog:server=127.0.0.1,facility=local9;\n}\n", {},
+     ""),
+    ("syslog-severity", EV + "error_log syslog:server=127.0.0.1,severity=loud;\n", {}, ""),
+    ("syslog-duplicate", H + " access_log syslog:server=127.0.0.1,server=127.0.0.2;\n}\n",
+     {}, ""),
+    ("syslog-tag-chars", H + " access_log syslog:server=127.0.0.1,tag=a-b;\n}\n", {}, ""),
+    ("syslog-tag-long", H + " access_log syslog:server=127.0.0.1,tag=" + "t" * 33 + ";\n}\n",
+     {}, ""),
+    ("syslog-buffered", H + " access_log syslog:server=127.0.0.1 combined buffer=4k;\n}\n",
+     {}, ""),
+    ("syslog-bad-port", H + " access_log syslog:server=127.0.0.1:70000;\n}\n", {}, ""),
     ("error-log-two-levels", EV + "error_log logs/e.log warn info;\n", {}, ""),
 ]
 
@@ -54,6 +67,9 @@ VALID: list[Case] = [
      "  location /old { stub_status on; }\n"
      "  location /x { error_log logs/x.log debug; open_log_file_cache off; } }\n}\n", {}, ""),
     ("seed-002-error-log", EV + "error_log logs/error.log notice;\n", {}, ""),
+    ("syslog", EV + "error_log syslog:server=127.0.0.1:5514,facility=local1,tag=web warn;\n"
+     "http {\n access_log syslog:server=unix:/dev/log,nohostname,severity=notice combined;\n"
+     " access_log syslog:server=[::1]:514;\n}\n", {}, ""),
 ]
 
 
