@@ -12,9 +12,14 @@ add_header / expires replacing or adding the upstream's Expires and Cache-Contro
 
 from __future__ import annotations
 
+import concurrent.futures
+import socket
+import time
+import zlib
+
 import pytest
 from filters_common import compare_filtered
-from harness import Case, ids, req
+from harness import Case, Pair, ids, req
 
 pytestmark = pytest.mark.peer
 
@@ -142,3 +147,51 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_filters_proxy(pair, case: Case) -> None:  # type: ignore[no-untyped-def]
     compare_filtered(pair, case)
+
+
+def _early_bytes(addr: str, port: int, window: float) -> int:
+    """How much of a compressed, chunked answer decompresses within `window` seconds."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    got = 0
+    buf = b""
+    deadline = time.monotonic() + window
+    with socket.create_connection((addr, port), timeout=window) as s:
+        s.sendall(req("/unbuf/slow-body/2s/big/20k", headers=[GZ]))
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = s.recv(65536)
+            except TimeoutError:
+                break
+            if not data:
+                break
+            buf += data
+            head_end = buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                continue
+            body = buf[head_end + 4:]
+            payload = b""
+            while True:  # whole chunks so far
+                eol = body.find(b"\r\n")
+                if eol < 0:
+                    break
+                size = int(body[:eol].split(b";")[0], 16)
+                if size == 0 or len(body) < eol + 2 + size + 2:
+                    break
+                payload += body[eol + 2:eol + 2 + size]
+                body = body[eol + 2 + size + 2:]
+            buf = buf[:head_end + 4] + body
+            got += len(d.decompress(payload))
+    return got
+
+
+def test_unbuffered_gzip_streams(pair: Pair) -> None:
+    """proxy_buffering off: the first half of a slow body reaches the client compressed while
+    the backend still holds the second half (each piece is flushed through zlib, as nginx
+    flushes it), so nothing waits for the whole body."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(_early_bytes, srv.addr, pair.port, 1.5)
+                   for name, srv in pair.servers.items()}
+        got = {name: f.result() for name, f in futures.items()}
+    assert got["nginx"] == 10 * 1024, got  # the oracle: half, before the second half is sent
+    assert got["halb"] == got["nginx"], got
