@@ -235,7 +235,7 @@ class CacheRequest:
                 self.zone.forget(self.digest)
             return None
         try:
-            data = os.pread(fd, 16384, 0)
+            data = os.pread(fd, 4096, 0)
             h = decode_header(data)
             if h is not None and h.body_start > len(data):
                 data = os.pread(fd, h.body_start, 0)

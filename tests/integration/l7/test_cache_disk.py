@@ -52,6 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         if "xae" in q:
             self.send_header("X-Accel-Expires", q["xae"])
+        if "hdr" in q:  # a long header: the cache file's head is longer than a first read
+            self.send_header("X-Big", "h" * int(q["hdr"]))
         self.end_headers()
         self.wfile.write(body)
         self.close_connection = True
@@ -98,7 +100,11 @@ http {{
             proxy_cache_use_stale updating;
         }}
         location /idle/ {{ proxy_pass http://127.0.0.1:{up}; proxy_cache idle; }}
-        location /plain/ {{ proxy_pass http://127.0.0.1:{up}; proxy_cache plain; }}
+        location /plain/ {{
+            proxy_pass http://127.0.0.1:{up};
+            proxy_cache plain;
+            proxy_buffer_size 16k;
+        }}
     }}
 }}
 """
@@ -165,6 +171,9 @@ def test_shared_restart_damaged_and_limits(tmp_path: Path, backend: int) -> None
         assert srv.get("/s") == (200, b"/s n=1\n")
         assert _Handler.counts["/s"] == 1
         assert not (cached.parent / (cached.name + ".999.1")).exists()
+        # a stored head longer than the first read of a file
+        big = srv.get("/plain/hdr?hdr=7000")
+        assert srv.get("/plain/hdr?hdr=7000") == big == (200, b"/plain/hdr n=1\n")
         # a damaged file is a miss, and is replaced
         cached.write_bytes(b"garbage" * 10)
         assert srv.get("/s") == (200, b"/s n=2\n")
