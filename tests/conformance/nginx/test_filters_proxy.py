@@ -156,7 +156,7 @@ def _early_bytes(addr: str, port: int, window: float) -> int:
     buf = b""
     deadline = time.monotonic() + window
     with socket.create_connection((addr, port), timeout=window) as s:
-        s.sendall(req("/unbuf/slow-body/2s/big/20k", headers=[GZ]))
+        s.sendall(req("/unbuf/slow-body/3s/big/20k", headers=[GZ]))
         while time.monotonic() < deadline:
             s.settimeout(max(0.01, deadline - time.monotonic()))
             try:
@@ -190,7 +190,7 @@ def test_unbuffered_gzip_streams(pair: Pair) -> None:
     the backend still holds the second half (each piece is flushed through zlib, as nginx
     flushes it), so nothing waits for the whole body."""
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        futures = {name: pool.submit(_early_bytes, srv.addr, pair.port, 1.5)
+        futures = {name: pool.submit(_early_bytes, srv.addr, pair.port, 2.5)
                    for name, srv in pair.servers.items()}
         got = {name: f.result() for name, f in futures.items()}
     assert got["nginx"] == 10 * 1024, got  # the oracle: half, before the second half is sent
