@@ -85,6 +85,17 @@ def _feature_class(base: type[HttpConnection]) -> type[HttpConnection]:
                     "request headers", "info"), 2)
             return handler.handle(r)
 
+        def _done(self, r: Request, lingering: bool) -> None:
+            super()._done(r, lingering)  # logged with the request's address
+            if self.realip_on and self.responding is None:
+                # nginx's realip cleanup: what comes next is the connection's own again
+                self.remote_addr, self.remote_port = self.orig_addr, self.orig_port
+
+        def _answer_pending(self) -> None:
+            if self.realip_on:  # a request that could not be parsed gets no realip
+                self.remote_addr, self.remote_port = self.orig_addr, self.orig_port
+            super()._answer_pending()
+
         def _realip(self, r: Request, extra: Any) -> bool:
             trusted = extra.get("set_real_ip_from")
             if not trusted:
@@ -137,9 +148,11 @@ class Acceptor:
         self.sock.setblocking(False)
         self.pending: set[_FirstBytes] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
         self.loop.add_reader(self.sock.fileno(), self._accept)
 
     def close(self) -> None:
+        self.closed = True
         if self.sock.fileno() >= 0:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
@@ -290,12 +303,14 @@ class _FirstBytes:
         loop = self.acc.loop
         try:
             if ctx is None:
-                await loop.connect_accepted_socket(factory, self.sock)
+                _, conn = await loop.connect_accepted_socket(factory, self.sock)
             else:
                 # nginx waits 3 s for the client's close_notify (ngx_ssl_shutdown)
-                await loop.connect_accepted_socket(factory, self.sock, ssl=ctx,
-                                                   ssl_handshake_timeout=self.timeout,
-                                                   ssl_shutdown_timeout=3.0)
+                _, conn = await loop.connect_accepted_socket(
+                    factory, self.sock, ssl=ctx, ssl_handshake_timeout=self.timeout,
+                    ssl_shutdown_timeout=3.0)
+            if self.acc.closed:  # the worker began draining during the handshake
+                conn.shutdown()
         except TimeoutError:
             self._log("info", "client timed out (110: Connection timed out)")
             self.sock.close()

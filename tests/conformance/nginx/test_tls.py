@@ -422,3 +422,21 @@ def test_session_cache_settings(tls_pair: Pair) -> None:
                    for name in ("nginx", "halb")}
         assert expired["halb"].result() == expired["nginx"].result() == [
             b"reused=.\n", b"reused=.\n"]
+
+
+def test_realip_address_ends_with_its_request(tls_pair: Pair) -> None:
+    """A keep-alive connection: the next request (here one that cannot be parsed) is logged
+    with the connection's own address again, as after nginx's realip cleanup."""
+    send = get("/norp", headers=[("X-Forwarded-For", "203.0.113.77")]) + \
+        b"BAD\x01 / HTTP/1.1\r\n\r\n"
+    tls_pair.run(Case("realip-then-bad", send, port_index=P5, requests=2))
+    deadline = time.monotonic() + 3
+    while True:
+        tails = {name: [ln.split(" ", 1)[0] for ln in (tls_pair[name].prefix / "access.log")
+                        .read_text().splitlines()[-2:] if " 400 " in ln or "/norp" in ln]
+                 for name in ("nginx", "halb")}
+        if all(len(t) == 2 for t in tails.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert tails["nginx"] == ["203.0.113.77", "127.0.0.1"]
+    assert tails["halb"] == tails["nginx"]
