@@ -134,8 +134,9 @@ def _proxy_cache_path(b: Builder, blk: Block, st: Statement) -> None:
 @directive("proxy_cache", ANY_LOC, TAKE1)
 def _proxy_cache(b: Builder, blk: Block, st: Statement) -> None:
     value = st.args[0].value
-    if "$" in value:
-        raise _err('"proxy_cache" with variables is not supported', st)
+    if "$" in value:  # the zone is chosen per request (l7/cache.py)
+        b.set(blk, st, "proxy_cache", b.template(st.args[0], st.end))
+        return
     b.set(blk, st, "proxy_cache", None if value == "off" else value)
     if value != "off":
         b.__dict__.setdefault("cache_uses", []).append((value, st))

@@ -485,11 +485,19 @@ class CacheRequest:
             self.owner = 0
 
 
-def begin(proxy: ProxyRequest, zone_name: str) -> object | None:
-    """Called by proxy_pass before going upstream: None to go on, else the handler's answer."""
+def begin(proxy: ProxyRequest, zone_name: Any) -> object | None:
+    """Called by proxy_pass before going upstream: None to go on, else the handler's answer.
+    `zone_name` is a name, or a template (proxy_cache with variables)."""
     r = proxy.r
     conf = r.conf
     assert conf is not None
+    if not isinstance(zone_name, str):
+        zone_name = expand(zone_name, r)
+        if not zone_name or zone_name == "off":
+            return None
+        if zone_for(r, zone_name) is None:
+            r.conn.log_error("error", f'cache "{zone_name}" not found', r)
+            return Finish(500)
     cc = conf_for(conf.extra)
     pm = cc.purge_method
     if pm is not None and r.method == pm[0]:  # ngx_cache_purge's method form

@@ -67,6 +67,7 @@ CONFIG = r"""
             proxy_cache_background_update on;
             proxy_pass http://%UP%;
         }
+        location /var/ { proxy_cache $arg_zone; proxy_pass http://%UP%; }
         location /xc/ {
             add_header X-Cache-Status $upstream_cache_status;
             proxy_pass http://%UP%;
@@ -390,6 +391,16 @@ def test_background_update(cpair: Pair) -> None:
     _run(cpair, "bg-after", target)
     _statuses(cpair, "/bg/a", ["MISS", "STALE", "HIT"])
     assert _same_upstream_count("/bg/a") == 2
+
+
+def test_zone_from_a_variable(cpair: Pair) -> None:
+    """proxy_cache $variable: the zone is chosen per request; none (or "off") is no caching,
+    an unknown one is a 500."""
+    _run(cpair, "var", *["/var/a?cc=max-age%3D60&zone=z"] * 2, "/var/b?cc=max-age%3D60",
+         "/var/b?cc=max-age%3D60&zone=off", "/var/c?cc=max-age%3D60&zone=nope")
+    _statuses(cpair, "/var/a", ["MISS", "HIT"])
+    _statuses(cpair, "/var/b", ["-", "-"])
+    assert _same_upstream_count("/var/c") == 0
 
 
 def test_cache_status_logs(cpair: Pair) -> None:  # keep this test last
