@@ -14,6 +14,8 @@ implementation as the proxy on each side.
 from __future__ import annotations
 
 import concurrent.futures
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -167,6 +169,13 @@ CONFIG = r"""
         ssl_certificate_key %CERTS%/rogue.key;
         return 200 "rogue\n";
     }
+    # a certificate replaced on disk, then HUP (%PORT10%)
+    server {
+        listen %ADDR%:%PORT10% ssl;
+        ssl_certificate %CERTS%/swap.pem;
+        ssl_certificate_key %CERTS%/swap.key;
+        return 200 "swap\n";
+    }
     # session caches: a 1 s timeout (%PORT8%); no cache and no tickets (%PORT9%)
     server {
         listen %ADDR%:%PORT8% ssl;
@@ -220,7 +229,10 @@ def make_certs(d: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     d = tmp_path_factory.mktemp("certs")
-    return d, make_certs(d)
+    ids = make_certs(d)
+    shutil.copy(d / "a.test.pem", d / "swap.pem")
+    shutil.copy(d / "a.test.key", d / "swap.key")
+    return d, ids
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +252,7 @@ def tls_pair(nginx_binary: str, _tls_pairs: list[Pair], certs: tuple[Path, dict[
     """nginx and halb on CONFIG, started once for the module (the table prefetched)."""
     if not _tls_pairs:
         dirs = {**docroot, "certs": certs[0]}
-        pair = Pair(CONFIG, tmp_path_factory.mktemp("tls"), dirs, nginx_binary, nports=9)
+        pair = Pair(CONFIG, tmp_path_factory.mktemp("tls"), dirs, nginx_binary, nports=10)
         pair.start()
         _tls_pairs.append(pair)
         time.sleep(max(0.0, 1.1 - (time.time() % 1)))  # the expired certificate is expired
@@ -440,3 +452,41 @@ def test_realip_address_ends_with_its_request(tls_pair: Pair) -> None:
         time.sleep(0.1)
     assert tails["nginx"] == ["203.0.113.77", "127.0.0.1"]
     assert tails["halb"] == tails["nginx"]
+
+
+def test_reload_takes_new_certificates(tls_pair: Pair, certs: tuple[Path, dict[str, str]]
+                                       ) -> None:
+    """HUP reads the certificate files again; one that cannot be loaded keeps the old ones."""
+    d, cid = certs
+    case = Case("swap", get("/"), tls="a.test", port_index=9)
+
+    def served() -> dict[str, str]:
+        return {name: ex.tls.rsplit("cert=", 1)[-1] for name, ex in tls_pair.run(case).items()}
+
+    def hup_until(want: str) -> dict[str, str]:
+        for name in ("nginx", "halb"):
+            proc = tls_pair[name].proc
+            assert proc is not None
+            proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 8
+        while (got := served()) != {"nginx": want, "halb": want} and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        return got
+
+    assert served() == {"nginx": cid["a.test"], "halb": cid["a.test"]}
+    shutil.copy(d / "b.test.pem", d / "swap.pem")
+    shutil.copy(d / "b.test.key", d / "swap.key")
+    assert hup_until(cid["b.test"]) == {"nginx": cid["b.test"], "halb": cid["b.test"]}
+    (d / "swap.key").write_text("not a key\n")  # the reload fails: b.test stays
+    before = tls_pair["halb"].error_log_size()
+    for name in ("nginx", "halb"):
+        proc = tls_pair[name].proc
+        assert proc is not None
+        proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 8
+    while "cannot load certificate key" not in tls_pair["halb"].error_log_since(before) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "[emerg]" in tls_pair["halb"].error_log_since(before)
+    assert served() == {"nginx": cid["b.test"], "halb": cid["b.test"]}
