@@ -23,7 +23,7 @@ import mmap
 import os
 import time
 from _multiprocessing import SemLock
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from halb.config.errors import ConfigError
 from halb.config.nginx_cache import CachePath
@@ -35,6 +35,7 @@ STRIDE = 10
 # slot words
 STATE, K1, K2, USES, VALID, SIZE, FILL_PID, FILL_TIME, EXPIRE, ACCESS = range(10)
 EMPTY, LIVE, GONE = 0, 1, 2
+CHUNK = 4096  # slots the manager walks per taking of the lock
 SLOT_BYTES = 128  # keys per byte of keys_zone, as nginx's ~8k per MB
 MAX_SLOTS = 1 << 20
 
@@ -94,6 +95,7 @@ class CacheZone:
         self._lock = _new_lock()
         self.last_manage = 0.0
         self.next_inactive = 0.0
+        self.next_walk = 0.0
 
     def same(self, cp: CachePath) -> bool:
         """A reload keeps a zone whose path and size did not change (nginx reuses it)."""
@@ -230,16 +232,6 @@ class CacheZone:
     def count(self) -> int:
         return self.ints[COUNT]
 
-    def entries(self) -> Iterable[tuple[int, bytes, float, int]]:
-        """(slot, digest, last access, file size) of every live slot."""
-        ints, floats = self.ints, self.floats
-        for i in range(self.slots):
-            base = HEADER_WORDS + i * STRIDE
-            if ints[base + STATE] == LIVE:
-                digest = (ints[base + K1].to_bytes(8, "little", signed=True)
-                          + ints[base + K2].to_bytes(8, "little", signed=True))
-                yield i, digest, floats[base + ACCESS], ints[base + SIZE]
-
     def clear_fills(self, pid: int) -> None:
         ints = self.ints
         for i in range(self.slots):
@@ -329,48 +321,60 @@ class CacheZone:
 
     def manage(self, now: float, force: bool = False) -> list[str]:
         """Expire inactive entries and bring the files under max_size (LRU). Returns the
-        paths it removed."""
+        paths it removed. The table is walked in chunks, the lock taken per chunk, so workers
+        never wait for a whole walk; an unforced walk waits at least ten times as long as the
+        last one took (the manager stays under a tenth of a core however big the zone)."""
         cp = self.cp
         short = self._short_of_space()
         over = (cp.max_size and self.ints[TOTAL] > cp.max_size) or short > 0
         full = self.ints[USED] >= self.slots * 7 // 8
-        if not (force or over or full or now >= self.next_inactive):
+        if not force and (now < self.next_walk or
+                          not (over or full or now >= self.next_inactive)):
             return []
+        started = time.monotonic()
         removed: list[str] = []
-        with self:
-            expired: list[int] = []
-            rest: list[tuple[float, int, bytes]] = []
-            soonest = now + cp.inactive
-            for slot, digest, access, _size in self.entries():
-                base = HEADER_WORDS + slot * STRIDE
-                if self.ints[base + FILL_PID]:
-                    continue
-                expire = self.floats[base + EXPIRE]
-                if expire <= now:
-                    expired.append(slot)
-                    removed.append(self.path_of(digest))
-                else:
-                    soonest = min(soonest, expire)
-                    rest.append((access, slot, digest))
-            for slot in expired:
-                self._drop(slot)
-            if over or full:
-                rest.sort()
-                target = self.slots * 3 // 4
-                for _access, slot, digest in rest:
-                    if not ((cp.max_size and self.ints[TOTAL] > cp.max_size)
-                            or self.ints[COUNT] > target or short > 0):
+        rest: list[tuple[float, int, bytes]] = []
+        soonest = now + cp.inactive
+        ints, floats = self.ints, self.floats
+        for first in range(0, self.slots, CHUNK):
+            with self:
+                for slot in range(first, min(first + CHUNK, self.slots)):
+                    base = HEADER_WORDS + slot * STRIDE
+                    if ints[base + STATE] != LIVE or ints[base + FILL_PID]:
+                        continue
+                    digest = (ints[base + K1].to_bytes(8, "little", signed=True)
+                              + ints[base + K2].to_bytes(8, "little", signed=True))
+                    expire = floats[base + EXPIRE]
+                    if expire <= now:
+                        self._drop(slot)
+                        removed.append(self.path_of(digest))
+                    else:
+                        soonest = min(soonest, expire)
+                        rest.append((floats[base + ACCESS], slot, digest))
+        if over or full:
+            rest.sort()
+            target = self.slots * 3 // 4
+            with self:
+                for access, slot, digest in rest:
+                    if not ((cp.max_size and ints[TOTAL] > cp.max_size)
+                            or ints[COUNT] > target or short > 0):
                         break
+                    base = HEADER_WORDS + slot * STRIDE
+                    if ints[base + STATE] != LIVE or ints[base + FILL_PID] or \
+                            floats[base + ACCESS] != access:
+                        continue  # used or refilled since the walk
                     short -= self._drop(slot)
                     removed.append(self.path_of(digest))
-            if self.ints[USED] - self.ints[COUNT] > self.slots // 4:
+        with self:
+            if ints[USED] - ints[COUNT] > self.slots // 4:
                 self._compact()
-            self.next_inactive = soonest
+        took = time.monotonic() - started
+        self.next_inactive = soonest
+        self.next_walk = now + 10 * took
         for p in removed:
             with contextlib.suppress(OSError):
                 os.unlink(p)
         return removed
-
 
     def _short_of_space(self) -> int:
         """min_free: how many bytes the file system lacks (0: enough, or not set)."""
