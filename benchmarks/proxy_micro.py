@@ -1,0 +1,207 @@
+"""The proxy's per-request Python, measured without sockets: calls and CPU µs per request.
+
+    .venv/bin/python benchmarks/proxy_micro.py [--requests 20000] [--rounds 3]
+                                               [--src PATH ...] [--profile tottime]
+
+One HttpConnection (fed by a fake client transport) proxies keep-alive GETs through
+proxy_pass to an upstream of two peers with `keepalive 32`, each answered at once by a fake
+upstream transport: what is left is the Python that halb runs for each proxied request (the
+event loop and the syscalls are not in it; the access log, combined, is written to a temporary
+file once per loop iteration as in the server). Reports per request:
+
+- calls: every function call cProfile sees (Python functions and builtins), and the Python ones
+  alone: deterministic, the figure to compare while the machine is busy;
+- µs: CPU time (time.process_time) per request over --requests requests.
+
+With several --src (source trees holding a `halb` package, e.g. an export of an older commit:
+`git archive COMMIT src | tar -x -C /tmp/base`), each round runs every tree in turn, in a child
+process, so the CPU figures are measured alternately in one run; the medians are printed.
+--profile KEY prints the top of cProfile's table for the first tree (sorted by KEY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIG = """events {{}} http {{ access_log {log} combined; keepalive_requests 100000000;
+ upstream b {{ server 127.0.0.1:19101; server 127.0.0.1:19102; keepalive 32;
+              keepalive_requests 100000000; }}
+ server {{ listen 127.0.0.1:9; location / {{ proxy_pass http://b; proxy_http_version 1.1;
+          proxy_set_header Connection ""; }} }} }}"""
+REQUEST = (b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:18400\r\nUser-Agent: wrk\r\n"
+           b"Accept: */*\r\n\r\n")
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 06:11:07 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 8\r\nConnection: keep-alive\r\n\r\n"
+            b"backend\n")
+FLUSH_EVERY = 50  # requests per event-loop iteration (the log's write, the timers' upkeep)
+
+
+class FakeTransport:
+    """Enough of a transport for HttpConnection / UpstreamConnection; records what is written."""
+
+    def __init__(self, sockname: tuple[str, int] = ("127.0.0.1", 9)) -> None:
+        self.out: list[bytes] = []
+        self.extra = {"peername": ("127.0.0.1", 5555), "sockname": sockname}
+
+    def get_extra_info(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.out.extend(data)
+
+    def set_write_buffer_limits(self, **kwargs: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def child(requests: int, profile: str) -> dict[str, float]:
+    """Run in a process whose sys.path starts with the tree under test."""
+    import cProfile
+    import pstats
+
+    from halb.config.nginx import load_text
+    from halb.l7.http import HttpConnection
+    from halb.l7.log import ErrorLogger
+    from halb.l7.server import HttpServer
+    from halb.l7.upstream import UpstreamConnection
+    from halb.runtime.loop import new_event_loop
+
+    tmp = tempfile.mkdtemp(prefix="halb-micro-")
+    log = os.path.join(tmp, "access.log")
+    cfg = load_text(CONFIG.format(log=log))
+    loop = new_event_loop()  # uvloop, as the server runs
+    srv = HttpServer(cfg, loop, ErrorLogger(()), 0)
+    group = srv.upstreams.get("b")
+    assert group is not None
+    ups = []
+    for peer in group.balancer.peers:
+        for _ in range(2):
+            up = UpstreamConnection(peer, group)
+            ut = FakeTransport()
+            up.connection_made(ut)  # type: ignore[arg-type]
+            ups.append((up, ut))
+            group.put_idle(up)
+    conn = HttpConnection(srv, 1)
+    client = FakeTransport()
+    conn.connection_made(client)  # type: ignore[arg-type]
+
+    def one() -> None:
+        conn.data_received(REQUEST)
+        for up, ut in ups:
+            if ut.out and up.owner is not None:
+                ut.out.clear()
+                up.data_received(RESPONSE)
+                return
+        raise RuntimeError("no upstream connection got the request")
+
+    def tick() -> None:  # one loop iteration: the access log's write, cancelled timers
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+    def run(n: int) -> None:
+        for i in range(n):
+            one()
+            if i % FLUSH_EVERY == FLUSH_EVERY - 1:
+                tick()
+        tick()
+
+    run(200)
+    answer = b"".join(client.out)
+    if not answer.startswith(b"HTTP/1.1 200 OK\r\n") or not answer.endswith(b"backend\n") \
+            or answer.count(b"HTTP/1.1 200 OK") != 200:
+        raise RuntimeError(f"unexpected answer: {answer[:300]!r}")
+    client.out.clear()
+    t0 = time.process_time()
+    run(requests)
+    cpu = time.process_time() - t0
+    if len(client.out) < requests:
+        raise RuntimeError("requests were not all answered")
+    client.out.clear()
+    n_prof = min(requests, 5000)
+    prof = cProfile.Profile()
+    prof.enable()
+    run(n_prof)
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
+    python = sum(v[1] for k, v in stats.stats.items()  # type: ignore[attr-defined]
+                 if k[0] != "~")
+    if profile:
+        stats.sort_stats(profile).print_stats(40)
+    with open(log, "rb") as f:
+        lines = f.read().count(b"\n")
+    if lines != 200 + requests + n_prof:
+        raise RuntimeError(f"{lines} access log lines")
+    os.unlink(log)
+    os.rmdir(tmp)
+    return {"us": cpu / requests * 1e6, "calls": total / n_prof, "py_calls": python / n_prof}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--src", action="append", help="a source tree (default: this repo's src)")
+    ap.add_argument("--profile", default="", help="print cProfile's top, sorted by this key")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.requests, args.profile)))
+        return 0
+    srcs = [str(Path(s).resolve()) for s in (args.src or [str(ROOT / "src")])]
+    rows: dict[str, list[dict[str, float]]] = {s: [] for s in srcs}
+    for rnd in range(args.rounds):
+        for i, src in enumerate(srcs):
+            cmd = [sys.executable, __file__, "--child", "--requests", str(args.requests)]
+            if args.profile and rnd == 0 and i == 0:
+                cmd += ["--profile", args.profile]
+            env = {**os.environ, "PYTHONPATH": src}
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True,
+                                 timeout=600).stdout
+            lines = out.strip().splitlines()
+            if len(lines) > 1:
+                print("\n".join(lines[:-1]))
+            rows[src].append(json.loads(lines[-1]))
+    print(f"# proxy_micro: {args.rounds} rounds x {args.requests} keep-alive proxied GETs, "
+          "fake transports (no syscalls), access_log combined")
+    print(f"{'source tree':<40} {'calls/req':>10} {'py calls/req':>13} {'cpu us/req':>11}")
+    for src, rs in rows.items():
+        us = statistics.median(r["us"] for r in rs)
+        print(f"{src[-40:]:<40} {rs[0]['calls']:>10.1f} {rs[0]['py_calls']:>13.1f} "
+              f"{us:>11.1f}  (rounds: {', '.join(format(r['us'], '.1f') for r in rs)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
