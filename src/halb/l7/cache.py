@@ -517,8 +517,7 @@ def begin(proxy: ProxyRequest, zone_name: Any) -> object | None:
     c.path = zone.path_of(c.digest)
     if cc.bypass and predicates([expand(t, r) for t in cc.bypass]):
         c.status = "BYPASS"
-        c.store = True
-        c._take_fill(time.monotonic())
+        c.store = True  # its answer may still be stored; it holds no fill marker (no lock)
         return None
     return c.lookup()
 
