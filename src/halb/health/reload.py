@@ -11,8 +11,9 @@ clear_diff_s_srv, migrate_checkers, check_new_rs_state and init_service_rs).
   everything but the timings (delay_loop, retry, delay_before_retry, warmup, connect_timeout,
   misc_timeout), alpha and log_all_failures.
 * `reload_state(old, lvs, now)`: a new `HealthState` for `lvs` with the old one's state carried
-  over (the diff above is for logs and tests; this walks the two configurations itself). A kept real server keeps alive / in the table / its table weight; each of its checkers
-  that matches an old one keeps is_up, has_run, its retry count (clipped to the new retry), its
+  over (it walks both configurations itself; `diff` is for logs and tests). A kept real
+  server keeps alive / in the table / its table weight; each of its checkers that matches an
+  old one keeps is_up, has_run, its retry count (clipped to the new retry), its
   HTTP url position, its MISC_CHECK dynamic weight and its schedule (a probe running now goes
   on and its result counts for the new checker: `ids` maps old checker ids to new ones). So an
   up server stays up without a re-check, a down one stays down. New checkers of a kept server
