@@ -11,6 +11,7 @@ from that proxy, so a HIT shows an old count.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import socketserver
@@ -22,7 +23,17 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from harness import HALB_ADDR, NGINX_ADDR, Case, Pair, compare, exchange, req, same_access_logs
+from harness import (
+    HALB_ADDR,
+    NGINX_ADDR,
+    Case,
+    Pair,
+    canonical,
+    compare,
+    exchange,
+    req,
+    same_access_logs,
+)
 
 pytestmark = pytest.mark.peer
 
@@ -67,6 +78,7 @@ CONFIG = r"""
             proxy_cache_background_update on;
             proxy_pass http://%UP%;
         }
+        location /lock/ { proxy_cache_lock on; proxy_pass http://%UP%; }
         location /var/ { proxy_cache $arg_zone; proxy_pass http://%UP%; }
         location /xc/ {
             add_header X-Cache-Status $upstream_cache_status;
@@ -91,6 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.lock:
             key = (self.client_address[0], url.path)
             n = self.counts[key] = self.counts.get(key, 0) + 1
+        if "delay" in q:
+            time.sleep(float(q["delay"]))
         if "drop" in q and n > int(q["drop"]):
             self.close_connection = True
             return
@@ -391,6 +405,20 @@ def test_background_update(cpair: Pair) -> None:
     _run(cpair, "bg-after", target)
     _statuses(cpair, "/bg/a", ["MISS", "STALE", "HIT"])
     assert _same_upstream_count("/bg/a") == 2
+
+
+def test_lock(cpair: Pair) -> None:
+    """proxy_cache_lock: of five requests at once, one goes upstream, the others wait for its
+    answer and take it from the cache."""
+    case = Case("lock", req("/lock/a?cc=max-age%3D60&delay=0.4"))
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(exchange, srv.addr, cpair.port, case)
+                   for srv in cpair.servers.values() for _ in range(5)]
+        answers = [f.result() for f in futures]
+    assert {canonical(ex) for ex in answers[:5]} == {canonical(ex) for ex in answers[5:]}
+    assert len({canonical(ex) for ex in answers}) == 1
+    assert _same_upstream_count("/lock/a") == 1
+    _statuses(cpair, "/lock/a", ["MISS", "HIT", "HIT", "HIT", "HIT"])
 
 
 def test_zone_from_a_variable(cpair: Pair) -> None:
