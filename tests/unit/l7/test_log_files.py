@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,57 @@ def test_error_log_levels_filter_per_file(tmp_path: Path) -> None:
                         r"keepalive connection", lines[0])
     pid = os.getpid()
     assert crit.read_text().endswith(f"[crit] {pid}#{pid}: disk is full, client: 127.0.0.1\n")
+
+
+def test_reopen_that_fails_keeps_the_old_file_and_says_why(tmp_path: Path) -> None:
+    said: list[tuple[str, str]] = []
+    d = tmp_path / "logs"
+    d.mkdir()
+    f = LogFile(str(d / "a.log"), None, lambda lvl, msg: said.append((lvl, msg)))
+    os.rename(d, tmp_path / "gone")  # the directory went away: open() fails
+    f.reopen()
+    assert said and said[0][0] == "emerg" and 'open() "' in said[0][1]
+    f.write(b"still logged\n")  # into the file that is still open
+    f.close()
+    assert (tmp_path / "gone" / "a.log").read_bytes() == b"still logged\n"
+
+
+def test_error_log_reopen_follows_a_moved_file(tmp_path: Path) -> None:
+    from halb.config.model import ErrorLog
+
+    path = tmp_path / "error.log"
+    el = ErrorLogger((ErrorLog(str(path), "notice"),))
+    el.log("notice", "before")
+    os.rename(path, tmp_path / "error.old.log")
+    el.reopen()
+    el.log("notice", "after")
+    el.close()
+    assert "before" in (tmp_path / "error.old.log").read_text()
+    assert "after" in path.read_text() and "before" not in path.read_text()
+
+
+def test_syslog_datagrams(tmp_path: Path) -> None:
+    import socket
+
+    from halb.l7.log_syslog import SyslogPeer, syslog_time
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    try:
+        port = rx.getsockname()[1]
+        peer = SyslogPeer(f"syslog:server=127.0.0.1:{port},facility=local0,tag=web,nohostname")
+        peer.write(b"GET / 200\n")
+        peer.send(b"[crit] disk\n", 2)
+        assert re.fullmatch(rb"<134>\w{3} [ \d]\d \d\d:\d\d:\d\d web: GET / 200", rx.recv(999))
+        assert rx.recv(999).startswith(b"<130>") is True
+        peer.close()
+    finally:
+        rx.close()
+    assert syslog_time(0.0)[4:6] in (" 1", "31")  # the day is padded with a space
+    said: list[str] = []
+    # nothing listens there: the datagram is dropped; a refused send is reported, not raised
+    dead = SyslogPeer("syslog:server=unix:" + str(tmp_path / "none"),
+                      lambda lvl, msg: said.append(msg))
+    dead.write(b"x\n")
+    assert said and said[0].startswith("send() to syslog failed")
