@@ -195,8 +195,9 @@ def nginx_check(at: float = 3.0, back: float = 11.0, duration: float = 19.0) -> 
     def checks(run: Run) -> list[Check]:
         t_fault, t_back = run.event("stop nginx"), run.event("repair")
         moved = A.held_by(run.samples, plan.VIP1, since=t_fault or 0, until=t_back or 0)
-        tail = [r for r in run.records if t_back and r["t"] < t_back and
-                r["t"] > (t_fault or 0) + 8]
+        t_moved = next((t for t, held in run.samples if t_fault and t >= t_fault
+                        and held.get(plan.VIP1) == ["ngx2"]), None)
+        tail = [r for r in run.records if t_moved and t_back and t_moved + 1.0 < r["t"] < t_back]
         return [_check("VI_1 moved to ngx2 once the check script gave up (自动切换)",
                        "ngx2" in moved, sorted(moved)),
                 _check("requests succeed again before the repair",
