@@ -19,7 +19,8 @@ nothing half-sent), with proxy_buffering off (or X-Accel-Buffering: no) every re
 at once. Also: X-Accel-Redirect (an internal redirect keeping Content-Type, Set-Cookie, ...),
 proxy_intercept_errors, 101 Switching Protocols as a tunnel when the client asked to upgrade,
 an answer without a valid status line passed through as HTTP/0.9, and the $upstream_*
-variables of every attempt.
+variables of every attempt. proxy_cache (l7/cache.py) hooks in at the start, the header, the
+body, the end and the final failure.
 
 No Task per request when a cached keep-alive connection is used: callbacks all the way. A new
 upstream connection is made with loop.create_connection, the one coroutine on this path.
