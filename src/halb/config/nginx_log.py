@@ -11,6 +11,7 @@ access_log of that block.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -247,8 +248,9 @@ def _access_log(b: Builder, blk: Block, st: Statement) -> None:
             raise ConfigError(f'invalid parameter "{v}"', st.end)
     if opts.get("flush") and not opts.get("buffer"):
         raise ConfigError(f'no buffer is defined for access_log "{path}"', st.end)
-    if not syslog:
-        path = b.path(path)  # ngx_conf_open_file / ngx_conf_full_name: also with variables
+    if not syslog:  # ngx_conf_open_file / ngx_conf_full_name: also with variables, and
+        # "stderr" is a file of that name here (only error_log knows stderr)
+        path = b.path(path) if path != "stderr" else os.path.join(b.prefix, "stderr")
     if opts.get("buffer"):
         if "$" in path:
             raise ConfigError("buffered logs cannot have variables in name", st.end)

@@ -126,3 +126,9 @@ def test_same_buffer_twice_is_one_file_and_formats_are_case_insensitive() -> Non
     assert a.path.static == "/p/logs/a.log" and (a.buffer, a.flush) == (4096, 1.0)
     assert v.path.raw == "/p/$host.log"  # a path with variables is relative to the prefix too
     assert srv.conf.extra["open_log_file_cache"] == (10, 20.0)
+
+
+def test_access_log_stderr_is_a_file_in_the_prefix() -> None:
+    cfg = http("access_log stderr;")
+    (log,) = cfg.http.conf.access_log  # type: ignore[attr-defined]
+    assert log.path.static == "/p/stderr"  # as nginx: only error_log writes to stderr
