@@ -48,6 +48,8 @@ CONFIG = r"""
         }
         location /moved { return 301 /elsewhere; }
         location /files/ { alias %WWW%/; sendfile on; }
+        location /via/ { proxy_pass https://%ADDR%:%PORT%/files/; }  # TLS on both sides
+        location /post { proxy_pass https://%ADDR%:%PORT%/; }
         location /echo-real-ip { return 200 "x-real-ip=$http_x_real_ip\n"; }
         location /resume { return 200 "reused=$ssl_session_reused\n"; }
         location /kaback { return 200 "requests=$connection_requests sni=$ssl_server_name\n"; }
@@ -281,6 +283,9 @@ CASES = [
     Case("static-over-tls", get("/files/a.txt"), tls="a.test"),
     Case("big-file-over-tls", get("/files/big1m.bin"), tls="a.test"),
     Case("head-over-tls", get("/files/a.txt", method="HEAD"), tls="a.test"),
+    Case("proxied-big-file-tls-both-sides", get("/via/big1m.bin"), tls="a.test"),
+    Case("proxied-post-body-tls-both-sides", get("/post", method="POST", body=b"x" * 200_000),
+         tls="a.test"),
     # broken handshakes: closed on both (to a malformed ClientHello record nginx sends
     # OpenSSL's alert first; halb closes without it: uvloop drops it with the transport)
     Case("tls-truncated-hello", b"\x16\x03\x01", requests=1, half_close=True),
