@@ -11,6 +11,9 @@ is the same); with the MASTER stopped the BACKUP takes the VIP and serves; the M
 again takes it back (the seed's priority 100 preempts 50) and serves again. A client loop runs
 through all of it and every connection is answered.
 
+Seed 003's master/backup pair (wrr 1:2, DR, TCP_CHECK with nb_get_retry) runs the same way:
+its test list (§6 "lvs主备测试") is the same stop / start of the master.
+
 Addresses as test_seed_lvs.py maps them (DR topology of halb.testing.l4net, 198.18.0.0/15):
 VIP 198.18.0.100, real servers 198.18.0.11 / .12, directors 198.18.0.1 and 198.18.0.2, ens33 →
 eth0.
@@ -24,13 +27,34 @@ import signal
 import pytest
 from kalab import Keepalived, TwoDirectors, wait_for
 from test_reload_lvs import Load
-from test_seed_lvs import no_vip, seed
+from test_seed_lvs import SEEDS, no_vip, seed
 
 from halb.testing.netns import ip
 
 pytestmark = pytest.mark.root
 
 RS = {"198.18.0.11:80", "198.18.0.12:80"}
+# seed 003's pair (its own addresses, already moved to 198.18.0.0/15 in the fixture) onto the
+# same topology
+MAP_003 = {"198.18.11.200": "198.18.0.100", "198.18.11.135": "198.18.0.11",
+           "198.18.11.138": "198.18.0.12", "eno16777736": "eth0"}
+
+
+def seed_003(name: str) -> str:
+    text = (SEEDS / name).read_text()
+    for old, new in MAP_003.items():
+        text = text.replace(old, new)
+    return text
+
+
+SEED_PAIRS = {
+    # seed 002 §4-14's test list: stop the LVS master, start it again: access unaffected
+    "002-4-13+4-14": (seed("002_4-13_lvs_master.conf"), seed("002_4-14_lvs_backup.conf")),
+    # seed 003 §6 "lvs主备测试": service keepalived stop on the master → the backup takes over
+    # (备机自动切换); the master started again takes over again (主机自动上位). wrr 1:2, DR,
+    # TCP_CHECK with the old nb_get_retry
+    "003": (seed_003("003_lvs_master.conf"), seed_003("003_lvs_backup.conf")),
+}
 
 
 def conns(ka: Keepalived) -> int:
@@ -40,12 +64,15 @@ def conns(ka: Keepalived) -> int:
     return int(row.split()[2])
 
 
-def test_seed_002_4_14_only_the_master_director_serves(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    net, master = lab(seed("002_4-13_lvs_master.conf"), mode="dr", dataplane="nftables",
+@pytest.mark.parametrize("pair", list(SEED_PAIRS))
+def test_seed_pair_only_the_master_director_serves(lab, tmp_path, pair) -> None:  # type: ignore[no-untyped-def]
+    master_conf, backup_conf = SEED_PAIRS[pair]
+    assert "198.18.0.100" in master_conf and "198.18.0.100" in backup_conf  # mapped
+    net, master = lab(master_conf, mode="dr", dataplane="nftables",
                       halves=(), before=no_vip, servers=2, topology=TwoDirectors)
     assert isinstance(net, TwoDirectors)
     (tmp_path / "backup").mkdir()
-    backup = Keepalived(net, seed("002_4-14_lvs_backup.conf"), tmp_path / "backup",
+    backup = Keepalived(net, backup_conf, tmp_path / "backup",
                         "nftables", (), ns=net.director2_ns)
     try:
         def holds(ns: str) -> bool:
@@ -69,8 +96,7 @@ def test_seed_002_4_14_only_the_master_director_serves(lab, tmp_path) -> None:  
             wait_for(lambda: conns(backup) >= 40, 10, why=backup.why)
 
             (tmp_path / "again").mkdir()  # and comes back: priority 100 takes the VIP back
-            master = Keepalived(net, seed("002_4-13_lvs_master.conf"), tmp_path / "again",
-                                "nftables", ())
+            master = Keepalived(net, master_conf, tmp_path / "again", "nftables", ())
             wait_for(lambda: holds(net.director_ns) and not holds(net.director2_ns), 15,
                      why=master.why)
             wait_for(lambda: set(master.dests()) == RS, 10, why=master.why)
@@ -81,6 +107,9 @@ def test_seed_002_4_14_only_the_master_director_serves(lab, tmp_path) -> None:  
         assert load.error is None, load.error
         assert None not in load.names, load.names  # access unaffected throughout
         assert set(load.names) == {"rs1", "rs2"}
+        if pair == "003":  # wrr, weights 1 (rs1) and 2 (rs2)
+            served_by = [n for n in load.names if n is not None]
+            assert 1.5 <= served_by.count("rs2") / served_by.count("rs1") <= 2.5, served_by
         assert conns(backup) - before <= 1  # at most one in flight while the VIP moved back
         for ka in (master, backup):  # both at once
             os.killpg(ka.proc.pid, signal.SIGTERM)
