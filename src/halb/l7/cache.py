@@ -160,13 +160,16 @@ class CacheRequest:
         if node is None:  # no room in the zone: the manager will make some
             self.status = "MISS"
             return None
-        if node.valid:
+        if node.valid or zone.cold:  # cold: the loader may not have reached the file yet
             looked = self.digest
-            opened = self._open()
+            opened = self._open(bool(node.valid))
             if opened is None and self.digest != looked:  # another variant is stored here
                 return self.lookup(count)
             if opened is not None:
                 fd, h = opened
+                if not node.valid:  # found before the loader: enter it now
+                    with zone:
+                        zone.stored(self.digest, h.valid_sec, os.fstat(fd).st_size, now)
                 if h.valid_sec >= int(time.time()):
                     self._serve(fd, h, "HIT")
                     return handler.PENDING
@@ -226,13 +229,15 @@ class CacheRequest:
         except Exception as e:
             proxy.crashed(e)
 
-    def _open(self) -> tuple[int, Any] | None:
-        """The key's file and its header (None: gone, damaged, another key or variant)."""
+    def _open(self, known: bool = True) -> tuple[int, Any] | None:
+        """The key's file and its header (None: gone, damaged, another key or variant);
+        `known`: the zone says there is one (forgotten when there is not)."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            with self.zone:
-                self.zone.forget(self.digest)
+            if known:
+                with self.zone:
+                    self.zone.forget(self.digest)
             return None
         try:
             data = os.pread(fd, 4096, 0)

@@ -8,11 +8,13 @@ master before it forks the workers (so all of them map the same pages), an open-
 of fixed slots (about 8k per MB of keys_zone, as nginx), under a cross-process POSIX semaphore;
 the holder's pid is recorded so a worker that dies holding it does not wedge the others.
 
-The files are the truth that survives a restart: the loader (`load`, run by the master before the
-workers start) walks the cache directory, drops temporary and foreign files, and enters every
-valid cache file with its size and validity. The manager (`manage`, called from the master's
-loop) removes entries unused for `inactive` and, while the files take more than max_size (or
-the file system has less than min_free left), the least recently used ones (nginx's LRU queue: here the oldest access times), unlinking their
+The files are the truth that survives a restart: the loader (`load`; in a child of the master,
+nginx's "cache loader process", while the workers already serve: until it is done the zone is
+cold and a lookup that finds no node looks for the file) walks the cache directory, drops
+temporary and foreign files, and enters every valid cache file with its size and validity. The
+manager (`manage`, called from the master's loop) removes entries unused for `inactive` and,
+while the files take more than max_size (or the file system has less than min_free left), the
+least recently used ones (nginx's LRU queue: here the oldest access times), unlinking their
 files. `ZONES` is the registry the workers find zones in (filled in the master before fork).
 """
 
@@ -29,7 +31,7 @@ from halb.config.errors import ConfigError
 from halb.config.nginx_cache import CachePath
 from halb.l7.cache_rules import HEADER_MIN, decode_header
 
-HOLDER, NSLOTS, COUNT, TOTAL, USED = range(5)
+HOLDER, NSLOTS, COUNT, TOTAL, USED, COLD = range(6)
 HEADER_WORDS = 8
 STRIDE = 10
 # slot words
@@ -92,6 +94,7 @@ class CacheZone:
         self.ints = memoryview(self.mm).cast("q")
         self.floats = memoryview(self.mm).cast("d")
         self.ints[NSLOTS] = slots
+        self.ints[COLD] = 1  # until the loader has entered the files
         self._lock = _new_lock()
         self.last_manage = 0.0
         self.next_inactive = 0.0
@@ -225,6 +228,11 @@ class CacheZone:
         return size
 
     @property
+    def cold(self) -> bool:
+        """The loader has not finished: a key without a node may still have a file."""
+        return bool(self.ints[COLD])
+
+    @property
     def total(self) -> int:
         return self.ints[TOTAL]
 
@@ -280,12 +288,7 @@ class CacheZone:
         """Enter every cache file under the path (nginx's cache loader); remove temporary
         files and files that are not cache files. The directories are given to the workers'
         user (`ids`), as nginx's ngx_create_paths does. Returns the number of files entered."""
-        root = self.cp.path
-        try:
-            os.makedirs(root, exist_ok=True)
-        except OSError as e:  # nginx's ngx_create_paths
-            raise ConfigError(f'mkdir() "{root}" failed ({e.errno}: {e.strerror})',
-                              level="emerg") from None
+        root = self.make_path(ids)
         now = time.monotonic()
         wall = time.time()
         found = 0
@@ -315,7 +318,20 @@ class CacheZone:
                 with self:
                     self.stored(digest, h.valid_sec, size, now - max(0.0, wall - st_atime))
                 found += 1
+        self.ints[COLD] = 0
         return found
+
+    def make_path(self, ids: tuple[int, int] | None = None) -> str:
+        """Create the cache directory, given to the workers' user (nginx's ngx_create_paths)."""
+        root = self.cp.path
+        try:
+            os.makedirs(root, exist_ok=True)
+            if ids is not None:
+                os.chown(root, ids[0], ids[1])
+        except OSError as e:
+            raise ConfigError(f'mkdir() "{root}" failed ({e.errno}: {e.strerror})',
+                              level="emerg") from None
+        return root
 
     # -- the manager --------------------------------------------------------------------------
 
@@ -396,23 +412,32 @@ def _is_hex(name: str) -> bool:
 ZONES: dict[str, CacheZone] = {}
 
 
-def open_zones(paths: Mapping[str, CachePath] | None,
-               ids: tuple[int, int] | None = None) -> dict[str, CacheZone]:
-    """The zones of a configuration: kept when unchanged (a reload), else made and loaded.
-    Called by the master before forking (and by a single process on first use)."""
+def open_zones(paths: Mapping[str, CachePath] | None, ids: tuple[int, int] | None = None,
+               load: bool = True) -> dict[str, CacheZone]:
+    """The zones of a configuration: kept when unchanged (a reload), else made, their
+    directories created, and loaded (or left cold for load_cold). Called by the master before
+    forking (and by a single process on first use)."""
     paths = paths or {}
     out: dict[str, CacheZone] = {}
     for name, cp in paths.items():
         zone = ZONES.get(name)
         if zone is None or not zone.same(cp):
             zone = CacheZone(cp)
-            zone.load(ids)
+            if load:
+                zone.load(ids)
+            else:
+                zone.make_path(ids)
         else:
             zone.cp = cp  # inactive / max_size may have changed
         out[name] = zone
     ZONES.clear()
     ZONES.update(out)
     return out
+
+
+def load_cold(ids: tuple[int, int] | None = None) -> int:
+    """The cache loader (a child of the master): enter the files of every cold zone."""
+    return sum(zone.load(ids) for zone in ZONES.values() if zone.cold)
 
 
 def manage_all(now: float) -> None:

@@ -80,6 +80,7 @@ class Master:
         self.terminate_deadline = 0.0
         self.pid_path = config.pid
         self._wakeup_r, self._wakeup_w = os.pipe()
+        self.loaders: set[int] = set()  # cache loader processes
         # stub_status counters: made once, before the first fork; they survive reloads
         self.status = StatusZone()
 
@@ -91,8 +92,8 @@ class Master:
         self.current.sockets = sockets
         self.current.ids = lookup_user(cfg.user)
         self.current.zones = _zones(cfg)
-        # made and loaded before the workers fork
-        cache_zones.open_zones(_cache_paths(cfg), self.current.ids)
+        # made before the workers fork; the loader fills them while the workers serve
+        cache_zones.open_zones(_cache_paths(cfg), self.current.ids, load=False)
         os.set_blocking(self._wakeup_w, False)
         os.set_blocking(self._wakeup_r, False)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
@@ -102,6 +103,7 @@ class Master:
         self.error_log.log("notice", "start worker processes")
         for i in range(cfg.worker_processes):
             self.spawn(self.current, i)
+        self.start_loader(self.current.ids)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signals.append(signum)
@@ -146,6 +148,32 @@ class Master:
         gen.started[pid] = time.monotonic()
         self.error_log.log("notice", f"start worker process {pid}")
 
+    def start_loader(self, ids: tuple[int, int] | None) -> None:
+        """nginx's cache loader process: enters the files of the cold cache zones, then
+        exits (the zones are shared memory: what it enters, the workers see)."""
+        if not any(zone.cold for zone in cache_zones.ZONES.values()):
+            return
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                os.close(self._wakeup_r)
+                os.close(self._wakeup_w)
+                die_with_parent(signal.SIGTERM)
+                for s in (*self.listeners.sockets.values(), *self.stale_sockets):
+                    s.close()
+                cache_zones.load_cold(ids)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        self.loaders.add(pid)
+        self.error_log.log("notice", f"start cache loader process {pid}")
+
     def reap(self) -> None:
         while True:
             try:
@@ -164,10 +192,15 @@ class Master:
             code = os.WEXITSTATUS(status)
             how = f"exited with code {code}"
             level = "notice" if code == 0 else "alert"
-        self.error_log.log(level, f"worker process {pid} {how}")
+        loader = pid in self.loaders
+        self.loaders.discard(pid)
+        what = "cache loader process" if loader else "worker process"
+        self.error_log.log(level, f"{what} {pid} {how}")
         self._unlock_zones(pid)
         for name in cache_zones.worker_exited(pid):
             self.error_log.log("alert", f'shared memory zone "{name}" was locked by {pid}')
+        if loader:
+            return
         self.status.retire(pid)
         cur = self.current
         if pid in cur.workers:
@@ -218,7 +251,8 @@ class Master:
             zones = _zones(config, self.current)
             sockets, stale = self.listeners.update(to_bind(config))
             ids = lookup_user(config.user)
-            cache_zones.open_zones(_cache_paths(config), ids)  # kept when unchanged, as nginx
+            # kept when unchanged, as nginx; new ones are loaded once the workers run
+            cache_zones.open_zones(_cache_paths(config), ids, load=False)
         except ConfigError as e:
             self.error_log.log(e.level, str(e))
             return
@@ -239,6 +273,7 @@ class Master:
         self.stale_sockets.extend(stale)
         for i in range(config.worker_processes):
             self.spawn(self.current, i)
+        self.start_loader(ids)
         if old.workers:
             self.old.append(old)
             self.signal_all(signal.SIGQUIT, [old])
@@ -343,6 +378,9 @@ class Master:
         finally:
             if self.exiting is None:
                 self.signal_all(signal.SIGTERM)
+            for pid in self.loaders:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
             self.listeners.close()
             remove_pid(self.pid_path)
             self.error_log.log("notice", "exit")

@@ -14,7 +14,7 @@ import pytest
 from halb.config.errors import ConfigError
 from halb.config.nginx_cache import CachePath
 from halb.l7.cache_rules import encode_header, head_block, md5_key
-from halb.l7.cache_zone import CacheZone, open_zones
+from halb.l7.cache_zone import ZONES, CacheZone, load_cold, open_zones
 
 
 def _zone(tmp: Path, **kw: object) -> CacheZone:
@@ -151,3 +151,63 @@ def test_cache_path_that_cannot_be_made(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape(f'mkdir() "{bad}" failed (20: Not a '
                                                     "directory)")):
         open_zones({"b": CachePath(bad, "b", 8 * 4096)})
+
+
+def test_cold_until_loaded(tmp_path: Path) -> None:
+    """A zone made for the workers before its files are entered (the master's start): cold
+    until the loader (load_cold, in its own process in the master) has gone through them."""
+    zone = _zone(tmp_path)
+    _store(zone, "k", 300, now=1.0)
+    zone.close()
+    cp = CachePath(str(tmp_path), "c", 8 * 4096, (1, 2))
+    zone = open_zones({"c": cp}, load=False)["c"]
+    assert zone.cold and zone.peek(md5_key("k")) is None
+    assert ZONES["c"] is zone
+    assert load_cold() == 1
+    assert not zone.cold and zone.total == 300
+    assert load_cold() == 0  # nothing cold any more
+    open_zones({})
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def call_soon(self, fn: object, *args: object) -> None:
+        self.calls.append(fn)
+
+
+class _Proxy:
+    def __init__(self) -> None:
+        self.r = type("R", (), {"headers": {}, "method": "GET"})()
+        self.loop = _Loop()
+        self.phase = 0
+
+
+def test_cold_zone_lookup_finds_the_file(tmp_path: Path) -> None:
+    """While the loader runs, a lookup that finds no node still finds the file (a HIT) and
+    enters it; a key without a file is a MISS that will be stored."""
+    from halb.l7 import handler
+    from halb.l7.cache import CacheConf, CacheRequest
+
+    zone = _zone(tmp_path)
+    _store(zone, "k", 300, now=1.0)
+    zone.close()
+    zone = _zone(tmp_path)  # made again, cold: the node is gone, the file is there
+    assert zone.cold and zone.peek(md5_key("k")) is None
+    cc = CacheConf({"proxy_cache": "z", "proxy_cache_valid": ((200, 60),)})
+    for key, status in (("k", "HIT"), ("other", "MISS")):
+        c = CacheRequest(_Proxy(), zone, cc)  # type: ignore[arg-type]
+        c.key = key
+        c.digest = c.main = md5_key(key)
+        c.path = zone.path_of(c.digest)
+        answer = c.lookup()
+        assert c.status == status
+        if status == "HIT":
+            assert answer is handler.PENDING and c.sfd >= 0
+            node = zone.peek(c.digest)
+            assert node is not None and node.size == 300 and node.valid == 2_000_000_000
+            os.close(c.sfd)
+        else:
+            assert answer is None and c.store
+    zone.close()
