@@ -82,11 +82,15 @@ def main(argv: list[str]) -> int:
     if a.cmd == "status":
         sys.stdout.write(cluster.status())
         return 0
-    if a.cmd == "up":
-        cluster.up("peers" if a.peers else "halb")
-        sys.stdout.write(cluster.status())
-        return 0
-    return _run(a, cluster)
+    try:
+        if a.cmd == "up":
+            cluster.up("peers" if a.peers else "halb")
+            sys.stdout.write(cluster.status())
+            return 0
+        return _run(a, cluster)
+    except (TimeoutError, RuntimeError) as e:  # the lab is down again (up / run clean up)
+        sys.stderr.write(f"halb lab: {e}\n")
+        return 1
 
 
 def _run(a: argparse.Namespace, cluster: object) -> int:
@@ -113,11 +117,13 @@ def _run(a: argparse.Namespace, cluster: object) -> int:
             sys.stderr.write(f"[{mode}] lab up...\n")
             cluster.up(mode)
         try:
-            for name in names:
-                result = runner.run(cluster, scenarios.SCENARIOS[name](), results)
+            leaving = ours and not (a.keep and mode == modes[-1])
+            for i, name in enumerate(names):
+                result = runner.run(cluster, scenarios.SCENARIOS[name](), results,
+                                    restore_after=not (leaving and i == len(names) - 1))
                 failed += not result["passed"]
         finally:
-            if ours and not (a.keep and mode == modes[-1]):
+            if leaving:
                 cluster.down()
                 sys.stderr.write(f"[{mode}] lab down\n")
     if a.report:

@@ -93,7 +93,7 @@ def svg_timeline(r: dict[str, Any]) -> str:
         color = COLORS.get(who, "#999")
         parts.append(f'<rect x="{x(t):.1f}" y="{band_y}" width="{max(0.5, x(end) - x(t)):.1f}" '
                      f'height="{BAND_H - 2}" fill="{color}"><title>{_e(vip)} on {_e(who)} '
-                     f'from {max(t, 0):g}s</title></rect>')
+                     f'from {(t if t > 0 else 0.0):g}s</title></rect>')
         if x(end) - x(t) > 28:
             parts.append(f'<text x="{x(max(t, 0)) + 2:.1f}" y="{band_y + 10}" fill="#fff">'
                          f'{_e(who)}</text>')

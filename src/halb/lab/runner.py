@@ -8,7 +8,7 @@
 5. shows a progress line (requests, failures, VIP holder, last event) while the load runs;
 6. computes the figures and the checks and writes `<results>/<mode>/<scenario>.json`
    (records, samples, events, figures, checks) for `halb lab report`;
-7. brings the cluster back to rest.
+7. brings the cluster back to rest (unless `restore_after` is false: the lab goes down next).
 """
 
 from __future__ import annotations
@@ -87,12 +87,15 @@ def _read(path: pathlib.Path) -> tuple[list[dict[str, Any]], int | None]:
 
 
 def run(cluster: Cluster, sc: Scenario, results: pathlib.Path,
-        out: IO[str] = sys.stderr) -> dict[str, Any]:
+        out: IO[str] = sys.stderr, restore_after: bool = True) -> dict[str, Any]:
     mode = cluster.mode
     where = results / mode
     where.mkdir(parents=True, exist_ok=True)
     raw = where / f"{sc.name}.records.jsonl"
     raw.unlink(missing_ok=True)
+    if not out.isatty():  # a log: one line when it starts, one when it ends
+        out.write(f"[{mode}] {sc.name:<16} {sc.title} ({sc.duration:g} s under load)...\n")
+        out.flush()
     cluster.restore()
     sampler = Sampler(cluster)
     sampler.take()
@@ -167,7 +170,8 @@ def run(cluster: Cluster, sc: Scenario, results: pathlib.Path,
         if not ok:
             out.write(f"      FAILED: {what} ({detail})\n")
     try:
-        cluster.restore()
+        if restore_after:
+            cluster.restore()
     except TimeoutError as e:
         out.write(f"      the lab did not settle after {sc.name}: {e}\n")
         result["passed"] = False

@@ -31,7 +31,8 @@ def test_up_failover_down(root: None, nft_binary: str, tmp_path: pathlib.Path) -
             [f"{prefix}br", *(f"{prefix}{h.name}" for h in plan.HOSTS)])
         assert cluster.holders(plan.VIP) == ["dir1"]
         out = io.StringIO()
-        result = runner.run(cluster, scenarios.smoke(), tmp_path / "results", out=out)
+        result = runner.run(cluster, scenarios.smoke(), tmp_path / "results", out=out,
+                            restore_after=False)
         failed = [c for c in result["checks"] if not c["passed"]]
         assert not failed, (failed, out.getvalue())
         fig = result["figures"]
