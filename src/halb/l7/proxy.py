@@ -67,7 +67,7 @@ from halb.l7.proxy_response import (
 from halb.l7.proxy_tunnel import AccelAndTunnel, _prepend
 from halb.l7.response import Response
 from halb.l7.static import Finish
-from halb.l7.tls import upstream_error, upstream_tls
+from halb.l7.tls import check_peer, connection_args, upstream_error, upstream_tls
 from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
 from halb.l7.variables import expand
 
@@ -279,7 +279,11 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         up = UpstreamConnection(peer, self.group)
         try:
             if peer.host.startswith("unix:"):
-                await self.loop.create_unix_connection(lambda: up, peer.host[5:])
+                if self.tls_args is None:
+                    await self.loop.create_unix_connection(lambda: up, peer.host[5:])
+                else:
+                    await self.loop.create_unix_connection(
+                        lambda: up, peer.host[5:], **connection_args(self.tls_args, unix=True))
             else:
                 bind = self.plan.bind
                 local = (expand(bind, self.r), 0) if bind is not None else None
@@ -288,7 +292,8 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
                                                       local_addr=local)
                 else:
                     await self.loop.create_connection(lambda: up, peer.host, peer.port,
-                                                      local_addr=local, **self.tls_args)
+                                                      local_addr=local,
+                                                      **connection_args(self.tls_args))
         except asyncio.CancelledError:
             up.close()
             raise
@@ -296,7 +301,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
             if self.phase == CONNECT and self.peer is peer:
                 self.connecting = None
                 why = None if self.tls_args is None else upstream_error(
-                    e, self.tls_args["server_hostname"] or self.proxy_host)
+                    e, self.tls_args["name"])
                 self.fail("error", why or f"connect() failed ({e.errno}: {e.strerror}) while "
                                           "connecting to upstream")
             return
@@ -308,6 +313,11 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         self.connecting = None
         if self.phase != CONNECT or self.peer is not peer:
             up.close()
+            return
+        why = None if self.tls_args is None else check_peer(up.transport, self.tls_args)
+        if why is not None:  # proxy_ssl_verify without SNI: the name is checked here
+            up.close()
+            self.fail("error", why)
             return
         try:
             self._attach(up)

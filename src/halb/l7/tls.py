@@ -18,6 +18,7 @@ verification off unless proxy_ssl_verify on, SNI only with proxy_ssl_server_name
 from __future__ import annotations
 
 import encodings.idna  # noqa: F401  (ssl encodes names with it; workers may not import later)
+import ipaddress
 import os
 import ssl
 import sys
@@ -313,7 +314,9 @@ _UPSTREAM: dict[tuple[Any, ...], ssl.SSLContext] = {}
 
 def upstream_context(extra: Any) -> ssl.SSLContext:
     """The client context for a location's proxy_ssl_* settings (cached by their values)."""
-    key = (extra.get("proxy_ssl_verify", False), extra.get("proxy_ssl_trusted_certificate"),
+    key = (extra.get("proxy_ssl_verify", False) and (
+        "sni" if extra.get("proxy_ssl_server_name", False) else "name"),
+           extra.get("proxy_ssl_trusted_certificate"),
            extra.get("proxy_ssl_verify_depth", 1), extra.get("proxy_ssl_protocols"),
            extra.get("proxy_ssl_ciphers"), extra.get("proxy_ssl_certificate"),
            extra.get("proxy_ssl_certificate_key"))
@@ -329,7 +332,7 @@ def upstream_context(extra: Any) -> ssl.SSLContext:
             ctx.load_verify_locations(trusted)
         else:
             ctx.load_default_certs()
-        ctx.check_hostname = True
+        ctx.check_hostname = verify == "sni"  # else check_peer checks the name
     else:
         ctx.verify_mode = ssl.CERT_NONE
     _protocols(ctx, protocols or DEFAULT_PROTOCOLS)
@@ -366,14 +369,53 @@ def _strip_port(name: str) -> str:
 def upstream_tls(r: Request, proxy_host: str) -> dict[str, Any]:
     """The create_connection arguments for a request proxied to https://: the context of
     its location, and the name sent in SNI (proxy_ssl_server_name on) and verified
-    (proxy_ssl_verify on; halb then sends it in SNI too): proxy_ssl_name, by default the
-    host of the proxy_pass URL without its port."""
+    (proxy_ssl_verify on): proxy_ssl_name, by default the host of the proxy_pass URL
+    without its port."""
     conf = r.conf
     assert conf is not None
     extra = conf.extra
     ctx = upstream_context(extra)
     template = extra.get("proxy_ssl_name")
     name = _strip_port(expand(template, r) if template is not None else proxy_host)
-    wanted = extra.get("proxy_ssl_server_name", False) or extra.get("proxy_ssl_verify", False)
-    return {"ssl": ctx, "server_hostname": name if wanted else None,
+    sni = extra.get("proxy_ssl_server_name", False)
+    verify = extra.get("proxy_ssl_verify", False)
+    return {"ssl": ctx, "server_hostname": name if sni else None, "name": name,
+            "check": name if verify and not sni else None}
+
+
+def connection_args(args: dict[str, Any], unix: bool = False) -> dict[str, Any]:
+    """create_connection's TLS arguments (nginx waits 3 s for the peer's close_notify)."""
+    hostname = args["server_hostname"]
+    return {"ssl": args["ssl"], "server_hostname": "" if unix and hostname is None else hostname,
             "ssl_shutdown_timeout": 3.0}
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern.startswith("*.") and "*" not in pattern[2:]:
+        head, _, rest = name.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == name
+
+
+def check_peer(transport: Any, args: dict[str, Any]) -> str | None:
+    """proxy_ssl_verify without SNI: the verified certificate must be for the name (as
+    X509_check_host: DNS names, wildcards in the left-most label, IP addresses; the CN
+    only when there is no DNS name). None when it is, or when there is nothing to check."""
+    name = args.get("check")
+    if name is None or transport is None:
+        return None
+    cert = transport.get_extra_info("peercert") or {}
+    sans = cert.get("subjectAltName", ())
+    dns = [v for k, v in sans if k == "DNS"]
+    ips = [v for k, v in sans if k == "IP Address"]
+    try:
+        ip = ipaddress.ip_address(name)
+        ok = any(ipaddress.ip_address(v.strip()) == ip for v in ips)
+    except ValueError:
+        cns = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+        ok = any(_name_matches(p, name) for p in (dns or cns))
+    if ok:
+        return None
+    return f'upstream SSL certificate does not match "{name}" while SSL handshaking to upstream'
+

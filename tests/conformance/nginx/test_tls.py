@@ -135,6 +135,18 @@ CONFIG = r"""
             proxy_ssl_verify on;
             proxy_ssl_trusted_certificate %CERTS%/ca.pem;
         }
+        location /up/verify-no-sni {
+            proxy_pass https://%ADDR%:%PORT%/;
+            proxy_ssl_name a.test;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate %CERTS%/ca.pem;
+        }
+        location /up/badname-no-sni {
+            proxy_pass https://%ADDR%:%PORT%/;
+            proxy_ssl_name c.test;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate %CERTS%/ca.pem;
+        }
         location /up/badname {
             proxy_pass https://%ADDR%:%PORT%/;
             proxy_ssl_name c.test;
@@ -344,6 +356,10 @@ CASES = [
     Case("upstream-sni", get("/up/sni"), port_index=P5),
     Case("upstream-verified", get("/up/verify"), port_index=P5, expect={"status": 200}),
     Case("upstream-name-mismatch", get("/up/badname"), port_index=P5,
+         expect={"status": 502}),
+    Case("upstream-verified-no-sni", get("/up/verify-no-sni"), port_index=P5,
+         expect={"status": 200}),
+    Case("upstream-name-mismatch-no-sni", get("/up/badname-no-sni"), port_index=P5,
          expect={"status": 502}),
     Case("upstream-unknown-ca", get("/up/untrusted"), port_index=P5, expect={"status": 502}),
     Case("upstream-expired", get("/up/expired"), port_index=P5, expect={"status": 502}),
