@@ -26,7 +26,7 @@ run: $(STAMP)
 
 # Peer binaries for the conformance tests: installed when we are root and they are missing.
 peers:
-	@missing=""; for b in $(PEER_BINARIES); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	@missing=""; for b in $(PEER_BINARIES); do [ -e $$b ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing peers:$$missing"; \
