@@ -283,7 +283,8 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
                     await self.loop.create_unix_connection(lambda: up, peer.host[5:])
                 else:
                     await self.loop.create_unix_connection(
-                        lambda: up, peer.host[5:], **connection_args(self.tls_args, unix=True))
+                        lambda: up, peer.host[5:],
+                        **connection_args(self.tls_args, (peer.host, 0), unix=True))
             else:
                 bind = self.plan.bind
                 local = (expand(bind, self.r), 0) if bind is not None else None
@@ -293,7 +294,8 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
                 else:
                     await self.loop.create_connection(lambda: up, peer.host, peer.port,
                                                       local_addr=local,
-                                                      **connection_args(self.tls_args))
+                                                      **connection_args(self.tls_args,
+                                                                        (peer.host, peer.port)))
         except asyncio.CancelledError:
             up.close()
             raise

@@ -267,6 +267,8 @@ def prepare(config: NginxConfig) -> ServerTls:
                 state.ssl_addrs.add(key)
                 state.fronts[key] = _front(table, state)
         state.realip = any(c.extra.get("set_real_ip_from") for c in _confs(config))
+        for c in _confs(config):
+            _check_proxy_ssl(c.extra)
     config.extra[_KEY] = state
     return state
 
@@ -312,9 +314,23 @@ def handshake_error(e: BaseException) -> str:
 _UPSTREAM: dict[tuple[Any, ...], ssl.SSLContext] = {}
 
 
-def upstream_context(extra: Any) -> ssl.SSLContext:
-    """The client context for a location's proxy_ssl_* settings (cached by their values)."""
-    key = (extra.get("proxy_ssl_verify", False) and (
+class _PeerContext(ssl.SSLContext):
+    """A client context for one upstream peer that offers the peer's last session again
+    (proxy_ssl_session_reuse on, nginx's default); uvloop calls wrap_bio for each connection."""
+
+    session: ssl.SSLSession | None = None
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+                 server_side: bool = False, server_hostname: str | None = None,
+                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
+                                session or self.session)
+
+
+def upstream_context(extra: Any, peer: tuple[str, int] | None = None) -> ssl.SSLContext:
+    """The client context for a location's proxy_ssl_* settings (cached by their values),
+    one per upstream peer when sessions are reused."""
+    key = (peer, extra.get("proxy_ssl_verify", False) and (
         "sni" if extra.get("proxy_ssl_server_name", False) else "name"),
            extra.get("proxy_ssl_trusted_certificate"),
            extra.get("proxy_ssl_verify_depth", 1), extra.get("proxy_ssl_protocols"),
@@ -323,13 +339,19 @@ def upstream_context(extra: Any) -> ssl.SSLContext:
     ctx = _UPSTREAM.get(key)
     if ctx is not None:
         return ctx
-    verify, trusted, _depth, protocols, ciphers, cert, ckey = key
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _, verify, trusted, _depth, protocols, ciphers, cert, ckey = key
+    ctx = (_PeerContext if peer is not None else ssl.SSLContext)(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     if verify:
         ctx.verify_mode = ssl.CERT_REQUIRED
         if trusted:
-            ctx.load_verify_locations(trusted)
+            try:
+                ctx.load_verify_locations(trusted)
+            except (OSError, ssl.SSLError):
+                raise ConfigError(f'SSL_CTX_load_verify_locations("{trusted}") failed (SSL: '
+                                  + _BIO_MISSING.format(path=trusted)[28:-1]
+                                  + " error:05880002:x509 certificate routines::system lib)",
+                                  level="emerg") from None
         else:
             ctx.load_default_certs()
         ctx.check_hostname = verify == "sni"  # else check_peer checks the name
@@ -339,9 +361,24 @@ def upstream_context(extra: Any) -> ssl.SSLContext:
     _ciphers(ctx, ciphers or DEFAULT_PROXY_CIPHERS)
     if cert:
         _load_pair(ctx, cert, ckey or cert)
-    if len(_UPSTREAM) < 256:
+    if len(_UPSTREAM) < 4096:
         _UPSTREAM[key] = ctx
     return ctx
+
+
+def _check_proxy_ssl(extra: Any) -> None:
+    """ngx_http_proxy_set_ssl, for a location proxying to https:// (or to a URL with
+    variables, which may be one): the checks and loads nginx -t makes."""
+    pp = extra.get("proxy_pass")
+    if pp is None or not (pp.has_variables or pp.scheme == "https"):
+        return
+    cert = extra.get("proxy_ssl_certificate")
+    if cert and not extra.get("proxy_ssl_certificate_key"):
+        raise ConfigError(f'no "proxy_ssl_certificate_key" is defined for certificate "{cert}"',
+                          level="emerg")
+    if extra.get("proxy_ssl_verify", False) and not extra.get("proxy_ssl_trusted_certificate"):
+        raise ConfigError("no proxy_ssl_trusted_certificate for proxy_ssl_verify", level="emerg")
+    upstream_context(extra)
 
 
 def upstream_error(e: OSError, name: str) -> str | None:
@@ -380,13 +417,19 @@ def upstream_tls(r: Request, proxy_host: str) -> dict[str, Any]:
     sni = extra.get("proxy_ssl_server_name", False)
     verify = extra.get("proxy_ssl_verify", False)
     return {"ssl": ctx, "server_hostname": name if sni else None, "name": name,
-            "check": name if verify and not sni else None}
+            "check": name if verify and not sni else None,
+            "extra": extra if extra.get("proxy_ssl_session_reuse", True) else None}
 
 
-def connection_args(args: dict[str, Any], unix: bool = False) -> dict[str, Any]:
-    """create_connection's TLS arguments (nginx waits 3 s for the peer's close_notify)."""
+def connection_args(args: dict[str, Any], peer: tuple[str, int],
+                    unix: bool = False) -> dict[str, Any]:
+    """create_connection's TLS arguments for a connection to `peer` (with session reuse, the
+    peer's own context, which offers its last session); nginx waits 3 s for the peer's
+    close_notify."""
     hostname = args["server_hostname"]
-    return {"ssl": args["ssl"], "server_hostname": "" if unix and hostname is None else hostname,
+    extra = args["extra"]
+    ctx = args["ssl"] if extra is None else upstream_context(extra, peer)
+    return {"ssl": ctx, "server_hostname": "" if unix and hostname is None else hostname,
             "ssl_shutdown_timeout": 3.0}
 
 
@@ -399,11 +442,19 @@ def _name_matches(pattern: str, name: str) -> bool:
 
 
 def check_peer(transport: Any, args: dict[str, Any]) -> str | None:
-    """proxy_ssl_verify without SNI: the verified certificate must be for the name (as
+    """After a new connection's handshake: keep its session for the peer (session reuse);
+    proxy_ssl_verify without SNI: the verified certificate must be for the name (as
     X509_check_host: DNS names, wildcards in the left-most label, IP addresses; the CN
     only when there is no DNS name). None when it is, or when there is nothing to check."""
+    if transport is None:
+        return None
+    if args["extra"] is not None:  # keep the session for the next connection to this peer
+        ctx = transport.get_extra_info("sslcontext")
+        sslobj = transport.get_extra_info("ssl_object")
+        if isinstance(ctx, _PeerContext) and sslobj is not None and sslobj.session is not None:
+            ctx.session = sslobj.session
     name = args.get("check")
-    if name is None or transport is None:
+    if name is None:
         return None
     cert = transport.get_extra_info("peercert") or {}
     sans = cert.get("subjectAltName", ())

@@ -168,6 +168,10 @@ CONFIG = r"""
             proxy_ssl_verify on;
             proxy_ssl_trusted_certificate %CERTS%/ca.pem;
         }
+        location /up/resume {
+            proxy_ssl_session_reuse on;
+            proxy_pass https://%ADDR%:%PORT%/resume;
+        }
         location /up/ka {
             proxy_pass https://tlska/kaback;
             proxy_http_version 1.1;
@@ -511,3 +515,16 @@ def test_reload_takes_new_certificates(tls_pair: Pair, certs: tuple[Path, dict[s
         time.sleep(0.1)
     assert "[emerg]" in tls_pair["halb"].error_log_since(before)
     assert served() == {"nginx": cid["b.test"], "halb": cid["b.test"]}
+
+
+def test_upstream_session_reuse(tls_pair: Pair) -> None:
+    """proxy_ssl_session_reuse (on by default): a new upstream connection resumes the
+    peer's last session; off: never."""
+    case = Case("up-resume", get("/up/resume") + get("/up/resume") + get("/up/resume"),
+                port_index=P5)
+    got = {name: [r.body for r in ex.responses] for name, ex in tls_pair.run(case).items()}
+    assert got["nginx"][1:] == [b"reused=r\n", b"reused=r\n"], got
+    assert got["halb"] == got["nginx"]
+    off = Case("up-no-resume", get("/up/plain/resume") * 2, port_index=P5)
+    got = {name: [r.body for r in ex.responses] for name, ex in tls_pair.run(off).items()}
+    assert got["halb"] == got["nginx"] == [b"reused=.\n", b"reused=.\n"], got

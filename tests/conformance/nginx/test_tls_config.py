@@ -61,6 +61,19 @@ BROKEN: list[tuple[str, str]] = [
     ("proxy-ssl-verify-depth", srv("location / { proxy_ssl_verify_depth x; }", "8080")),
     ("proxy-ssl-protocols", srv("location / { proxy_ssl_protocols SSLv9; }", "8080")),
     ("proxy-ssl-verify-flag", srv("location / { proxy_ssl_verify 1; }", "8080")),
+    ("proxy-ssl-verify-without-trusted", srv(
+        "location / { proxy_pass https://127.0.0.1:9; proxy_ssl_verify on; }", "8080")),
+    ("proxy-ssl-trusted-missing", srv(
+        "location / { proxy_pass https://127.0.0.1:9; proxy_ssl_verify on; "
+        "proxy_ssl_trusted_certificate {C}/none.pem; }", "8080")),
+    ("proxy-ssl-certificate-without-key", srv(
+        "location / { proxy_pass https://127.0.0.1:9; proxy_ssl_certificate {C}/a.test.pem; }",
+        "8080")),
+    ("proxy-ssl-key-mismatch", srv(
+        "location / { proxy_pass https://$host:9; proxy_ssl_certificate {C}/a.test.pem; "
+        "proxy_ssl_certificate_key {C}/b.test.key; }", "8080")),
+    ("proxy-ssl-ciphers", srv(
+        "location / { proxy_pass https://127.0.0.1:9; proxy_ssl_ciphers NOPE; }", "8080")),
 ]
 
 # seed 002 2-32 (the course's HTTPS server) with the test's certificates, and others nginx takes
@@ -109,6 +122,13 @@ VALID: list[tuple[str, str]] = [
                       " proxy_ssl_server_name on; proxy_ssl_name $host;"
                       " proxy_ssl_protocols TLSv1.2 TLSv1.3; proxy_ssl_session_reuse off; }",
                       "8080")),
+    ("proxy-ssl-settings-without-https", srv(
+        "location / { proxy_pass http://127.0.0.1:9; proxy_ssl_verify on; "
+        "proxy_ssl_trusted_certificate {C}/none.pem; proxy_ssl_certificate {C}/none.pem; }",
+        "8080")),
+    ("proxy-ssl-client-certificate", srv(
+        "location / { proxy_pass https://127.0.0.1:9; proxy_ssl_certificate {C}/a.test.pem; "
+        "proxy_ssl_certificate_key {C}/a.test.key; }", "8080")),
 ]
 
 _WARN = re.compile(r"\[warn\] (?:\d+#\d+: )?(.*)")

@@ -35,7 +35,7 @@ def _cert(*sans: tuple[str, str], cn: str = "") -> dict[str, Any]:
     (_cert(("DNS", "b.test"), cn="a.test"), "a.test", False),
 ])
 def test_check_peer(cert: dict[str, Any], name: str, ok: bool) -> None:
-    why = check_peer(_Transport(cert), {"check": name})
+    why = check_peer(_Transport(cert), {"check": name, "extra": None})
     assert (why is None) == ok
     if not ok:
         assert why == (f'upstream SSL certificate does not match "{name}" while SSL '
@@ -43,7 +43,7 @@ def test_check_peer(cert: dict[str, Any], name: str, ok: bool) -> None:
 
 
 def test_nothing_to_check() -> None:
-    assert check_peer(_Transport({}), {"check": None}) is None
+    assert check_peer(_Transport({}), {"check": None, "extra": None}) is None
 
 
 @pytest.mark.parametrize("name,want", [
