@@ -510,7 +510,7 @@ def begin(proxy: ProxyRequest, zone_name: Any) -> object | None:
         if nets is not None and not allowed(r.conn.remote_addr, nets):
             return Finish(403)
         return purge(r, (zone_name, cc.key))
-    if r.method not in cc.methods or (r.body_expected and not r.body_complete):
+    if r.method not in cc.methods:
         return None
     zone = zone_for(r, zone_name)
     if zone is None:

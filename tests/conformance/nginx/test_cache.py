@@ -78,6 +78,7 @@ CONFIG = r"""
             proxy_cache_background_update on;
             proxy_pass http://%UP%;
         }
+        location /postc/ { proxy_cache_methods POST; proxy_pass http://%UP%; }
         location /lock/ { proxy_cache_lock on; proxy_pass http://%UP%; }
         location /var/ { proxy_cache $arg_zone; proxy_pass http://%UP%; }
         location /xc/ {
@@ -287,6 +288,16 @@ def test_min_uses(cpair: Pair) -> None:
 def test_methods_head_and_chunked(cpair: Pair) -> None:
     _run(cpair, "post", *["/post?cc=max-age%3D60"] * 2, method="POST")
     _statuses(cpair, "/post", ["-", "-"])
+    # proxy_cache_methods POST: the key has no body, the body goes up on a MISS only
+    for i, body in enumerate([b"one", b"two" * 5000, b"three"]):
+        compare(cpair, Case(f"postc-{i}", req("/postc/a?cc=max-age%3D60", method="POST",
+                                              body=body)))
+    # the body still arriving when the answer comes from the cache: read and dropped
+    raw = req("/postc/a?cc=max-age%3D60", method="POST", body=b"x" * 40000)
+    compare(cpair, Case("postc-slow", (raw[:len(raw) - 30000], raw[len(raw) - 30000:]),
+                        pause=0.2))
+    _statuses(cpair, "/postc/a", ["MISS", "HIT", "HIT", "HIT"])
+    assert _same_upstream_count("/postc/a") == 1
     # a HEAD goes up as a GET (proxy_cache_convert_head): the GET after it is a HIT
     _run(cpair, "head", "/head?cc=max-age%3D60", method="HEAD")
     _run(cpair, "head-get", "/head?cc=max-age%3D60")
