@@ -111,25 +111,21 @@ class ResponseHead:
         return self.headers[lows.index(low)][1] if low in lows else None
 
 
-# The fast path: a complete head with an HTTP/1.x status line and CRLF line ends, split at once;
-# names are looked up in a table of names already seen (validity, case). Anything else goes
-# through the line-by-line reader below.
+# The fast path: a complete head with an HTTP/1.x status line and CRLF line ends, checked and
+# split by regular expressions over the whole block (names are tokens, values hold no CR, LF or
+# NUL); anything else goes through the line-by-line reader below. Heads repeat (a backend
+# answers a resource with the same header block until its Date changes), so parsed heads are
+# remembered by their bytes; each answer gets its own lists.
 _FAST_STATUS = re.compile(rb"HTTP/1\.([0-9]) +([1-9][0-9][0-9])([ .][^\r\n]*)?\r\n")
-_NAMES: dict[bytes, tuple[str, str] | None] = {}
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN_CLASS = "[!#$%&'*+.^_`|~0-9A-Za-z-]"
+_FAST_BLOCK = re.compile(f"(?:{_TOKEN_CLASS}+:[^\r\n\x00]*\r\n)*")
+_FAST_LINE = re.compile(f"({_TOKEN_CLASS}+): *([^\r\n\x00]*?) *\r\n")
+_FAST_NAME = re.compile(f"({_TOKEN_CLASS}+):[^\r\n]*\r\n")
 
-
-def _name(raw: bytes) -> tuple[str, str] | None:
-    known = _NAMES.get(raw, False)
-    if known is False:
-        if _TOKEN.fullmatch(raw):
-            name = raw.decode("latin-1")
-            known = (name, name.lower())
-        else:
-            known = None  # an unusual name: the careful reader decides
-        if len(_NAMES) < 1024:
-            _NAMES[raw] = known
-    return known  # type: ignore[return-value]
+_Memo = tuple[int, int, str, tuple[tuple[str, str], ...], tuple[str, ...], bool, int, bool, bool]
+_HEADS: dict[bytes, _Memo] = {}
+_MEMO_MAX = 512  # heads remembered (then forgotten all at once)
+_MEMO_BYTES = 2048  # longer heads are not remembered
 
 
 def _fast(buf: bytes | bytearray, end: int) -> ResponseHead | None:
@@ -143,22 +139,31 @@ def _fast(buf: bytes | bytearray, end: int) -> ResponseHead | None:
     head.status_line = buf[m.start(2):m.end() - 2].decode("latin-1")
     if minor == 0:
         head.connection_close = True
-    headers = head.headers
-    lows = head.lows
-    for line in bytes(buf[m.end():end]).split(b"\r\n") if m.end() < end else ():
-        raw_name, colon, raw_value = line.partition(b":")
-        known = _name(raw_name) if colon else None
-        if known is None or b"\x00" in raw_value or b"\r" in raw_value:
+    start = m.end()
+    if start < end:
+        text = buf[start:end + 2].decode("latin-1")
+        if _FAST_BLOCK.fullmatch(text) is None:
             return None
-        name, low = known
-        value = raw_value.strip(b" ").decode("latin-1")
-        headers.append((name, value))
-        lows.append(low)
-        if low in _SPECIAL or low.startswith("x-accel-"):
-            _special(head, low, value)
+        headers = head.headers = _FAST_LINE.findall(text)
+        lowered = text.lower()
+        lows = head.lows = _FAST_NAME.findall(lowered)
+        if not _SPECIAL.isdisjoint(lows) or "x-accel-" in lowered:
+            for low, (_, value) in zip(lows, headers, strict=True):
+                if low in _SPECIAL or low[:8] == "x-accel-":
+                    _special(head, low, value)
     head.size = end + 4
     if head.chunked:
         head.content_length = -1
+    return head
+
+
+def _remembered(memo: _Memo, size: int) -> ResponseHead:
+    head = ResponseHead()
+    (head.version, head.status, head.status_line, headers, lows, head.accel,
+     head.content_length, head.chunked, head.connection_close) = memo
+    head.headers = list(headers)
+    head.lows = list(lows)
+    head.size = size
     return head
 
 
@@ -166,10 +171,21 @@ def parse_head(buf: bytes | bytearray, limit: int) -> tuple[int, ResponseHead | 
     """Parse a response header from the start of buf: (NEED_MORE | DONE | HTTP09 | INVALID |
     TOO_BIG, the head when DONE (the lines that fitted when TOO_BIG), an error message)."""
     end = buf.find(b"\r\n\r\n")
-    if end >= 0 and end + 4 <= limit and buf.count(b"\n", 0, end) == buf.count(b"\r\n", 0, end):
-        head = _fast(buf, end)
-        if head is not None:
-            return DONE, head, ""
+    if end >= 0 and end + 4 <= limit:
+        key = bytes(buf[:end])
+        memo = _HEADS.get(key)
+        if memo is not None:
+            return DONE, _remembered(memo, end + 4), ""
+        if key.count(b"\n") == key.count(b"\r\n"):
+            head = _fast(buf, end)
+            if head is not None:
+                if end <= _MEMO_BYTES:
+                    if len(_HEADS) >= _MEMO_MAX:
+                        _HEADS.clear()
+                    _HEADS[key] = (head.version, head.status, head.status_line,
+                                   tuple(head.headers), tuple(head.lows), head.accel,
+                                   head.content_length, head.chunked, head.connection_close)
+                return DONE, head, ""
     eol = buf.find(b"\n")
     if eol < 0:
         first = bytes(buf)

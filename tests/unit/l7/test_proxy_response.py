@@ -4,6 +4,8 @@ and the body framings, fed whole and byte by byte."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from halb.l7.proxy_response import (
     CHUNKED,
@@ -125,3 +127,50 @@ def test_length_and_close() -> None:
     assert reader.feed(b"anything") == b"anything" and not reader.done
     reader = BodyReader(EMPTY)
     assert reader.done and reader.feed(b"x") == b"" and reader.extra
+
+
+# -- the fast path (whole-block regular expressions, heads remembered) agrees with the reader --
+
+_NAME_CHARS = "abXY-_!~:09 \t\x00é"
+_VALUE_CHARS = "ab ,;:\t\x00\x01é\x7f"
+
+
+_NAMES = st.one_of(st.sampled_from(["Content-Length", "connection", "Transfer-Encoding",
+                                     "X-Accel-Redirect", "Server", "x_u", "Set-Cookie"]),
+                   st.text(_NAME_CHARS, max_size=6))
+_VALUES = st.one_of(st.sampled_from(["5", " 12 ", "chunked", " close", "x", "keep-alive"]),
+                    st.text(_VALUE_CHARS, max_size=8))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=6),
+       st.sampled_from(["200 OK", "204", "404 Not Found", "302 x"]))
+def test_fast_path_agrees_with_line_reader(lines: list[tuple[str, str]], status: str) -> None:
+    block = "".join(f"{n}:{v}\r\n" if ":" not in n else f"{n}\r\n" for n, v in lines)
+    crlf = f"HTTP/1.1 {status}\r\n{block}\r\n".encode("latin-1")
+    lf = crlf.replace(b"\r\n", b"\n")  # bare LF: always the line-by-line reader
+    for _ in range(2):  # the second parse of the same bytes is remembered
+        fast, slow = parse_head(crlf, 4096), parse_head(lf, 4096)
+        assert fast[0] == slow[0]
+        if fast[0] == DONE:
+            a, b = fast[1], slow[1]
+            assert a is not None and b is not None
+            assert (a.status, a.status_line, a.version, a.headers, a.lows, a.accel,
+                    a.content_length, a.chunked, a.connection_close) == \
+                (b.status, b.status_line, b.version, b.headers, b.lows, b.accel,
+                 b.content_length, b.chunked, b.connection_close)
+            assert a.size == len(crlf)
+
+
+def test_remembered_heads_are_fresh() -> None:
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Accel-Buffering: no\r\n\r\n"
+    _, first, _ = parse_head(data + b"abc", 4096)
+    _, second, _ = parse_head(bytearray(data), 4096)
+    assert first is not None and second is not None and first is not second
+    assert second.headers == first.headers and second.headers is not first.headers
+    assert second.lows is not first.lows
+    assert (second.content_length, second.accel, second.size) == (3, True, len(data))
+    second.headers.append(("X", "y"))
+    _, third, _ = parse_head(data, 4096)
+    assert third is not None and third.headers == first.headers
+    assert parse_head(data, len(data) - 1)[0] == TOO_BIG  # the limit is checked first
