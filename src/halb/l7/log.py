@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from halb.config.model import AccessLog, ErrorLog, LogFormat
 from halb.config.template import Var
+from halb.l7.response import DATES
 from halb.l7.variables import _PREFIXED, VARIABLES, Getter, expand, get
 
 if TYPE_CHECKING:
@@ -108,28 +109,90 @@ def _getter(name: str) -> Getter | None:
     return None
 
 
+# Variables read straight from the request in a compiled line (the same expressions as their
+# functions in l7/variables.py, which a test compares); used only while VARIABLES still holds
+# the function they stand for.
+_INLINE_EXPRS = (
+    ("remote_addr", "r.conn.remote_addr"), ("request", "r.request_line"),
+    ("request_uri", "r.target"), ("uri", "r.uri"), ("args", "r.args"),
+    ("request_method", "r.method"), ("time_local", "_DATES.time_local"),
+    ("time_iso8601", "_DATES.time_iso8601"), ("body_bytes_sent", "str(r.body_bytes_sent)"),
+    ("bytes_sent", "str(r.bytes_sent)"), ("request_length", "str(r.request_length)"))
+_INLINE: dict[str, tuple[Getter | None, str]] = {
+    name: (VARIABLES.get(name), expr) for name, expr in _INLINE_EXPRS}
+_LINES: dict[int, tuple[LogFormat, Callable[[Request], bytes]]] = {}
+
+
 def format_line(fmt: LogFormat, r: Request) -> bytes:
-    """One log line: the values are checked with one regex search each, and the line is encoded
-    once (values with characters to escape, or not ASCII, go byte by byte)."""
+    """One log line (the format is compiled once: line_writer)."""
+    hit = _LINES.get(id(fmt))
+    if hit is None or hit[0] is not fmt:
+        hit = _LINES[id(fmt)] = (fmt, line_writer(fmt))
+    return hit[1](r)
+
+
+def line_writer(fmt: LogFormat) -> Callable[[Request], bytes]:
+    """The format compiled into one function of the request: the values are read into a tuple,
+    checked with one regex search, and put into the literal text with one `%` (a value with a
+    character to escape, or not ASCII, sends the line through the careful path)."""
+    parts = _compile(fmt)
     mode = fmt.escape
-    slow = _SLOW[mode]
     missing = "-" if mode == "default" else ""
-    out: list[str] = []
-    for name, text, getter, latin1 in _compile(fmt):
+    names: dict[str, Any] = {"_DATES": DATES, "_get": get, "_search": _SLOW[mode].search,
+                             "_careful": lambda values: _careful(parts, values, mode, missing),
+                             "_missing": missing}
+    template: list[str] = []
+    exprs: list[str] = []
+    for i, (name, text, getter, _latin1) in enumerate(parts):
         if name is None:
-            out.append(text)
+            template.append(text.replace("%", "%%"))
             continue
-        v = getter(r) if getter is not None else get(r, name)
-        if v is None:
-            out.append(missing)
-        elif slow.search(v) is None:
+        template.append("%s")
+        inline = _INLINE.get(name)
+        if inline is not None and inline[0] is not None and VARIABLES.get(name) is inline[0]:
+            exprs.append(inline[1])
+        else:
+            names[f"_g{i}"] = getter if getter is not None else \
+                (lambda r, name=name: get(r, name))
+            exprs.append(f"_g{i}(r)")
+    names["_template"] = "".join(template) + "\n"
+    if not exprs:
+        text = (names["_template"] % ()).encode("utf-8", "surrogateescape")
+        return lambda r: text
+    body = []
+    for i, expr in enumerate(exprs):  # (a value that is never None is not tested)
+        body.append(f"    v{i} = {expr}\n")
+        if expr.startswith("_g") or expr == "r.args":
+            body.append(f"    if v{i} is None:\n        v{i} = _missing\n")
+    values = ", ".join(f"v{i}" for i in range(len(exprs)))
+    source = (
+        "def line(r):\n" + "".join(body) +
+        f"    values = ({values},)\n"
+        "    if _search(''.join(values)) is None:\n"
+        "        return (_template % values).encode('utf-8', 'surrogateescape')\n"
+        "    return (_template % _careful(values)).encode('utf-8', 'surrogateescape')\n")
+    exec(compile(source, f"<log_format {fmt.name}>", "exec"), names)
+    line: Callable[[Request], bytes] = names["line"]
+    return line
+
+
+def _careful(parts: list[_Part], values: tuple[str, ...], mode: str,
+             missing: str) -> tuple[str, ...]:
+    """The values escaped one by one, each in the encoding its text came with."""
+    slow = _SLOW[mode]
+    out = []
+    it = iter(values)
+    for name, _text, _getter, latin1 in parts:
+        if name is None:
+            continue
+        v = next(it)
+        if slow.search(v) is None:
             out.append(v)
         else:
             raw = v.encode("latin-1", "replace") if latin1 else \
                 v.encode("utf-8", "surrogateescape")
             out.append(escape(raw, mode).decode("utf-8", "surrogateescape"))
-    out.append("\n")
-    return "".join(out).encode("utf-8", "surrogateescape")
+    return tuple(out)
 
 
 def gzip_member(data: bytes, level: int) -> bytes:
