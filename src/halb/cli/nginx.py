@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from halb import __version__
 from halb.config.errors import ConfigError
 from halb.config.model import ErrorLog, NginxConfig
-from halb.l7.log import ErrorLogger
+from halb.l7.log import ErrorLogger, LogFileError, open_log_files
 from halb.l7.response import SERVER_VERSION
 
 NAME = "halb"
@@ -133,6 +133,8 @@ def load(o: Options) -> tuple[NginxConfig, list[ConfigError]]:
     from halb.l7 import tls
 
     tls.prepare(loaded.config)  # certificates load here: nginx -t reports them
+    if o.signal is None:  # then the log files, created if need be (nginx -t does too)
+        open_log_files(loaded.config)
     return loaded.config, loaded.warnings
 
 
@@ -164,6 +166,8 @@ def main(argv: list[str]) -> int:
     try:
         config, warnings = load(o)
     except ConfigError as e:
+        if o.test and not o.quiet and isinstance(e, LogFileError):
+            _say(f"the configuration file {conf_file} syntax is ok")  # (files open after it)
         _say(f"[{e.level}] {e}")
         if o.test:
             _say(f"configuration file {conf_file} test failed")

@@ -30,7 +30,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from halb.config.model import AccessLog, ErrorLog, LogFormat
+from halb.config.errors import ConfigError
+from halb.config.model import AccessLog, ErrorLog, Location, LocConf, LogFormat, NginxConfig
 from halb.config.template import Var
 from halb.l7.response import DATES
 from halb.l7.variables import _PREFIXED, VARIABLES, Getter, expand, get
@@ -506,6 +507,43 @@ class ErrorLogger:
             if fd > 2:
                 os.close(fd)
         self.targets = []
+
+
+def log_paths(config: NginxConfig) -> list[str]:
+    """Every log file a configuration names (static access_log paths, error_log files)."""
+    paths = [log.path for log in config.error_log]
+    confs: list[LocConf] = []
+    http = config.http
+    if http is not None:
+        confs.append(http.conf)
+
+        def walk(locs: tuple[Location, ...]) -> None:
+            for loc in locs:
+                confs.append(loc.conf)
+                walk(loc.children)
+
+        for srv in http.servers:
+            confs.append(srv.conf)
+            walk(srv.locations)
+            walk(tuple(srv.named_locations.values()))
+    for conf in confs:
+        paths.extend(log.path.static for log in conf.access_log or () if log.path.is_static)
+        paths.extend(log.path for log in conf.error_log or ())
+    return [p for p in dict.fromkeys(paths) if p != "stderr" and not p.startswith("syslog:")]
+
+
+class LogFileError(ConfigError):
+    """A log file that cannot be opened (the configuration itself parsed)."""
+
+
+def open_log_files(config: NginxConfig) -> None:
+    """ngx_init_cycle opens every log file before the configuration is used (nginx -t too,
+    creating them): a file that cannot be opened is an [emerg], not a worker that dies."""
+    for path in log_paths(config):
+        try:
+            os.close(_open(path))
+        except OSError as e:
+            raise LogFileError(f'open() "{path}" failed ({e.errno}: {e.strerror})') from None
 
 
 def request_context(r: Request) -> str:

@@ -33,7 +33,7 @@ from halb.balancing.shared import Zone
 from halb.config.errors import ConfigError
 from halb.config.model import Listen, NginxConfig
 from halb.l7 import cache_zone as cache_zones
-from halb.l7.log import ErrorLogger
+from halb.l7.log import ErrorLogger, log_paths
 from halb.l7.stub_status import StatusZone
 from halb.l7.upstream import create_zones
 from halb.runtime.listeners import ListenerSet, to_bind
@@ -304,17 +304,7 @@ class Master:
         self.signal_all(signal.SIGUSR1)
 
     def _log_paths(self) -> list[str]:
-        from halb.l7.server import _all_confs
-
-        config = self.current.config
-        paths = {log.path for log in config.error_log}
-        for conf in _all_confs(config):
-            for log in conf.access_log or ():
-                if log.path.is_static:
-                    paths.add(log.path.static)
-            for elog in conf.error_log or ():
-                paths.add(elog.path)
-        return sorted(p for p in paths if p != "stderr" and not p.startswith("syslog:"))
+        return log_paths(self.current.config)
 
     def handle_quit(self) -> None:
         if self.exiting is None:

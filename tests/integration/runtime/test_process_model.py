@@ -186,6 +186,7 @@ def test_signal_without_a_running_master(tmp_path: Path) -> None:
 
 def test_test_flag_output(tmp_path: Path) -> None:
     (tmp_path / "nginx.conf").write_text(base_conf(free_port()))
+    (tmp_path / "logs").mkdir()  # nginx -t opens the log files too
     ok = halb("-p", f"{tmp_path}/", "-c", "nginx.conf", "-t")
     conf = tmp_path / "nginx.conf"
     assert ok.returncode == 0

@@ -132,3 +132,26 @@ def test_access_log_stderr_is_a_file_in_the_prefix() -> None:
     cfg = http("access_log stderr;")
     (log,) = cfg.http.conf.access_log  # type: ignore[attr-defined]
     assert log.path.static == "/p/stderr"  # as nginx: only error_log writes to stderr
+
+
+def test_a_log_file_that_cannot_be_opened_fails_the_test_like_nginx(
+        tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    from halb.cli.nginx import main
+
+    base = Path(str(tmp_path))
+    (base / "logs").mkdir()
+    conf = base / "nginx.conf"
+    conf.write_text(f"pid {base}/logs/nginx.pid;\nerror_log {base}/logs/error.log;\nevents {{}}\n"
+                    f"http {{ access_log {base}/nodir/a.log; access_log {base}/logs/ok.log;\n"
+                    f" server {{ listen 127.0.0.1:1; access_log syslog:server=127.0.0.1; }} }}\n")
+    assert main(["-t", "-p", f"{base}/", "-c", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [  # as nginx -t: the syntax is ok, then the file fails
+        f"halb: the configuration file {conf} syntax is ok",
+        f'halb: [emerg] open() "{base}/nodir/a.log" failed (2: No such file or directory)',
+        f"halb: configuration file {conf} test failed"]
+    (base / "nodir").mkdir()
+    assert main(["-t", "-p", f"{base}/", "-c", str(conf)]) == 0
+    assert (base / "nodir" / "a.log").exists() and (base / "logs" / "ok.log").exists()
