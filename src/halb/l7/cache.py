@@ -107,6 +107,9 @@ class CacheConf:
 
 
 _CONFS: dict[int, CacheConf] = {}
+# the header and parsed head of cache files served lately, by (device, inode, mtime, size):
+# a file rewritten (revalidated) or replaced has another key
+HEADS: dict[tuple[int, int, int, int], tuple[Any, ResponseHead | None]] = {}
 
 
 def conf_for(extra: Mapping[str, Any]) -> CacheConf:
@@ -119,9 +122,9 @@ def conf_for(extra: Mapping[str, Any]) -> CacheConf:
 
 
 class CacheRequest:
-    __slots__ = ("cc", "converted", "digest", "fd", "ft", "key", "main", "owner", "path",
-                 "proxy", "reval", "secondary", "sfd", "sleft", "soff", "stale", "status", "store",
-                 "timer", "tmp", "valid", "waited", "zone")
+    __slots__ = ("cc", "converted", "digest", "fd", "ft", "ident", "key", "main", "owner",
+                 "path", "proxy", "reval", "secondary", "sfd", "size", "sleft", "soff", "stale",
+                 "status", "store", "timer", "tmp", "valid", "waited", "zone")
 
     def __init__(self, proxy: ProxyRequest, zone: CacheZone, cc: CacheConf) -> None:
         self.proxy = proxy
@@ -145,6 +148,8 @@ class CacheRequest:
         self.soff = 0
         self.sleft = 0
         self.ft: str | None = None
+        self.ident: tuple[int, int, int, int] | None = None  # the file served (HEADS' key)
+        self.size = 0
         self.timer: Any = None
         self.waited = 0.0
 
@@ -240,11 +245,23 @@ class CacheRequest:
                     self.zone.forget(self.digest)
             return None
         try:
-            data = os.pread(fd, 4096, 0)
-            h = decode_header(data)
-            if h is not None and h.body_start > len(data):
-                data = os.pread(fd, h.body_start, 0)
+            st = os.fstat(fd)
+            ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+            known_head = HEADS.get(ident)
+            if known_head is not None:
+                h = known_head[0]
+            else:
+                data = os.pread(fd, 4096, 0)
                 h = decode_header(data)
+                if h is not None and h.body_start > len(data):
+                    data = os.pread(fd, h.body_start, 0)
+                    h = decode_header(data)
+                if h is not None and h.head_block:
+                    if len(HEADS) >= 1024:
+                        HEADS.clear()
+                    HEADS[ident] = (h, None)
+            self.ident = ident
+            self.size = st.st_size
             if h is None or not h.head_block or h.key != self.key:
                 os.close(fd)
                 return None
@@ -279,10 +296,15 @@ class CacheRequest:
             return
         try:
             r = proxy.r
-            st, head, _ = parse_head(h.head_block, len(h.head_block) + 1)
-            size = os.fstat(fd).st_size
-            if st != DONE or head is None:
-                raise ValueError(f"cache file {self.path} has a damaged header")
+            known = HEADS.get(self.ident) if self.ident is not None else None
+            head = known[1] if known is not None and known[0] is h else None
+            if head is None:
+                st, head, _ = parse_head(h.head_block, len(h.head_block) + 1)
+                if st != DONE or head is None:
+                    raise ValueError(f"cache file {self.path} has a damaged header")
+                if known is not None and known[0] is h:
+                    HEADS[self.ident] = (h, head)  # type: ignore[index]
+            size = self.size
             proxy.resp = head  # its own Content-Length, or none (chunked to the client)
             if head.status == 200 and not r.err_status:
                 code = _not_modified(r, head, h.last_modified)
@@ -292,7 +314,7 @@ class CacheRequest:
                     proxy.conn.finish_request(r, Finish(412, close=True))
                     return
                 if code == 304:
-                    _to_304(head)
+                    head = proxy.resp = _to_304(head)
             self.soff = h.body_start
             self.sleft = 0 if r.is_head or head.status in (204, 304) else size - h.body_start
             proxy._send_head(head)
@@ -534,16 +556,21 @@ def _not_modified(r: Request, head: ResponseHead, last_modified: int) -> int:
     return not_modified(r, probe)
 
 
-def _to_304(head: ResponseHead) -> None:
-    """The header nginx sends for a 304 from the cache: no type, no length."""
-    keep = [i for i, low in enumerate(head.lows) if low not in ("content-type",
-                                                                 "content-length")]
-    head.headers = [head.headers[i] for i in keep]
-    head.lows = [head.lows[i] for i in keep]
+def _to_304(stored: ResponseHead) -> ResponseHead:
+    """The header nginx sends for a 304 from the cache: no type, no length (a new head: the
+    stored one is shared through HEADS)."""
+    head = ResponseHead()
+    for name in ResponseHead.__slots__:
+        setattr(head, name, getattr(stored, name))
+    keep = [i for i, low in enumerate(stored.lows) if low not in ("content-type",
+                                                                   "content-length")]
+    head.headers = [stored.headers[i] for i in keep]
+    head.lows = [stored.lows[i] for i in keep]
     head.status = 304
     head.status_line = "304 Not Modified"
     head.content_length = -1
     head.chunked = False
+    return head
 
 
 def _cache_status(r: Request) -> str | None:
