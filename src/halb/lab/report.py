@@ -116,6 +116,21 @@ ROWS = (("requests (scheduled)", lambda f: f"{f['requests']} ({f['scheduled']})"
         ("backend (served)", lambda f: _counts(f["backends"])))
 
 
+def vip_moves(r: dict[str, Any]) -> str:
+    """The target VIP's changes of holder after the first event, timed from that event
+    ("dir2 after 3.1 s, dir1 after 13.2 s"), or "stayed on dir1"."""
+    vip = str((r.get("targets") or ["-"])[0]).rsplit(":", 1)[0]
+    trans = (r.get("transitions") or {}).get(vip) or []
+    events = r.get("events") or []
+    if not trans:
+        return "-"
+    if not events:
+        return f"stayed on {trans[-1][1]}"
+    t0 = events[0][0]
+    moves = [f"{who} after {t - t0:.1f} s" for t, who in trans if t > t0 and who != "-"]
+    return ", ".join(moves) or f"stayed on {trans[0][1]}"
+
+
 def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "-"
 
@@ -135,6 +150,8 @@ def _scenario(name: str, runs: dict[str, dict[str, Any]]) -> str:
     for label, fn in ROWS:
         out.append(f"<tr><td>{_e(label)}</td>" + "".join(
             f"<td>{_e(fn(runs[m]['figures']))}</td>" for m in modes) + "</tr>")
+    out.append("<tr><td>VIP holder changes (from the first fault)</td>" + "".join(
+        f"<td>{_e(vip_moves(runs[m]))}</td>" for m in modes) + "</tr>")
     out.append("<tr><td>checks</td>" + "".join(
         "<td><ul>" + "".join(
             f'<li class="{"PASS" if c["passed"] else "FAIL"}">{"✓" if c["passed"] else "✗"} '

@@ -54,3 +54,9 @@ def test_svg_is_well_formed_with_bars_and_the_holder_band() -> None:
 def test_empty_results_give_a_page(tmp_path: pathlib.Path) -> None:
     report.write_report(tmp_path, tmp_path / "r.html")
     assert "halb lab report" in (tmp_path / "r.html").read_text()
+
+
+def test_vip_moves_are_timed_from_the_first_fault() -> None:
+    assert report.vip_moves(result("halb", True, 0)) == "dir2 after 0.9 s"
+    quiet = {**result("halb", True, 0), "events": []}
+    assert report.vip_moves(quiet) == "stayed on dir2"
