@@ -172,7 +172,7 @@ def _libssl() -> Any:
                 lib.SSL_CTX_get_options.restype = ctypes.c_uint64
                 lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
                 _LIBSSL = lib
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ImportError):
             pass
     return _LIBSSL
 
@@ -242,6 +242,7 @@ def _confs(config: NginxConfig) -> Iterator[LocConf]:
     for srv in http.servers:
         yield srv.conf
         yield from walk(srv.locations)
+        yield from walk(tuple(srv.named_locations.values()))
 
 
 def prepare(config: NginxConfig) -> ServerTls:
@@ -251,6 +252,7 @@ def prepare(config: NginxConfig) -> ServerTls:
     if isinstance(state, ServerTls):
         return state
     state = ServerTls()
+    _UPSTREAM.clear()  # a new configuration reads the files again
     http = config.http
     if http is not None:
         from halb.l7.routing import ListenTable
