@@ -300,7 +300,7 @@ def render_head(r: Request, status: int, line: str | None, content_type: str | N
         out.append(b"Server: " + (SERVER_VERSION if conf.server_tokens != "off"
                                   else SERVER_NAME).encode() + b"\r\n")
     if plan.own_date:
-        out.append(DATES.date_header)
+        out.append(DATES.header())
     if content_type is not None:
         out.append(b"Content-Type: " + _enc(content_type) + b"\r\n")
     if length >= 0:

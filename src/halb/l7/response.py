@@ -119,6 +119,12 @@ class DateCache:
         self.time_iso8601 = ""
         self.update(time.time())
 
+    def header(self) -> bytes:
+        """The Date line for a header being sent now (nginx updates its cached time on every
+        event-loop wake-up, so the first answer after an idle spell is not dated earlier)."""
+        self.update(time.time())
+        return self.date_header
+
     def update(self, now: float) -> None:
         sec = int(now)
         if sec == self.second:
@@ -178,7 +184,7 @@ def render_headers(resp: Response, *, server_tokens: str, keepalive: bool,
         out.append(b"Server: " + SERVER_VERSION.encode() + b"\r\n")
     else:
         out.append(b"Server: " + SERVER_NAME.encode() + b"\r\n")
-    out.append(DATES.date_header)
+    out.append(DATES.header())
     no_content = status == 204  # nginx drops the type, length and Last-Modified of a 204
     if resp.content_type and not no_content:
         out.append(b"Content-Type: " + resp.content_type.encode("latin-1") + b"\r\n")
