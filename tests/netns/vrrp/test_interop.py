@@ -49,7 +49,7 @@ def test_failover_cycle(cluster: Cluster, lan: Lan, pair: tuple[str, str], versi
     cluster.start("n2", second, backup)
 
     # election: the higher priority wins
-    cluster.wait_holder("n1", timeout=mdi(version, 150, 1) + 3)
+    cluster.wait_holder("n1", timeout=mdi(version, 150, 1) + 8)  # + the daemons starting
     cluster.hold_steady("n1", 0.5)
     lan.touch_from_client(VIP)
     assert lan.neighbour(VIP) == lan.mac("n1")
@@ -99,7 +99,7 @@ def test_nopreempt(cluster: Cluster, lan: Lan, pair: tuple[str, str]) -> None:
     high, low = pair
     adv = 0.5
     cluster.start("n2", low, instance_conf(version=3, priority=100, advert_int=adv))
-    cluster.wait_holder("n2", timeout=mdi(3, 100, adv) + 3)
+    cluster.wait_holder("n2", timeout=mdi(3, 100, adv) + 8)  # + the daemon starting
     cluster.start("n1", high, instance_conf(version=3, priority=150, advert_int=adv,
                                             extra="    nopreempt"))
     cluster.hold_steady("n2", mdi(3, 150, adv) + 1.5)
@@ -137,7 +137,7 @@ def test_failing_script_moves_vip(cluster: Cluster, lan: Lan, tmp_path: pathlib.
     cluster.start("n1", first, instance_conf(version=3, state="MASTER", priority=150,
                                              advert_int=adv, scripts=block, extra=track))
     cluster.start("n2", second, instance_conf(version=3, priority=100, advert_int=adv))
-    cluster.wait_holder("n1", timeout=mdi(3, 150, adv) + 3)
+    cluster.wait_holder("n1", timeout=mdi(3, 150, adv) + 8)  # + the daemons starting
     flag.unlink()  # the check fails from now on
     bound = 0.2 + 1 + mdi(3, 100, adv) + SLACK_DOWN  # interval + timeout + MDI
     took = cluster.wait_holder("n2", timeout=bound + 2)

@@ -73,7 +73,7 @@ def test_invalid_adverts_are_dropped_counted_and_change_nothing(
         cluster: Cluster, lan: Lan) -> None:
     cluster.sample()
     cluster.start("n1", "halb", instance_conf(version=2, state="MASTER", priority=150))
-    cluster.wait_holder("n1", timeout=mdi(2, 150, 1) + 3)
+    cluster.wait_holder("n1", timeout=mdi(2, 150, 1) + 8)  # + the daemon starting
     base = counters(cluster.dump("n1"))
     assert base["Advertisements/Sent"] > 0 and base["Advertisements/Received"] == 0
 

@@ -39,7 +39,7 @@ def test_unicast_interop(cluster: Cluster, lan: Lan, pair: tuple[str, str], vers
     cluster.sample()
     cluster.start("n1", first, conf("n1", "MASTER", 150))
     cluster.start("n2", second, conf("n2", "BACKUP", 100))
-    cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 3)
+    cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 8)  # + the daemons starting
     cluster.hold_steady("n1", 2 * adv + 0.2)  # the backup hears the unicast adverts
     if first == "halb":
         data = cluster.dump("n1", "data")
@@ -53,7 +53,7 @@ def test_unicast_interop(cluster: Cluster, lan: Lan, pair: tuple[str, str], vers
         assert took <= bound
         lan.revive("n1")
         cluster.start("n1", first, conf("n1", "MASTER", 150))
-        cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 3)
+        cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 8)  # + the daemon starting
         cluster.hold_steady("n1", 2 * adv)
 
     t = cluster.stop("n1", wait=False)
