@@ -187,6 +187,21 @@ CONFIG = r"""
         ssl_certificate_key %CERTS%/rogue.key;
         return 200 "rogue\n";
     }
+    # default_server is not the first server (%PORT11%): its certificate without SNI
+    server {
+        listen %ADDR%:%PORT11% ssl;
+        server_name b.test;
+        ssl_certificate %CERTS%/b.test.pem;
+        ssl_certificate_key %CERTS%/b.test.key;
+        return 200 "first b.test sni=$ssl_server_name\n";
+    }
+    server {
+        listen %ADDR%:%PORT11% ssl default_server;
+        server_name a.test;
+        ssl_certificate %CERTS%/a.test.pem;
+        ssl_certificate_key %CERTS%/a.test.key;
+        return 200 "default a.test sni=$ssl_server_name\n";
+    }
     # a certificate replaced on disk, then HUP (%PORT10%)
     server {
         listen %ADDR%:%PORT10% ssl;
@@ -270,7 +285,7 @@ def tls_pair(nginx_binary: str, _tls_pairs: list[Pair], certs: tuple[Path, dict[
     """nginx and halb on CONFIG, started once for the module (the table prefetched)."""
     if not _tls_pairs:
         dirs = {**docroot, "certs": certs[0]}
-        pair = Pair(CONFIG, tmp_path_factory.mktemp("tls"), dirs, nginx_binary, nports=10)
+        pair = Pair(CONFIG, tmp_path_factory.mktemp("tls"), dirs, nginx_binary, nports=11)
         pair.start()
         _tls_pairs.append(pair)
         time.sleep(max(0.0, 1.1 - (time.time() % 1)))  # the expired certificate is expired
@@ -294,6 +309,9 @@ CASES = [
     Case("unknown-sni", get("/", host="c.test"), tls="c.test"),
     Case("sni-b-host-a", get("/"), tls="b.test"),
     Case("sni-upper-case", get("/"), tls="B.TEST"),
+    Case("default-server-no-sni", get("/", host="b.test"), tls="", port_index=10),
+    Case("default-server-unknown-sni", get("/", host="x.test"), tls="x.test", port_index=10),
+    Case("default-server-sni-first", get("/", host="a.test"), tls="b.test", port_index=10),
     Case("keepalive-over-tls", get("/") + get("/", host="b.test") + get("/x"), tls="a.test"),
     Case("redirect-is-https", get("/moved"), tls="a.test", expect={"status": 301}),
     Case("static-over-tls", get("/files/a.txt"), tls="a.test"),
@@ -379,9 +397,10 @@ def test_same_as_nginx(tls_pair: Pair, case: Case) -> None:
 def test_certificates_served(tls_pair: Pair, certs: tuple[Path, dict[str, str]]) -> None:
     """The comparison above holds the certificates equal; here they are the right ones."""
     _, cid = certs
-    for name, sni, want in (("a", "a.test", "a.test"), ("b", "b.test", "b.test"),
-                            ("none", "", "a.test"), ("other", "c.test", "a.test")):
-        got = tls_pair.run(Case(f"cert-{name}", get("/"), tls=sni))["halb"]
+    for name, sni, want, port in (("a", "a.test", "a.test", P), ("b", "b.test", "b.test", P),
+                                  ("none", "", "a.test", P), ("other", "c.test", "a.test", P),
+                                  ("default", "", "a.test", 10), ("first", "b.test", "b.test", 10)):
+        got = tls_pair.run(Case(f"cert-{name}", get("/"), tls=sni, port_index=port))["halb"]
         assert got.tls.endswith(f"cert={cid[want]}"), (name, got.tls)
     ka = tls_pair.run(CASES[-1])["halb"]  # the upstream connection is kept: 1, 2, 3 ...
     counts = [int(r.body.split(b"=")[1].split()[0]) for r in ka.responses]
