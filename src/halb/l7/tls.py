@@ -113,9 +113,37 @@ def _load_pair(ctx: ssl.SSLContext, cert: str, key: str) -> None:
                           level="emerg") from None
 
 
+class _AlertingSSLObject(ssl.SSLObject):
+    """A server-side SSLObject that keeps the alert of a failed handshake on the exception
+    (`halb_alert`): uvloop drops what OpenSSL wrote when it closes the transport, and nginx's
+    clients get the alert (l7/tls_accept.py writes it)."""
+
+    _halb_out: ssl.MemoryBIO
+
+    @classmethod
+    def _create(cls, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,  # type: ignore[override]
+                server_side: bool = False, server_hostname: str | None = None,
+                session: ssl.SSLSession | None = None,
+                context: ssl.SSLContext | None = None) -> _AlertingSSLObject:
+        self = super()._create(incoming, outgoing, server_side,  # type: ignore[misc]
+                               server_hostname, session, context)
+        self._halb_out = outgoing
+        return self  # type: ignore[no-any-return]
+
+    def do_handshake(self) -> None:
+        try:
+            self._sslobj.do_handshake()  # type: ignore[attr-defined]
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as e:
+            e.halb_alert = self._halb_out.read()  # type: ignore[attr-defined]
+            raise
+
+
 def server_context(extra: Any) -> ssl.SSLContext:
     """An SSLContext for a server block's merged ssl_* settings (LocConf.extra)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.sslobject_class = _AlertingSSLObject
     certs: list[str] = extra.get("ssl_certificate") or []
     keys: list[str] = extra.get("ssl_certificate_key") or []
     for cert, key in zip(certs, keys, strict=False):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -301,10 +302,12 @@ class _FirstBytes:
 
     async def _connect(self, factory: Any, ctx: Any) -> None:
         loop = self.acc.loop
+        alert_fd = -1  # a second descriptor: the alert of a failed handshake goes out on it
         try:
             if ctx is None:
                 _, conn = await loop.connect_accepted_socket(factory, self.sock)
             else:
+                alert_fd = os.dup(self.sock.fileno())
                 # nginx waits 3 s for the client's close_notify (ngx_ssl_shutdown)
                 _, conn = await loop.connect_accepted_socket(
                     factory, self.sock, ssl=ctx, ssl_handshake_timeout=self.timeout,
@@ -316,10 +319,17 @@ class _FirstBytes:
             self.sock.close()
         except (OSError, EOFError, ConnectionError) as e:
             self._log("info", tls.handshake_error(e))
+            alert = getattr(e, "halb_alert", b"")
+            if alert and alert_fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(alert_fd, alert)
             self.sock.close()
         except Exception as e:  # a bug costs one connection, never the worker
             self._log("alert", f"connection failed: {e!r}")
             self.sock.close()
+        finally:
+            if alert_fd >= 0:
+                os.close(alert_fd)
 
 
 def _returns(script: tuple[Any, ...] | None) -> bool:
