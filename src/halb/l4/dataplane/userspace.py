@@ -112,15 +112,15 @@ class _Client(asyncio.Protocol):
         cp.owner = self
         table.event(cp, ProxyEvent.ACCEPT, now)
         dp.live.add(self)
-        # until the real server is connected (uvloop starts reading after this returns
-        # whatever we say: data_received keeps what comes early)
-        transport.pause_reading()
+        # the client is read on while the real server is connected: data_received keeps what
+        # comes early and stops reading only past HIGH_WATER (no pause / resume round trip per
+        # connection); the loop is the data plane's (asyncio.get_running_loop() costs a
+        # getpid() system call on Python 3.11)
         transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
-        self.up_task = asyncio.get_running_loop().create_task(
-            self._connect(cp.dest.spec.addr, cp.dport))
+        loop = dp.loop or asyncio.get_running_loop()
+        self.up_task = loop.create_task(self._connect(loop, cp.dest.spec.addr, cp.dport))
 
-    async def _connect(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
         try:
             await loop.create_connection(lambda: _Server(self), host, port)
         except asyncio.CancelledError:
@@ -153,15 +153,17 @@ class _Client(asyncio.Protocol):
         assert st is not None
         # what the client sent meanwhile reaches the table as IPVS would have seen it: after
         # the handshake with the real server
-        if self.early:
-            st.write(self.early)
-            table.inbound(cp, len(self.early), now)
-        self.early = None
+        early = self.early
+        if early:
+            self.early = None
+            st.write(early)
+            table.inbound(cp, len(early), now)
+            if len(early) > HIGH_WATER and self.transport is not None and \
+                    not self.transport.is_closing():
+                self.transport.resume_reading()  # paused by data_received
         if self.eof_in:
             table.event(cp, ProxyEvent.CLIENT_FIN, now)
             st.write_eof()
-        elif self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         server = self.server
@@ -169,7 +171,7 @@ class _Client(asyncio.Protocol):
             if self.early is None:
                 self.early = bytearray()
             self.early += data
-            if self.transport is not None:
+            if len(self.early) > HIGH_WATER and self.transport is not None:
                 self.transport.pause_reading()
             return
         server.transport.write(data)
@@ -441,6 +443,7 @@ class UserspaceDataPlane(DataPlane):
         self.live: set[_Client] = set()
         self.flows: set[_UdpFlow] = set()
         self.errors: Counter[str] = Counter()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def unsupported(self, spec: ServiceSpec, dest: DestSpec | None = None) -> str | None:
         key = spec.key
@@ -464,6 +467,7 @@ class UserspaceDataPlane(DataPlane):
 
     def sync(self, table: ServiceTable) -> None:
         self.table = table
+        self.loop = asyncio.get_running_loop()
         want = {k: s for k, s in table.services.items() if self.unsupported(s.spec) is None}
         for key in [k for k in self.tcp if k not in want]:
             self.tcp.pop(key).close()
