@@ -186,12 +186,13 @@ class _Client(asyncio.Protocol):
         cp, dp = self.cp, self.dp
         if cp is not None and dp.table is not None:
             dp.table.event(cp, ProxyEvent.CLIENT_FIN, dp.now())
+        if self.eof_out:  # both sides sent FIN: close() sends the server ours, after what is
+            self._finish(reset=False)  # buffered (no shutdown() before it: one call less)
+            return True
         server = self.server
         if server is not None and server.transport is not None and \
                 not server.transport.is_closing():
             server.transport.write_eof()
-        if self.eof_out:
-            self._finish(reset=False)
         return True  # keep our write half open for the server's answer
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -269,10 +270,11 @@ class _Server(asyncio.Protocol):
         cp, dp = c.cp, c.dp
         if cp is not None and dp.table is not None and not c.closed:
             dp.table.event(cp, ProxyEvent.SERVER_FIN, dp.now())
+        if c.eof_in:  # the client's FIN came first: close() sends it ours after the buffer
+            c._finish(reset=False)
+            return True
         if c.transport is not None and not c.transport.is_closing():
             c.transport.write_eof()
-        if c.eof_in:
-            c._finish(reset=False)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
