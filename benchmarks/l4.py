@@ -23,7 +23,9 @@ Each round runs every path in turn with wrk (pinned to CPU 1): requests/s over k
 connections (`wrk -t1 -cN`), then connections/s (the same with `Connection: close`, so each
 request opens a new TCP connection). nginx, the directors and HAProxy share CPU 0. Reported:
 the median of the rounds per path, and the ratios the issue sets targets for: nftables / direct
->= 0.9 and userspace / haproxy >= 0.6, plus each proxy's CPU seconds per 1000 requests. Every
+>= 0.9 and userspace / haproxy >= 0.6, plus the CPU time each proxy process spends per
+keep-alive request and per connection (halb nftables: the director process only; the kernel's
+forwarding is not in it). Every
 namespace and process is removed at the end, also on failure.
 """
 
@@ -180,6 +182,7 @@ def run(mode: str, rounds: int, seconds: int, connections: int) -> dict[str, obj
     rps: dict[str, list[float]] = {t: [] for t in targets}
     cps: dict[str, list[float]] = {t: [] for t in targets}
     cpu: dict[str, list[float]] = {t: [] for t in targets}
+    ccpu: dict[str, list[float]] = {t: [] for t in targets}
     with tempfile.TemporaryDirectory() as tmp, Bench(mode, pathlib.Path(tmp), connections,
                                                      seconds) as b:
         for r in range(rounds):
@@ -189,13 +192,17 @@ def run(mode: str, rounds: int, seconds: int, connections: int) -> dict[str, obj
                 got = b.wrk(t, close=False)
                 rps[t].append(got)
                 cpu[t].append((b.proxy_cpu(t) - before) / (got * seconds) * 1e6)
-                cps[t].append(b.wrk(t, close=True))
+                before = b.proxy_cpu(t)
+                got = b.wrk(t, close=True)
+                cps[t].append(got)
+                ccpu[t].append((b.proxy_cpu(t) - before) / (got * seconds) * 1e6)
             print(f"[{mode}] round {r + 1}: " + "  ".join(
                 f"{t} {rps[t][-1]:.0f} req/s {cps[t][-1]:.0f} conn/s" for t in targets),
                 file=sys.stderr)
     return {"rps": {t: statistics.median(v) for t, v in rps.items()},
             "cps": {t: statistics.median(v) for t, v in cps.items()},
-            "cpu": {t: statistics.median(v) for t, v in cpu.items()}}
+            "cpu": {t: statistics.median(v) for t, v in cpu.items()},
+            "ccpu": {t: statistics.median(v) for t, v in ccpu.items()}}
 
 
 def main() -> int:
@@ -217,13 +224,15 @@ def main() -> int:
           f"-c{args.connections}; medians")
     for mode in args.modes.split(","):
         res = run(mode, args.rounds, args.seconds, args.connections)
-        rps, cps, cpu = res["rps"], res["cps"], res["cpu"]  # type: ignore[assignment]
+        rps, cps, cpu, ccpu = res["rps"], res["cps"], res["cpu"], res["ccpu"]  # type: ignore[assignment]
         print(f"\nmode {mode} ({'-m, DNAT' if mode == 'nat' else '-g, netdev forward'} for "
               "nftables)")
-        print(f"{'path':10s} {'req/s':>10s} {'conn/s':>10s} {'process CPU ms/1k req':>22s}")
+        print(f"{'path':10s} {'req/s':>10s} {'conn/s':>10s} {'CPU us/req':>11s} "
+              f"{'CPU us/conn':>12s}  (the proxy process's user + system time)")
         for t in rps:  # type: ignore[union-attr]
-            cpu_txt = f"{cpu[t]:.1f}" if t in VIPS else "-"  # type: ignore[index]
-            print(f"{t:10s} {rps[t]:10.0f} {cps[t]:10.0f} {cpu_txt:>22s}")  # type: ignore[index]
+            cpu_txt = f"{cpu[t]:11.1f} {ccpu[t]:12.1f}" if t in VIPS else \
+                f"{'-':>11s} {'-':>12s}"  # type: ignore[index]
+            print(f"{t:10s} {rps[t]:10.0f} {cps[t]:10.0f} {cpu_txt}")  # type: ignore[index]
         for a, base in (("nftables", "routed"),):
             print(f"{a}/{base}: req/s {rps[a] / rps[base]:.2f}x, "  # type: ignore[index]
                   f"conn/s {cps[a] / cps[base]:.2f}x (the cost of halb's rules alone)")  # type: ignore[index]
