@@ -5,6 +5,7 @@ normalized: the same <PRI>, header, tag and text."""
 
 from __future__ import annotations
 
+import atexit
 import re
 import socket
 import time
@@ -35,6 +36,7 @@ def _bind_pair() -> dict[str, socket.socket]:
 
 
 _UDP = _bind_pair()
+atexit.register(lambda: [s.close() for s in _UDP.values()])  # (bound while collecting)
 SYSLOG = f"%ADDR%:{_UDP['nginx'].getsockname()[1]}"
 
 CONFIG = f"""
