@@ -194,17 +194,21 @@ def main(argv: list[str]) -> int:
 
 
 def send_signal(config: NginxConfig, name: str) -> int:
+    """ngx_signal_process: its lines go to stderr in the error log's format (nginx -s writes
+    "signal process started" there, whatever the configured level)."""
     from halb.runtime.process import read_pid
 
+    log = ErrorLogger((ErrorLog("stderr", "notice"),))
+    log.log("notice", "signal process started")
     try:
         pid = read_pid(config.pid)
     except ConfigError as e:
-        _say(f"[{e.level}] {e}")
+        log.log(e.level, str(e))
         return 1
     try:
         os.kill(pid, SIGNALS[name])
     except OSError as e:
-        _say(f"[alert] kill({pid}, {int(SIGNALS[name])}) failed ({e.errno}: {e.strerror})")
+        log.log("alert", f"kill({pid}, {int(SIGNALS[name])}) failed ({e.errno}: {e.strerror})")
         return 1
     return 0
 
