@@ -148,7 +148,9 @@ class CountingConnection(HttpConnection):
     __slots__ = ("counted", "gauge", "live")
 
     def _restat(self) -> None:
-        if self.responding is not None or self.queue or self.pending is not None:
+        if self.closing:  # being closed: active until it is gone, in no gauge (as nginx)
+            g = NONE
+        elif self.responding is not None or self.queue or self.pending is not None:
             g = WRITING
         elif self.cur is not None:
             g = READING
