@@ -7,12 +7,13 @@ and the `[emerg]` message is taken from its stderr; halb loads the same file wit
 both accept the file. nginx -t only parses and checks: it starts no server and leaves no
 process behind.
 
-halb deliberately refuses, or does not know yet, some things nginx accepts; those are not in the
-tables: TLS (`listen ... ssl` and the ssl_* directives), `listen ... http2` and
-`proxy_protocol`, syslog logging, host names in `listen` other than localhost (halb resolves no
-names while reading the configuration), the modules other roles add (proxy, upstream, rewrite
-`set`/`if`, gzip, ...), and the PCRE2 wording of the rarer regex errors (halb compiles regexes
-with Python's `re` and translates the usual messages only).
+These tables cover the core, events, http core and static modules. The other modules have
+tables of their own (here: test_rewrite_config, test_tls_config, test_log_config,
+test_proxy_config, test_cache, test_seed_snippets; the filters' messages, taken from nginx -t, in
+tests/unit/l7/test_filters_config). Left out: host
+names in `listen` other than localhost (halb resolves no names while reading the configuration)
+and the PCRE2 wording of the rarer regex errors (halb compiles regexes with Python's `re` and
+translates the usual messages only).
 """
 
 from __future__ import annotations
