@@ -131,6 +131,36 @@ def take(peer: Peer, ctx: PickContext, now: int) -> Peer:
     return peer
 
 
+def _wrr_take(group: Sequence[Peer], tried: set[int], now: int) -> Peer | None:
+    """take(wrr_step(usable peers of group)), in one loop: the round-robin path of every
+    request (`tried` is the group's tried set)."""
+    best: Peer | None = None
+    total = 0
+    for peer in group:
+        if id(peer) in tried or peer.down or not peer.healthy:
+            continue
+        if peer.max_fails and peer.fails >= peer.max_fails and \
+                now - peer.checked <= peer.fail_timeout:  # failed()
+            continue
+        if peer.max_conns and peer.conns >= peer.max_conns:  # at_max_conns()
+            continue
+        ew = peer.effective_weight
+        peer.current_weight += ew
+        total += ew
+        if ew < peer.weight:
+            peer.effective_weight = ew + 1
+        if best is None or peer.current_weight > best.current_weight:
+            best = peer
+    if best is None:
+        return None
+    best.current_weight -= total
+    tried.add(id(best))
+    if now - best.checked > best.fail_timeout:
+        best.checked = now
+    best.conns += 1
+    return best
+
+
 def weighted_bucket(peers: Sequence[Peer], w: int) -> Peer:
     """The peer whose weight range holds `w` (0 <= w < total weight), in config order."""
     for peer in peers:
@@ -167,16 +197,27 @@ class NginxBalancer(Balancer):
 
     def pick_round_robin(self, ctx: PickContext) -> Peer | None:
         """ngx_http_upstream_get_round_robin_peer (the fallback of every other method)."""
-        now = seconds(ctx.now)
-        if self.single:
+        now = math.floor(ctx.now)  # seconds()
+        peers = self.peers
+        backup = self.backup
+        if len(peers) == 1 and not backup:  # self.single
             # never marked failed: only `down` (or unhealthy) and max_conns keep it out
-            peer = self.peers[0]
+            peer = peers[0]
             if peer.down or not peer.healthy or at_max_conns(peer) or id(peer) in ctx.tried:
                 return None
             ctx.tried.add(id(peer))
             peer.conns += 1
             return peer
-        return self.with_backup(ctx, lambda group: self._round_robin(group, ctx, now))
+        if self.slow_start:
+            return self.with_backup(ctx, lambda group: self._round_robin(group, ctx, now))
+        # with_backup and _round_robin without slow_start, in one pass per group
+        if not ctx.state.get(BACKUP):
+            peer = _wrr_take(peers, ctx.tried, now)
+            if peer is not None or not backup:
+                return peer
+            ctx.state[BACKUP] = True
+            ctx.backup_tried.clear()
+        return _wrr_take(backup, ctx.backup_tried, now)
 
     def _round_robin(self, group: Sequence[Peer], ctx: PickContext, now: int) -> Peer | None:
         if self.slow_start:
@@ -201,11 +242,11 @@ class NginxBalancer(Balancer):
                 header_time: float | None = None, response_time: float | None = None) -> None:
         """ngx_http_upstream_free_round_robin_peer. NEXT (403/404) is not a failure and takes
         the same branch as a success in nginx (`state & NGX_PEER_FAILED` is false)."""
-        if self.single:
+        if len(self.peers) == 1 and not self.backup:  # self.single
             peer.fails = 0
             peer.conns = max(0, peer.conns - 1)
             return
-        t = seconds(now)
+        t = math.floor(now)  # seconds()
         if outcome is Outcome.FAILED:
             peer.fails += 1
             peer.accessed = peer.checked = t

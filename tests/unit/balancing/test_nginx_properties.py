@@ -98,3 +98,49 @@ def test_never_returns_an_unusable_peer(method: str, params: dict[str, Any],
     for p in held:
         b.release(p, Outcome.SUCCESS, now)
     assert all(p.conns == 0 for p in b.all_peers())
+
+
+def _names(b: NginxBalancer, ids: set[int]) -> list[str]:
+    return sorted(p.name for p in b.all_peers() if id(p) in ids)
+
+
+def _state(peers: list[Peer]) -> list[tuple[Any, ...]]:
+    return [(p.current_weight, p.effective_weight, p.conns, p.fails, p.checked) for p in peers]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(peer_st, min_size=2, max_size=5), st.lists(st.booleans(), min_size=5, max_size=5),
+       st.lists(st.tuples(st.floats(0, 5), st.booleans(), st.integers(0, 3)), max_size=25))
+def test_round_robin_fast_path_is_the_reference(specs: list[dict[str, Any]],
+                                                backups: list[bool],
+                                                steps: list[tuple[float, bool, int]]) -> None:
+    """pick_round_robin's one-loop path picks and updates exactly as with_backup over
+    usable / wrr_step / take (the functions every other method uses)."""
+    def build() -> NginxBalancer:
+        peers = [Peer(f"p{i}", weight=s["weight"], down=s["down"], healthy=s["healthy"],
+                      max_conns=s["max_conns"], max_fails=s["max_fails"],
+                      fail_timeout=s["fail_timeout"]) for i, s in enumerate(specs)]
+        return NginxBalancer([p for p, b in zip(peers, backups, strict=False) if not b],
+                             [p for p, b in zip(peers, backups, strict=False) if b])
+
+    fast, ref = build(), build()
+    if not fast.peers or (len(fast.peers) == 1 and not fast.backup):
+        return
+    now = 100.0
+    for dt, fail, attempts in steps:
+        now += dt
+        ctx_f = PickContext(now=now, rng=random.Random(1))
+        ctx_r = PickContext(now=now, rng=random.Random(1))
+        t = seconds(now)
+        for _ in range(attempts + 1):
+            a = fast.pick(ctx_f)
+            b = ref.with_backup(ctx_r, lambda g, c=ctx_r, t=t: ref._round_robin(g, c, t))
+            assert (a and a.name) == (b and b.name)
+            assert _state(fast.all_peers()) == _state(ref.all_peers())
+            for attr in ("tried", "backup_tried"):
+                assert _names(fast, getattr(ctx_f, attr)) == _names(ref, getattr(ctx_r, attr))
+            if a is None or b is None:
+                break
+            outcome = Outcome.FAILED if fail else Outcome.SUCCESS
+            fast.release(a, outcome, now)
+            ref.release(b, outcome, now)
