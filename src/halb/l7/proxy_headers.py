@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from halb.config.model import ProxyPass
 from halb.config.template import Template, compile_template
 from halb.l7.response import DATES, SERVER_NAME, SERVER_VERSION, status_line
-from halb.l7.variables import expand, get
+from halb.l7.variables import VARIABLES, expand, get
 
 if TYPE_CHECKING:
     from halb.l7.request import Request
@@ -154,7 +154,7 @@ class Plan:
                  "ignore_client_abort", "intercept_errors", "method", "named", "next_timeout",
                  "next_upstream", "own_date", "own_server", "pass_body", "pass_headers",
                  "postpone", "read_timeout", "redirects", "request_buffering", "send_timeout",
-                 "set_headers", "tries_cap", "version_tail")
+                 "sending", "set_headers", "tries_cap", "version_tail")
 
     def __init__(self, extra: Mapping[str, Any], default_next: frozenset[str]) -> None:
         self.extra = extra
@@ -200,6 +200,21 @@ class Plan:
             entries.append((name.lower(), _enc(name), line, tpl, kind))
         self.set_headers = tuple(entries)
         self.named = frozenset(e[0] for e in entries)
+        # what request_head goes through: the entries that may send a line (not the empty
+        # ones), a template that is one known variable with that variable's function
+        sending = []
+        for _low, name_b, line, tpl, kind in entries:
+            if kind == SKIP:
+                continue
+            getter = None
+            latin1 = False
+            if kind == NORMAL and line is None and len(tpl.parts) == 1:
+                var = tpl.parts[0]
+                if not isinstance(var, str) and not var.name.isdigit():
+                    getter = VARIABLES.get(var.name)
+                    latin1 = _latin1_var(var.name)
+            sending.append((name_b, line, tpl, kind, getter, latin1))
+        self.sending = tuple(sending)
         self.redirects = _redirect_rules(get("proxy_redirect"), get("proxy_pass"))
 
 
@@ -220,11 +235,16 @@ def request_head(r: Request, plan: Plan, method: str, uri: str,
     out = [method.encode("latin-1", "replace") + b" " + uri.encode("utf-8", "surrogateescape")
            + plan.version_tail]
     append = out.append
-    for _low, name, line, tpl, kind in plan.set_headers:
+    for name, line, tpl, kind, getter, latin1 in plan.sending:
         if line is not None:
             append(line)
         elif kind == NORMAL:
-            value = expand_bytes(tpl, r)
+            if getter is not None:  # one variable: expand_bytes without the loop
+                text = getter(r)
+                value = (_enc(text) if latin1 else text.encode("utf-8", "surrogateescape")) \
+                    if text else b""
+            else:
+                value = expand_bytes(tpl, r)
             if value:
                 append(name + b": " + value + b"\r\n")
         elif kind == BODY_LENGTH:
@@ -234,8 +254,12 @@ def request_head(r: Request, plan: Plan, method: str, uri: str,
             append(b"Transfer-Encoding: chunked\r\n")
     if plan.pass_headers:
         named = plan.named
-        for name, value in r.header_list:
-            if name.lower() not in named:
+        passed = [(name, value) for name, value in r.header_list if name.lower() not in named]
+        try:  # (header text is latin-1: one encode for all)
+            append("".join([f"{name}: {value}\r\n" for name, value in passed])
+                   .encode("latin-1"))
+        except UnicodeEncodeError:
+            for name, value in passed:
                 append(_enc(name) + b": " + _enc(value) + b"\r\n")
     append(b"\r\n")
     return b"".join(out)
@@ -282,6 +306,9 @@ def rewrite_redirect(r: Request, rules: list[tuple[Any, Any]], value: str,
 
 # -- the response header ---------------------------------------------------------------------
 
+_SERVER_FULL = f"Server: {SERVER_VERSION}\r\n".encode()
+_SERVER_SHORT = f"Server: {SERVER_NAME}\r\n".encode()
+
 def render_head(r: Request, status: int, line: str | None, content_type: str | None,
                 length: int, location: str | None, headers: list[tuple[str, str]],
                 plan: Plan, chunked: bool, keepalive: bool, vary: bool = False) -> bytes:
@@ -297,8 +324,7 @@ def render_head(r: Request, status: int, line: str | None, content_type: str | N
             content_type = None
             length = -1
     if plan.own_server:
-        out.append(b"Server: " + (SERVER_VERSION if conf.server_tokens != "off"
-                                  else SERVER_NAME).encode() + b"\r\n")
+        out.append(_SERVER_FULL if conf.server_tokens != "off" else _SERVER_SHORT)
     if plan.own_date:
         out.append(DATES.header())
     if content_type is not None:
@@ -319,7 +345,12 @@ def render_head(r: Request, status: int, line: str | None, content_type: str | N
         out.append(b"Connection: close\r\n")
     if vary:  # gzip_vary (l7/filters/gzip.py)
         out.append(b"Vary: Accept-Encoding\r\n")
-    for name, value in headers:
-        out.append(_enc(name) + b": " + _enc(value) + b"\r\n")
+    if headers:
+        try:  # (header text is latin-1: one encode for all)
+            out.append("".join([f"{name}: {value}\r\n" for name, value in headers])
+                       .encode("latin-1"))
+        except UnicodeEncodeError:
+            for name, value in headers:
+                out.append(_enc(name) + b": " + _enc(value) + b"\r\n")
     out.append(b"\r\n")
     return b"".join(out)
