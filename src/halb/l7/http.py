@@ -103,6 +103,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         "stream_pending",
         "table",
         "timer",
+        "timer_at",
+        "timer_off",
         "transport",
         "tunnel",
         "url_len",
@@ -127,6 +129,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.state = READING_HEADER
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # when the timer fires
+        self.timer_off = False  # the timer finds nothing to do (wait_upstream)
         self.closing = False
         self.draining = False
         self.paused_writing = False
@@ -229,25 +233,43 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
 
     def arm(self, state: int, timeout: float) -> None:
         self.state = state
-        self.deadline = self.loop.time() + timeout
+        self.deadline = deadline = self.loop.time() + timeout
         if self.timer is None:
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+            self.timer_at = deadline
+            self.timer_off = False
+        elif self.timer_off:
+            self._timer_on()
+
+    def _timer_on(self) -> None:
+        """The timer runs again after wait_upstream: as a new one would, it fires at the
+        deadline (the handle kept from before is moved only when it would fire later)."""
+        if self.timer is None or self.timer_at > self.deadline:
+            if self.timer is not None:
+                self.timer.cancel()
             self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            self.timer_at = self.deadline
+        self.timer_off = False
 
     def wait_upstream(self) -> None:
         """A proxied request waits for its upstream: no client timer runs (send_timeout is
-        for writing; proxy_*_timeout bound the wait)."""
+        for writing; proxy_*_timeout bound the wait). The handle is kept, switched off (one
+        timer per connection, not one per request)."""
         self.state = WRITING
         if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+            self.timer_off = True
 
     def _on_timer(self) -> None:
         self.timer = None
+        if self.timer_off:  # switched off: as if it had been cancelled
+            self.timer_off = False
+            return
         if self.closing:
             return
         now = self.loop.time()
         if now < self.deadline:
             self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            self.timer_at = self.deadline
             return
         if self.state == READING_HEADER and self.cur is not None:
             # nginx: "client timed out" while reading the header; 408 is logged, not sent
@@ -678,8 +700,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.state = DISCARDING
         t.resume_reading()
         self.deadline = self.loop.time() + self.conf.lingering_timeout
-        if self.timer is None:
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+        if self.timer is None or self.timer_off:
+            self._timer_on()
 
     def _linger(self) -> None:
         """nginx's lingering close: stop writing, read and drop what the client still sends."""
@@ -690,8 +712,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
             t.write_eof()
         t.resume_reading()
         self.deadline = self.loop.time() + self.conf.lingering_timeout
-        if self.timer is None:
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+        if self.timer is None or self.timer_off:
+            self._timer_on()
 
     def _force_close(self) -> None:
         self.closing = True

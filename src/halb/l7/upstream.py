@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 class UpstreamConnection(asyncio.Protocol):
     """A connection to one peer; passes what it reads to its current owner."""
 
-    __slots__ = ("closed", "created", "group", "idle_handle", "owner", "peer", "requests",
-                 "sent", "transport")
+    __slots__ = ("closed", "created", "group", "idle_handle", "idle_until", "owner", "peer",
+                 "requests", "sent", "transport")
 
     def __init__(self, peer: Peer, group: UpstreamGroup) -> None:
         self.peer = peer
@@ -48,6 +48,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.created = time.monotonic()
         self.closed = False
         self.idle_handle: asyncio.TimerHandle | None = None
+        self.idle_until = 0.0  # in the cache until then (0: not in the cache)
         self.sent = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,10 +101,30 @@ class UpstreamConnection(asyncio.Protocol):
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def go_idle(self, group: UpstreamGroup, timeout: float) -> None:
+        """In the cache until keepalive_timeout. One timer serves many idle periods: taking
+        the connection does not cancel it, it is moved when it fires (_idle_timer)."""
         self.owner = None
-        self.idle_handle = group.loop.call_later(timeout, self.close)
+        loop = group.loop
+        self.idle_until = until = loop.time() + timeout
+        if self.idle_handle is None:
+            self.idle_handle = loop.call_at(until, self._idle_timer)
+
+    def taken(self) -> None:
+        """Out of the cache (its timer, if any, finds nothing to do)."""
+        self.idle_until = 0.0
+
+    def _idle_timer(self) -> None:
+        self.idle_handle = None
+        until = self.idle_until
+        if not until or self.closed:
+            return
+        if self.group.loop.time() < until:
+            self.idle_handle = self.group.loop.call_at(until, self._idle_timer)
+            return
+        self.close()
 
     def idle_timer_cancel(self) -> None:
+        self.idle_until = 0.0
         if self.idle_handle is not None:
             self.idle_handle.cancel()
             self.idle_handle = None
@@ -215,7 +236,7 @@ class UpstreamGroup:
         for conn in self.idle:
             if conn.peer is peer:
                 self.idle.remove(conn)
-                conn.idle_timer_cancel()
+                conn.taken()
                 if conn.usable():
                     return conn
                 conn.close()

@@ -1,0 +1,98 @@
+"""One timer per connection, not one per request: the client connection keeps its handle
+while a proxied request waits for the upstream, and a cached upstream connection keeps its
+idle handle when it is taken. Either way the timeouts fire when they would with fresh timers:
+keepalive_timeout after a proxied answer (though client_header_timeout was armed first), and
+an upstream's keepalive_timeout after it went back to the cache, however often it was used.
+In process, with fake transports (no sockets)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from halb.config.nginx import load_text
+from halb.l7.http import HttpConnection
+from halb.l7.log import ErrorLogger
+from halb.l7.server import HttpServer
+from halb.l7.upstream import UpstreamConnection
+from halb.runtime.loop import new_event_loop
+
+CONFIG = """events {} http { access_log off; keepalive_timeout 300ms; client_header_timeout 60s;
+ upstream b { server 127.0.0.1:19101; keepalive 4; keepalive_timeout 400ms; }
+ server { listen 127.0.0.1:9; location / { proxy_pass http://b; proxy_http_version 1.1;
+          proxy_set_header Connection ""; } } }"""
+REQUEST = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.closed_at: float | None = None
+
+    def get_extra_info(self, key: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 9)}.get(key, default)
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def close(self) -> None:
+        if self.closed_at is None:
+            self.closed_at = time.monotonic()
+
+    def abort(self) -> None:
+        self.close()
+
+    def is_closing(self) -> bool:
+        return self.closed_at is not None
+
+    def set_write_buffer_limits(self, **kwargs: Any) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_timeouts_fire_as_with_fresh_timers() -> None:
+    loop = new_event_loop()
+    try:
+        srv = HttpServer(load_text(CONFIG), loop, ErrorLogger(()), 0)
+        group = srv.upstreams.get("b")
+        assert group is not None
+        up = UpstreamConnection(group.balancer.peers[0], group)
+        ut = Transport()
+        up.connection_made(ut)  # type: ignore[arg-type]
+        group.put_idle(up)
+        conn = HttpConnection(srv, 1)
+        ct = Transport()
+        conn.connection_made(ct)  # type: ignore[arg-type]
+        for _ in range(3):  # the upstream connection is taken and cached again each time
+            conn.data_received(REQUEST)
+            assert ut.out and up.owner is not None
+            ut.out.clear()
+            up.data_received(RESPONSE)
+            answered = time.monotonic()
+            assert b"".join(ct.out).endswith(b"\r\n\r\nok")
+            loop.run_until_complete(_sleep(loop, 0.1))
+            assert ct.closed_at is None and ut.closed_at is None
+        deadline = answered + 10
+        while (ct.closed_at is None or ut.closed_at is None) and time.monotonic() < deadline:
+            loop.run_until_complete(_sleep(loop, 0.05))
+        assert ct.closed_at is not None and ut.closed_at is not None
+        # keepalive_timeout 0.3 s (not client_header_timeout 60 s), the upstream's 0.4 s
+        assert 0.25 <= ct.closed_at - answered < 5
+        assert 0.35 <= ut.closed_at - answered < 5
+    finally:
+        loop.close()
+
+
+async def _sleep(loop: Any, seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
