@@ -18,7 +18,6 @@ from typing import Any
 from halb.config.errors import ConfigError
 from halb.config.lexer import Statement
 from halb.config.nginx import (
-    FLAG,
     HTTP,
     LOC,
     ONEMORE,
@@ -29,6 +28,7 @@ from halb.config.nginx import (
     Builder,
     directive,
 )
+from halb.config.nginx_directives import flag_slot, time_slot
 from halb.config.template import compile_template
 from halb.config.values import parse_flag, parse_size, parse_time
 
@@ -212,30 +212,11 @@ _templates("proxy_cache_bypass")
 _templates("proxy_no_cache")
 
 
-def _flag(name: str) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        b.set(blk, st, name, parse_flag(st.args[0].value))
-
-    directive(name, ANY_LOC, FLAG)(handler)
-
-
 for _n in ("proxy_cache_lock", "proxy_cache_revalidate", "proxy_cache_background_update",
            "proxy_cache_convert_head"):
-    _flag(_n)
-
-
-def _time(name: str) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        t = parse_time(st.args[0].value)
-        if t is None:
-            raise b.err(st, "invalid value")
-        b.set(blk, st, name, t)
-
-    directive(name, ANY_LOC, TAKE1)(handler)
-
-
-_time("proxy_cache_lock_timeout")
-_time("proxy_cache_lock_age")
+    flag_slot(_n, ANY_LOC)
+time_slot("proxy_cache_lock_timeout", ANY_LOC)
+time_slot("proxy_cache_lock_age", ANY_LOC)
 
 
 @directive("proxy_cache_min_uses", ANY_LOC, TAKE1)

@@ -33,6 +33,7 @@ from halb.config.nginx import (
     Builder,
     directive,
 )
+from halb.config.nginx_directives import flag_slot
 from halb.config.values import parse_size, parse_time
 
 # ngx_ssl_protocols: the names nginx accepts
@@ -58,13 +59,6 @@ class RealIpFrom:
     """One set_real_ip_from: a network, or "unix:" for connections over unix sockets."""
 
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None  # None: unix:
-
-
-def _flag(name: str, contexts: int) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        b.set(blk, st, name, st.args[0].value.lower() == "on")
-
-    directive(name, contexts, FLAG)(handler)
 
 
 def _text(name: str, contexts: int) -> None:
@@ -163,14 +157,14 @@ def _ssl_session_cache(b: Builder, blk: Block, st: Statement) -> None:
     b.set(blk, st, "ssl_session_cache", SessionCache(mode, builtin, name, size))
 
 
-_flag("ssl_prefer_server_ciphers", HTTP | SRV)
-_flag("ssl_session_tickets", HTTP | SRV)
+flag_slot("ssl_prefer_server_ciphers", HTTP | SRV)
+flag_slot("ssl_session_tickets", HTTP | SRV)
 _text("ssl_ciphers", HTTP | SRV)
 _text("ssl_ecdh_curve", HTTP | SRV)
 _path("ssl_dhparam", HTTP | SRV)
 _path("ssl_trusted_certificate", HTTP | SRV)
-_flag("ssl_stapling", HTTP | SRV)
-_flag("ssl_stapling_verify", HTTP | SRV)
+flag_slot("ssl_stapling", HTTP | SRV)
+flag_slot("ssl_stapling_verify", HTTP | SRV)
 
 
 @directive("ssl_buffer_size", HTTP | SRV, TAKE1)
@@ -213,14 +207,14 @@ def _real_ip_header(b: Builder, blk: Block, st: Statement) -> None:
     b.set(blk, st, "real_ip_header", (kind, low))
 
 
-_flag("real_ip_recursive", ANY_HTTP)
+flag_slot("real_ip_recursive", ANY_HTTP)
 
 
 # -- the proxy's TLS side ----------------------------------------------------------------------
 
-_flag("proxy_ssl_server_name", ANY_HTTP)
-_flag("proxy_ssl_verify", ANY_HTTP)
-_flag("proxy_ssl_session_reuse", ANY_HTTP)
+flag_slot("proxy_ssl_server_name", ANY_HTTP)
+flag_slot("proxy_ssl_verify", ANY_HTTP)
+flag_slot("proxy_ssl_session_reuse", ANY_HTTP)
 _path("proxy_ssl_trusted_certificate", ANY_HTTP)
 _path("proxy_ssl_certificate", ANY_HTTP)
 _path("proxy_ssl_certificate_key", ANY_HTTP)

@@ -21,7 +21,6 @@ from halb.config.errors import ConfigError
 from halb.config.lexer import Statement
 from halb.config.model import ProxyPass, Upstream, UpstreamServer
 from halb.config.nginx import (
-    FLAG,
     HTTP,
     LIF,
     LOC,
@@ -37,8 +36,9 @@ from halb.config.nginx import (
     Builder,
     directive,
 )
+from halb.config.nginx_directives import flag_slot, num_slot, size_slot, time_slot
 from halb.config.template import static_template
-from halb.config.values import parse_flag, parse_size, parse_time
+from halb.config.values import parse_size, parse_time
 
 ANY_LOC = HTTP | SRV | LOC
 
@@ -221,18 +221,8 @@ def _ups_keepalive_requests(b: Builder, blk: Block, st: Statement) -> None:
     b.set(blk, st, "keepalive_requests", int(st.args[0].value))
 
 
-def _ups_time(name: str) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        t = parse_time(st.args[0].value)
-        if t is None:
-            raise b.err(st, "invalid value")
-        b.set(blk, st, name, t)
-
-    directive(name, UPS, TAKE1)(handler)
-
-
-_ups_time("keepalive_time")
-_ups_time("keepalive_timeout")
+time_slot("keepalive_time", UPS)
+time_slot("keepalive_timeout", UPS)
 
 
 # nginx's smallest zone: 8 pages (ngx_http_upstream_zone)
@@ -404,53 +394,17 @@ def _proxy_next_upstream(b: Builder, blk: Block, st: Statement) -> None:
     b.set(blk, st, "proxy_next_upstream", chosen)
 
 
-def _time(name: str) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        t = parse_time(st.args[0].value)
-        if t is None:
-            raise b.err(st, "invalid value")
-        b.set(blk, st, name, t)
-
-    directive(name, ANY_LOC, TAKE1)(handler)
-
-
-def _flag(name: str) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        b.set(blk, st, name, parse_flag(st.args[0].value))
-
-    directive(name, ANY_LOC, FLAG)(handler)
-
-
-def _num(name: str) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        if not st.args[0].value.isdigit():
-            raise b.err(st, "invalid number")
-        b.set(blk, st, name, int(st.args[0].value))
-
-    directive(name, ANY_LOC, TAKE1)(handler)
-
-
-def _size(name: str) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        v = parse_size(st.args[0].value)
-        if v is None:
-            raise b.err(st, "invalid value")
-        b.set(blk, st, name, v)
-
-    directive(name, ANY_LOC, TAKE1)(handler)
-
-
 for _n in ("proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout",
            "proxy_next_upstream_timeout"):
-    _time(_n)
+    time_slot(_n, ANY_LOC)
 for _n in ("proxy_buffering", "proxy_request_buffering", "proxy_pass_request_headers",
            "proxy_pass_request_body", "proxy_intercept_errors", "proxy_ignore_client_abort",
            "proxy_socket_keepalive"):
-    _flag(_n)
-_num("proxy_next_upstream_tries")
+    flag_slot(_n, ANY_LOC)
+num_slot("proxy_next_upstream_tries", ANY_LOC)
 for _n in ("proxy_buffer_size", "proxy_busy_buffers_size", "proxy_max_temp_file_size",
            "proxy_temp_file_write_size"):
-    _size(_n)
+    size_slot(_n, ANY_LOC)
 
 
 @directive("proxy_buffers", ANY_LOC, TAKE2)
