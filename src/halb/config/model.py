@@ -8,6 +8,7 @@ load time, so the hot path reads plain attributes).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -311,6 +312,24 @@ class NginxConfig:
     worker_rlimit_nofile: int | None = None
     http: Http | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def confs(self) -> Iterator[LocConf]:
+        """Every level's settings: the http block's, then each server's followed by its
+        locations' (nested ones after their parent) and its named locations'."""
+        http = self.http
+        if http is None:
+            return
+        yield http.conf
+
+        def walk(locs: Iterable[Location]) -> Iterator[LocConf]:
+            for loc in locs:
+                yield loc.conf
+                yield from walk(loc.children)
+
+        for srv in http.servers:
+            yield srv.conf
+            yield from walk(srv.locations)
+            yield from walk(srv.named_locations.values())
 
     def listens(self) -> list[Listen]:
         """Every distinct listen of the http block, in configuration order."""

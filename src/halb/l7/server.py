@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from halb.config.model import AccessLog, ErrorLog, Listen, Location, LocConf, NginxConfig
+from halb.config.model import AccessLog, ErrorLog, Listen, LocConf, NginxConfig
 from halb.config.template import Var
 from halb.l7.health import HealthChecker
 from halb.l7.http import HttpConnection
@@ -26,27 +26,10 @@ if TYPE_CHECKING:
     from halb.balancing.shared import Zone
 
 
-def _all_confs(config: NginxConfig) -> Iterator[LocConf]:
-    http = config.http
-    if http is None:
-        return
-    yield http.conf
-
-    def walk(locs: tuple[Location, ...]) -> Iterator[LocConf]:
-        for loc in locs:
-            yield loc.conf
-            yield from walk(loc.children)
-
-    for srv in http.servers:
-        yield srv.conf
-        yield from walk(srv.locations)
-        yield from walk(tuple(srv.named_locations.values()))
-
-
 def wants_counting(config: NginxConfig) -> bool:
     """Connections and requests are counted per transition only for a configuration that can
     show them: a stub_status location, or $connections_* in a log format or an if= condition."""
-    for conf in _all_confs(config):
+    for conf in config.confs():
         if conf.extra.get("stub_status"):
             return True
         for log in conf.access_log or ():
@@ -90,7 +73,7 @@ class HttpServer:
         # error_log in http / server / location: the log of the requests they handle
         self.error_logs: dict[tuple[ErrorLog, ...], ErrorLogger] = {}
         seen: set[tuple[AccessLog, ...]] = set()
-        for conf in _all_confs(config):
+        for conf in config.confs():
             if conf.access_log and conf.access_log not in seen:
                 seen.add(conf.access_log)
                 self.access_logs.prepare(conf.access_log)

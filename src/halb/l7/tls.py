@@ -23,12 +23,11 @@ import os
 import ssl
 import sys
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from halb.config.errors import ConfigError
-from halb.config.model import Location, LocConf, NginxConfig, Server
+from halb.config.model import NginxConfig, Server
 from halb.config.nginx_ssl import (
     DEFAULT_CIPHERS,
     DEFAULT_PROTOCOLS,
@@ -256,23 +255,6 @@ class ServerTls:
         return bool(self.ssl_addrs or self.pp_addrs or self.realip)
 
 
-def _confs(config: NginxConfig) -> Iterator[LocConf]:
-    http = config.http
-    if http is None:
-        return
-    yield http.conf
-
-    def walk(locs: tuple[Location, ...]) -> Iterator[LocConf]:
-        for loc in locs:
-            yield loc.conf
-            yield from walk(loc.children)
-
-    for srv in http.servers:
-        yield srv.conf
-        yield from walk(srv.locations)
-        yield from walk(tuple(srv.named_locations.values()))
-
-
 def prepare(config: NginxConfig) -> ServerTls:
     """Load the certificates of a configuration and build its contexts (once; ConfigError
     with nginx's message when a certificate or key cannot be used)."""
@@ -296,8 +278,8 @@ def prepare(config: NginxConfig) -> ServerTls:
             if any(ls.ssl for ls in listens) or table.default.conf.extra.get("ssl"):
                 state.ssl_addrs.add(key)
                 state.fronts[key] = _front(table, state)
-        state.realip = any(c.extra.get("set_real_ip_from") for c in _confs(config))
-        for c in _confs(config):
+        state.realip = any(c.extra.get("set_real_ip_from") for c in config.confs())
+        for c in config.confs():
             _check_proxy_ssl(c.extra)
     config.extra[_KEY] = state
     return state
