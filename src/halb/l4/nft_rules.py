@@ -33,7 +33,8 @@ conntrack there, so halb keeps its own flow table, as IPVS does in DR mode::
     s<N>       meta mark from the flow map (saddr . sport -> mark); a flow whose real server was
                removed is dropped (IPVS expire_nodest_conn=0); a new flow must start with a SYN
                (TCP); a SYN reusing a closing flow's tuple drops its entry and is scheduled
-               anew (IPVS conn_reuse_mode); persistence map, else the pick; reject when nobody
+               anew (IPVS conn_reuse_mode), so is a SYN on the flow of a removed server;
+               persistence map, else the pick; reject when nobody
                is available
     f<N>       refresh the flow (timeout tcp; tcpfin once a FIN or RST was seen, which the set
                c<N> remembers; udp) and the persistence entry, count, then ``fwd ip to <rip> device <dev>``: the neighbour layer rewrites
@@ -362,15 +363,21 @@ def _dr_service_chains(rs: Ruleset, svc: RuleService) -> list[tuple[str, list[st
     valid = _set(marks.values()) if marks else "{ 0x00000000 }"
     key = "ip saddr . th sport"
     sched: list[str] = [f"meta mark set {key} map @f{svc.id}"]
+    if svc.proto == "tcp":  # a SYN reusing the tuple of a closing flow is a new connection:
+        # its old entry goes (`update` in f<N> would keep the old real server for the rest of
+        # the connection while the SYN went to the new one), as IPVS's conn_reuse_mode does;
+        # before the check below, or a SYN reusing the flow of a removed server is dropped
+        sched.append(f"meta mark != 0 tcp flags & (syn | ack) == syn {key} @c{svc.id} "
+                     f"delete @f{svc.id} {{ {key} : meta mark }} meta mark set 0")
+    if svc.proto == "tcp":  # a SYN on the flow of a removed server (its connection was
+        # refused: the director saw no FIN or RST) starts a new connection too; IPVS drops it
+        # until the entry expires (60 s in SYN_RECV; this flow table keeps it for tcp's)
+        sched.append(f"meta mark != 0 meta mark != {valid} tcp flags & (syn | ack) == syn "
+                     f"delete @f{svc.id} {{ {key} : meta mark }} meta mark set 0")
     if marks:
         sched.append(f"meta mark != 0 meta mark != {valid} drop")
     else:
         sched.append("meta mark != 0 drop")
-    if svc.proto == "tcp":  # a SYN reusing the tuple of a closing flow is a new connection:
-        # its old entry goes (`update` in f<N> would keep the old real server for the rest of
-        # the connection while the SYN went to the new one), as IPVS's conn_reuse_mode does
-        sched.append(f"meta mark != 0 tcp flags & (syn | ack) == syn {key} @c{svc.id} "
-                     f"delete @f{svc.id} {{ {key} : meta mark }} meta mark set 0")
     sched.append(f"meta mark != 0 goto f{svc.id}")
     if svc.proto == "tcp":
         sched.append("tcp flags & (fin | syn | rst | ack) != syn drop")

@@ -132,8 +132,17 @@ def test_dr_ruleset_keeps_a_flow_table_and_forwards_at_ingress() -> None:
     assert "tcp flags & (fin | syn | rst | ack) != syn drop" in text  # new flows start with SYN
     # a SYN reusing a closing flow's tuple: its entry goes, or `update` would keep the old
     # real server for the packets after the SYN (the connection split between two servers)
-    assert ("tcp flags & (syn | ack) == syn ip saddr . th sport @c1 delete @f1 "
-            "{ ip saddr . th sport : meta mark } meta mark set 0") in text
+    reuse = ("tcp flags & (syn | ack) == syn ip saddr . th sport @c1 delete @f1 "
+             "{ ip saddr . th sport : meta mark } meta mark set 0")
+    assert reuse in text
+    # ... also when that server is gone: the SYN is rescheduled before the removed-server drop
+    drop = "meta mark != 0 meta mark != { 0x48001001, 0x48001002, 0x48001003 } drop"
+    assert text.index(reuse) < text.index(drop)
+    # a SYN on the flow of a removed server (a refused connection leaves no FIN or RST on the
+    # director) is a new connection, not dropped till the entry expires
+    assert ("meta mark != 0 meta mark != { 0x48001001, 0x48001002, 0x48001003 } tcp flags & "
+            "(syn | ack) == syn delete @f1 { ip saddr . th sport : meta mark } meta mark set 0"
+            ) in text
     assert 'fwd ip to meta mark map { 0x48001001 : 198.18.1.11, 0x48001002 : 198.18.1.12, ' \
            '0x48001003 : 198.18.1.13 } device "eth0"' in text
     assert "update @f1 { ip saddr . th sport timeout 120s : meta mark }" in text
