@@ -259,4 +259,5 @@ class NginxBalancer(Balancer):
                 peer.effective_weight = 0
         elif peer.accessed < peer.checked:
             peer.fails = 0  # the first success after fail_timeout marks it live again
-        peer.conns = max(0, peer.conns - 1)
+        conns = peer.conns
+        peer.conns = conns - 1 if conns > 0 else 0

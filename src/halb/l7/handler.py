@@ -108,7 +108,7 @@ def find_config(r: Request, server: Server) -> Finish | None:
     m = find_location(server.locations, r.uri)
     if m.redirect:
         return Finish(301, location=r.uri + "/" + (("?" + r.args) if r.args else ""))
-    set_location(r, m.location, server, m.captures, dict(m.named))
+    set_location(r, m.location, server, m.captures, dict(m.named) if m.named else None)
     if m.location is not None and m.location.conf.internal and not r.internal:
         return Finish(404)
     return check_body_size(r)

@@ -456,7 +456,9 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         assert r is not None
         if self.hb_busy < 0:
             self._request_line_fits()
-        if not self._fits(2):  # the empty line that ends the header
+        if self.hb_cap - self.hb_pos >= 2:  # the empty line that ends the header (_fits)
+            self.hb_pos += 2
+        elif not self._fits(2):
             raise _Abort(494, "client sent too large request")
         p = self.parser
         version = p.get_http_version()

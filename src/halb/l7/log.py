@@ -124,6 +124,14 @@ _INLINE: dict[str, tuple[Getter | None, str]] = {
 _LINES: dict[int, tuple[LogFormat, Callable[[Request], bytes]]] = {}
 
 
+def _plain_header(name: str) -> str | None:
+    """The header a $http_NAME variable reads where _getter gives it its own function."""
+    if name in VARIABLES or not name.startswith("http_") or \
+            name[5:] in ("cookie", "x_forwarded_for"):
+        return None
+    return name[5:].replace("_", "-")
+
+
 def format_line(fmt: LogFormat, r: Request) -> bytes:
     """One log line (the format is compiled once: line_writer)."""
     hit = _LINES.get(id(fmt))
@@ -150,8 +158,12 @@ def line_writer(fmt: LogFormat) -> Callable[[Request], bytes]:
             continue
         template.append("%s")
         inline = _INLINE.get(name)
+        header = _plain_header(name)
         if inline is not None and inline[0] is not None and VARIABLES.get(name) is inline[0]:
             exprs.append(inline[1])
+        elif header is not None:  # _getter's $http_NAME, without the call
+            exprs.append(f"(_get(r, {name!r}) if r.named_captures else "
+                         f"r.headers.get({header!r}))")
         else:
             names[f"_g{i}"] = getter if getter is not None else \
                 (lambda r, name=name: get(r, name))
@@ -163,7 +175,7 @@ def line_writer(fmt: LogFormat) -> Callable[[Request], bytes]:
     body = []
     for i, expr in enumerate(exprs):  # (a value that is never None is not tested)
         body.append(f"    v{i} = {expr}\n")
-        if expr.startswith("_g") or expr == "r.args":
+        if expr.startswith(("_g", "(_get")) or expr == "r.args":
             body.append(f"    if v{i} is None:\n        v{i} = _missing\n")
     values = ", ".join(f"v{i}" for i in range(len(exprs)))
     source = (

@@ -188,7 +188,8 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
 
     def start(self) -> object:
         r = self.r
-        self.conn.send_continue(r)  # ngx_http_read_client_request_body tests Expect first
+        if r.expect_continue or r.send_continue:
+            self.conn.send_continue(r)  # ngx_http_read_client_request_body tests Expect first
         if r.chunked:
             conf = r.conf
             assert conf is not None
@@ -252,7 +253,11 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
             self._finish_error(502)
             return
         self.peer = peer
-        att = self.att = Attempt(peer.address, now)
+        addresses = self.group.addresses  # ($upstream_addr: peer.address, formatted once)
+        addr = addresses.get(id(peer))
+        if addr is None:
+            addr = addresses[id(peer)] = peer.address
+        att = self.att = Attempt(addr, now)
         self.states.append(att)
         self.phase = CONNECT
         if not self.head:
@@ -340,7 +345,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         sent = up.sent
         body = self.body
         self.body_sent = 0
-        if body.in_memory and not self.upchunked and self.body_done:
+        if body.fd < 0 and not self.upchunked and self.body_done:  # (body.in_memory)
             up.write(self.head + body.memory() if body.size else self.head)  # one write
             self.body_sent = body.size
             att.sent += up.sent - sent
@@ -689,7 +694,9 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         self.phase = OVER
         if self.cache is not None:
             self.cache.finish()
-        self.body.close()
+        body = self.body
+        if body.fd >= 0 or body.chunks:
+            body.close()
         if self.client_paused:
             self.client_paused = False
             self.conn.tunnel_pause(False)

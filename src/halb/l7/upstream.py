@@ -228,6 +228,7 @@ class UpstreamGroup:
         self.needs_client = bool(self.balancer.needs & balancing.Needs.CLIENT)
         self.idle: deque[UpstreamConnection] = deque()
         self.keepalive = ups.keepalive
+        self.addresses: dict[int, str] = {}  # id(peer) -> peer.address (the peers stay)
 
     # -- keep-alive cache ---------------------------------------------------------------------
 
@@ -237,7 +238,8 @@ class UpstreamGroup:
             if conn.peer is peer:
                 self.idle.remove(conn)
                 conn.taken()
-                if conn.usable():
+                t = conn.transport
+                if not conn.closed and t is not None and not t.is_closing():  # usable()
                     return conn
                 conn.close()
                 return None
