@@ -13,6 +13,8 @@ smooth-WRR weights are global. halb does the same with three pieces:
   ~2 µs. As nginx's ngx_shmtx records the holder's pid, the header does too, and the master
   calls `force_unlock(pid)` for a worker that died, so a crash inside a pick cannot wedge the
   others (nginx's "shared memory zone ... was locked by PID").
+  The segment-and-lock part is `Segment`, also the base of the proxy cache's keys zone
+  (l7/cache_zone.py).
 - `SharedPeer`: a Peer whose mutable counters are properties over its slot. Static fields
   (name, address, weight, max_fails, fail_timeout, max_conns, backup, down, index) stay plain
   per-process copies of the configuration, the same in every worker. The first SharedPeer built
@@ -37,7 +39,7 @@ import os
 from _multiprocessing import SemLock  # the primitive of multiprocessing.Lock
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, Self
 
 from halb.balancing.base import Balancer, Outcome, Peer, PickContext
 
@@ -69,36 +71,28 @@ def _refresh_pid() -> None:
 os.register_at_fork(after_in_child=_refresh_pid)
 
 
-def _new_lock() -> SemLock:
+def _new_lock(kind: str) -> SemLock:
     for i in range(100):
-        name = f"/halb-zone-{os.getpid()}-{os.urandom(6).hex()}-{i}"
+        name = f"/halb-{kind}-{os.getpid()}-{os.urandom(6).hex()}-{i}"
         try:
             return SemLock(_SEMAPHORE, 1, 1, name, True)  # unlinked at once: nothing to leak
         except FileExistsError:
             continue
-    raise FileExistsError("cannot create a semaphore for a zone")
+    raise FileExistsError(f"cannot create a semaphore for a {kind} zone")
 
 
-class Zone:
-    """One upstream group's shared segment and its lock. Create it before forking."""
+class Segment:
+    """A shared-memory segment of `words` 8-byte words seen as int64 (`ints`) and float64
+    (`floats`), with a cross-process lock whose holder's pid is in word HOLDER. Create it
+    before forking; `kind` names the lock's semaphore (/halb-KIND-...)."""
 
-    def __init__(self, name: str, slots: int, upstream: str = "", size: int = 0) -> None:
-        self.name = name  # the zone's name, as configured
-        self.upstream = upstream
-        self.size = size  # as configured (informative: the segment is sized for the peers)
-        self.slots = slots
-        self.mm = mmap.mmap(-1, (HEADER_WORDS + slots * STRIDE) * 8)
+    def __init__(self, words: int, kind: str) -> None:
+        self.mm = mmap.mmap(-1, words * 8)
         self.ints = memoryview(self.mm).cast("q")
         self.floats = memoryview(self.mm).cast("d")
-        self.ints[SLOTS] = slots
-        self._lock = _new_lock()
+        self._lock = _new_lock(kind)
         self._acquire = self._lock.acquire
         self._release = self._lock.release
-
-    def __repr__(self) -> str:
-        return f"Zone({self.name!r}, upstream={self.upstream!r}, slots={self.slots})"
-
-    # -- the lock -----------------------------------------------------------------------------
 
     def acquire(self) -> None:
         self._acquire()
@@ -108,7 +102,7 @@ class Zone:
         self.ints[HOLDER] = 0
         self._release()
 
-    def __enter__(self) -> Zone:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
@@ -127,6 +121,28 @@ class Zone:
         with contextlib.suppress(ValueError):  # already free after all
             self._release()
         return True
+
+    def close(self) -> None:
+        """Drop this process's mapping (other processes keep theirs)."""
+        with contextlib.suppress(BufferError):
+            self.ints.release()
+            self.floats.release()
+            self.mm.close()
+
+
+class Zone(Segment):
+    """One upstream group's shared segment and its lock. Create it before forking."""
+
+    def __init__(self, name: str, slots: int, upstream: str = "", size: int = 0) -> None:
+        self.name = name  # the zone's name, as configured
+        self.upstream = upstream
+        self.size = size  # as configured (informative: the segment is sized for the peers)
+        self.slots = slots
+        super().__init__(HEADER_WORDS + slots * STRIDE, "zone")
+        self.ints[SLOTS] = slots
+
+    def __repr__(self) -> str:
+        return f"Zone({self.name!r}, upstream={self.upstream!r}, slots={self.slots})"
 
     # -- slots --------------------------------------------------------------------------------
 
@@ -151,12 +167,6 @@ class Zone:
             return [SharedPeer(self, i, *args, **kwargs)
                     for i, (args, kwargs) in enumerate(specs)]
 
-    def close(self) -> None:
-        """Drop this process's mapping (other processes keep theirs)."""
-        with contextlib.suppress(BufferError):
-            self.ints.release()
-            self.floats.release()
-            self.mm.close()
 
 
 def _int_property(k: int) -> property:

@@ -21,17 +21,16 @@ files. `ZONES` is the registry the workers find zones in (filled in the master b
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import time
-from _multiprocessing import SemLock
 from collections.abc import Mapping
 
+from halb.balancing.shared import Segment
 from halb.config.errors import ConfigError
 from halb.config.nginx_cache import CachePath
 from halb.l7.cache_rules import HEADER_MIN, decode_header
 
-HOLDER, NSLOTS, COUNT, TOTAL, USED, COLD = range(6)
+NSLOTS, COUNT, TOTAL, USED, COLD = range(1, 6)  # word 0: Segment's HOLDER
 HEADER_WORDS = 8
 STRIDE = 10
 # slot words
@@ -40,27 +39,6 @@ EMPTY, LIVE, GONE = 0, 1, 2
 CHUNK = 4096  # slots the manager walks per taking of the lock
 SLOT_BYTES = 128  # keys per byte of keys_zone, as nginx's ~8k per MB
 MAX_SLOTS = 1 << 20
-
-_pid = os.getpid()
-
-
-def _refresh_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_refresh_pid)
-
-
-def _new_lock() -> SemLock:
-    for i in range(100):
-        name = f"/halb-cache-{os.getpid()}-{os.urandom(6).hex()}-{i}"
-        try:
-            return SemLock(1, 1, 1, name, True)  # unlinked at once
-        except FileExistsError:
-            continue
-    raise FileExistsError("cannot create a semaphore for a cache zone")
-
 
 def _k(digest: bytes) -> tuple[int, int]:
     return (int.from_bytes(digest[:8], "little", signed=True),
@@ -82,7 +60,7 @@ class Node:
         self.fill_time = fill_time
 
 
-class CacheZone:
+class CacheZone(Segment):
     """One keys zone (proxy_cache_path): the table, its lock, and the path's settings."""
 
     def __init__(self, cp: CachePath) -> None:
@@ -90,12 +68,9 @@ class CacheZone:
         self.name = cp.name
         slots = max(64, min(MAX_SLOTS, cp.size // SLOT_BYTES))
         self.slots = slots
-        self.mm = mmap.mmap(-1, (HEADER_WORDS + slots * STRIDE) * 8)
-        self.ints = memoryview(self.mm).cast("q")
-        self.floats = memoryview(self.mm).cast("d")
+        super().__init__(HEADER_WORDS + slots * STRIDE, "cache")
         self.ints[NSLOTS] = slots
         self.ints[COLD] = 1  # until the loader has entered the files
-        self._lock = _new_lock()
         self.last_manage = 0.0
         self.next_inactive = 0.0
         self.next_walk = 0.0
@@ -104,25 +79,6 @@ class CacheZone:
         """A reload keeps a zone whose path and size did not change (nginx reuses it)."""
         c = self.cp
         return (c.path, c.size, c.levels) == (cp.path, cp.size, cp.levels)
-
-    # -- the lock -----------------------------------------------------------------------------
-
-    def __enter__(self) -> CacheZone:
-        self._lock.acquire()
-        self.ints[HOLDER] = _pid
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.ints[HOLDER] = 0
-        self._lock.release()
-
-    def force_unlock(self, pid: int) -> bool:
-        if pid <= 0 or self.ints[HOLDER] != pid:
-            return False
-        self.ints[HOLDER] = 0
-        with contextlib.suppress(ValueError):
-            self._lock.release()
-        return True
 
     # -- slots (call under the lock) ----------------------------------------------------------
 
@@ -270,12 +226,6 @@ class CacheZone:
             for w, v in zip((FILL_TIME, EXPIRE, ACCESS), fl, strict=True):
                 floats[base + w] = v
         ints[TOTAL] = total
-
-    def close(self) -> None:
-        with contextlib.suppress(BufferError):
-            self.ints.release()
-            self.floats.release()
-            self.mm.close()
 
     # -- the loader ---------------------------------------------------------------------------
 
