@@ -30,6 +30,19 @@ def _find(headers: list[tuple[str, str]], low: str) -> int:
     return -1
 
 
+def _replace(headers: list[tuple[str, str]], low: str, value: str) -> bool:
+    """add_header of a header the answer has: its value replaced (an empty value removes it);
+    False when the answer has no such header."""
+    i = _find(headers, low)
+    if i < 0:
+        return False
+    if value:
+        headers[i] = (headers[i][0], value)
+    else:
+        del headers[i]
+    return True
+
+
 def apply_headers(r: Request, resp: Response, f: Filters, now: int, upstream: bool) -> None:
     hs = resp.headers
     if resp.status == 416 and not upstream and hs and hs[-1][0] == "Content-Range":
@@ -75,22 +88,12 @@ def _added(r: Request, resp: Response, f: Filters, now: int, safe: bool
             if resp.etag is not None:
                 resp.etag = value or None
                 continue
-            i = _find(hs, "etag")
-            if i >= 0:
-                if value:
-                    hs[i] = (hs[i][0], value)
-                else:
-                    del hs[i]
+            if _replace(hs, "etag", value):
                 continue
         elif low == "last-modified":
             resp.last_modified = None
             resp.last_modified_raw = None
-            i = _find(hs, "last-modified")
-            if i >= 0:
-                if value:
-                    hs[i] = (hs[i][0], value)
-                else:
-                    del hs[i]
+            if _replace(hs, "last-modified", value):
                 continue
         if value:
             added.append((h.name, value))
