@@ -20,29 +20,21 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_seconds, free_port, launch, process_tree, stop, wait_port
-
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-
-
-
-
-
-
-
-
-
-
-
-
+from common import (
+    cpu_seconds,
+    free_port,
+    print_side_by_side,
+    process_tree,
+    start_server,
+    stop_server,
+    wait_port,
+)
 
 
 def conf(port: int, scenario: str, www: Path, backend: int) -> str:
@@ -62,16 +54,6 @@ http {{ access_log off; {ups}
 """
 
 
-def start(kind: str, text: str, cpu: int) -> tuple[subprocess.Popen[bytes], Path]:
-    prefix = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
-    (prefix / "nginx.conf").write_text(text.replace("{prefix}", str(prefix)))
-    if kind == "nginx":
-        argv = ["nginx", "-p", f"{prefix}/", "-c", f"{prefix}/nginx.conf"]
-    else:
-        argv = [PYTHON, "-m", "halb", "nginx", "-p", f"{prefix}/", "-c", "nginx.conf"]
-    return launch(argv, str(cpu)), prefix
-
-
 def wrk(port: int, seconds: int) -> tuple[float, float]:
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{seconds}s",
                           "--latency", f"http://127.0.0.1:{port}/index.html"],
@@ -87,7 +69,7 @@ def wrk(port: int, seconds: int) -> tuple[float, float]:
 
 def measure(kind: str, scenario: str, www: Path, backend: int, seconds: int) -> dict[str, float]:
     port = free_port()
-    proc, prefix = start(kind, conf(port, scenario, www, backend), cpu=0)
+    proc, prefix = start_server(kind, conf(port, scenario, www, backend), "0", "")
     try:
         wait_port(port)
         time.sleep(0.5)
@@ -102,8 +84,7 @@ def measure(kind: str, scenario: str, www: Path, backend: int, seconds: int) -> 
         return {"rps": rps, "p99_ms": p99, "cpu_us_per_req": used / requests * 1e6,
                 "cpu_util": used / elapsed}
     finally:
-        stop(proc)
-        shutil.rmtree(prefix, ignore_errors=True)
+        stop_server(proc, prefix)
 
 
 def main() -> int:
@@ -141,20 +122,7 @@ def main() -> int:
         shutil.rmtree(bk_prefix, ignore_errors=True)
     print(f"# l7 benchmark: {args.rounds} rounds x {args.seconds}s, wrk -t1 -c50 keep-alive, "
           f"server on CPU0, load on CPU1, {os.cpu_count()} CPUs")
-    print("| scenario | server | req/s | server CPU µs/req | p99 ms | ratio halb/nginx "
-          "(req/s, CPU/req) |")
-    print("|---|---|---|---|---|---|")
-    for scenario, by in results.items():
-        med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in by.items()}
-        ratios = [(h["rps"] / n["rps"], h["cpu_us_per_req"] / n["cpu_us_per_req"])
-                  for h, n in zip(by["halb"], by["nginx"], strict=True)]
-        rr = statistics.median(r[0] for r in ratios)
-        rc = statistics.median(r[1] for r in ratios)
-        for kind in ("nginx", "halb"):
-            m = med[kind]
-            extra = f"{rr:.2f} , {rc:.2f}" if kind == "halb" else ""
-            print(f"| {scenario} | {kind} | {m['rps']:.0f} | {m['cpu_us_per_req']:.1f} | "
-                  f"{m['p99_ms']:.2f} | {extra} |")
+    print_side_by_side(results, "p99 ms", "p99_ms", ".2f")
     return 0
 
 

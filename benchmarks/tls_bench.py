@@ -20,17 +20,21 @@ import argparse
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_seconds, free_port, launch, process_tree, stop, wait_port
-
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+from common import (
+    cpu_seconds,
+    free_port,
+    print_side_by_side,
+    process_tree,
+    start_server,
+    stop_server,
+    wait_port,
+)
 
 
 def make_cert(d: Path) -> None:
@@ -48,16 +52,6 @@ http {{ access_log off;
   server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {certs}/c.pem;
            ssl_certificate_key {certs}/k.pem; location / {{ return 200 "hello\\n"; }} }} }}
 """
-
-
-def start(kind: str, text: str) -> tuple[subprocess.Popen[bytes], Path]:
-    prefix = Path(tempfile.mkdtemp(prefix=f"bench-tls-{kind}-"))
-    (prefix / "nginx.conf").write_text(text.replace("{prefix}", str(prefix)))
-    if kind == "nginx":
-        argv = ["nginx", "-p", f"{prefix}/", "-c", f"{prefix}/nginx.conf"]
-    else:
-        argv = [PYTHON, "-m", "halb", "nginx", "-p", f"{prefix}/", "-c", "nginx.conf"]
-    return launch(argv, "0"), prefix
 
 
 def wrk(port: int, seconds: int, close: bool) -> tuple[float, int]:
@@ -78,7 +72,7 @@ def wrk(port: int, seconds: int, close: bool) -> tuple[float, int]:
 
 def measure(kind: str, certs: Path, seconds: int, close: bool) -> dict[str, float]:
     port = free_port()
-    proc, prefix = start(kind, conf(port, certs))
+    proc, prefix = start_server(kind, conf(port, certs), "0", "tls-")
     try:
         wait_port(port)
         time.sleep(0.5)
@@ -90,8 +84,7 @@ def measure(kind: str, certs: Path, seconds: int, close: bool) -> dict[str, floa
         return {"rps": rps, "cpu_us_per_req": used / max(1.0, rps * seconds) * 1e6,
                 "errors": bad}
     finally:
-        stop(proc)
-        shutil.rmtree(prefix, ignore_errors=True)
+        stop_server(proc, prefix)
 
 
 def main() -> int:
@@ -112,20 +105,7 @@ def main() -> int:
         shutil.rmtree(certs, ignore_errors=True)
     print(f"# TLS benchmark: {args.rounds} rounds x {args.seconds}s, wrk -t1 -c50, TLS 1.2 "
           f"ECDHE-ECDSA (P-256), server on CPU0, load on CPU1, {os.cpu_count()} CPUs")
-    print("| scenario | server | req/s | server CPU µs/req | errors | ratio halb/nginx "
-          "(req/s, CPU/req) |")
-    print("|---|---|---|---|---|---|")
-    for scenario, by in results.items():
-        med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in by.items()}
-        ratios = [(h["rps"] / n["rps"], h["cpu_us_per_req"] / n["cpu_us_per_req"])
-                  for h, n in zip(by["halb"], by["nginx"], strict=True)]
-        rr = statistics.median(r[0] for r in ratios)
-        rc = statistics.median(r[1] for r in ratios)
-        for kind in ("nginx", "halb"):
-            m = med[kind]
-            extra = f"{rr:.2f} , {rc:.2f}" if kind == "halb" else ""
-            print(f"| {scenario} | {kind} | {m['rps']:.0f} | {m['cpu_us_per_req']:.1f} | "
-                  f"{m['errors']:.0f} | {extra} |")
+    print_side_by_side(results, "errors", "errors", ".0f")
     return 0
 
 
