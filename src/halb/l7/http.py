@@ -87,6 +87,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         "paused_writing",
         "pending",
         "pipelined",
+        "proxy_timer",
         "queue",
         "remote_addr",
         "remote_port",
@@ -156,6 +157,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.body_filter: Any = None  # the output body filter of the response (l7/filters/)
         self.stream_pending = b""  # a streamed response's header, not written yet
         self.tunnel: Any = None  # an upgraded connection's upstream side (proxy_pass)
+        self.proxy_timer: Any = None  # proxy_pass's timer, one for all requests (l7/proxy.py)
         self.on_writable: Callable[[], None] | None = None  # a streamed body waits for the client
         self.sock_fd = -1
         self.idle_since = self.loop.time()
@@ -211,6 +213,9 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
             r.status = 499
             self.responding = None
             self.server.access_log(r)
+        pt = self.proxy_timer
+        if pt is not None and pt.owner is None:  # (a request going on without us keeps it)
+            pt.close()
         self.server.unregister(self)
 
     def eof_received(self) -> bool | None:

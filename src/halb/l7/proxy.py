@@ -157,7 +157,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         self.cache: CacheRequest | None = None  # proxy_cache (l7/cache.py)
         self.request_sent = False
         self.header_committed = False  # the client's response has started (or was decided)
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: ConnectionTimer | None = None  # the connection's, while this request runs it
         self.deadline = 0.0
         self.timer_what = ""
         self.connecting: asyncio.Task[None] | None = None
@@ -361,23 +361,34 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
     # -- timers (one handle, moved by deadline) -----------------------------------------------
 
     def _arm(self, timeout: float, what: str) -> None:
-        self.deadline = self.loop.time() + timeout
+        self.deadline = deadline = self.loop.time() + timeout
         self.timer_what = what
-        if self.timer is None:
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+        if self.timer is None:  # the first arm fires at its deadline, as a new timer would
+            timer = self.conn.proxy_timer
+            if timer is None:
+                timer = self.conn.proxy_timer = ConnectionTimer(self.loop)
+            elif timer.owner is not None and timer.owner is not self:
+                timer = ConnectionTimer(self.loop)  # busy (a background refresh): one of its own
+            timer.start(self, deadline)
+            self.timer = timer
 
     def _disarm(self) -> None:
         if self.timer is not None:
-            self.timer.cancel()
+            self.timer.stop(self)
             self.timer = None
 
     def _on_timer(self) -> None:
+        timer = self.timer
         self.timer = None
         if self.phase == OVER or self.paused:
+            if timer is not None:
+                timer.stop(self)
             return
         now = self.loop.time()
         if now < self.deadline:
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            assert timer is not None
+            timer.start(self, self.deadline)
+            self.timer = timer
             return
         self.fail("timeout", f"upstream timed out (110: Connection timed out) while "
                              f"{self.timer_what}")
@@ -729,6 +740,46 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         if head is None:
             return None
         return head.get(name.replace("_", "-"))
+
+
+class ConnectionTimer:
+    """The proxy timer of one client connection, lent to each of its ProxyRequests in turn:
+    one handle serves many requests (it is moved only when it would fire later than the
+    deadline of the request that starts it; a handle that fires early finds the request's
+    deadline later and moves, or finds no request and stops)."""
+
+    __slots__ = ("at", "handle", "loop", "owner")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.handle: asyncio.TimerHandle | None = None
+        self.at = 0.0
+        self.owner: ProxyRequest | None = None
+
+    def start(self, owner: ProxyRequest, deadline: float) -> None:
+        self.owner = owner
+        handle = self.handle
+        if handle is None or self.at > deadline:
+            if handle is not None:
+                handle.cancel()
+            self.handle = self.loop.call_at(deadline, self._fire)
+            self.at = deadline
+
+    def stop(self, owner: ProxyRequest) -> None:
+        if self.owner is owner:
+            self.owner = None  # (the handle stays for the next request)
+
+    def close(self) -> None:
+        self.owner = None
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _fire(self) -> None:
+        self.handle = None
+        owner = self.owner
+        if owner is not None:
+            owner._on_timer()
 
 
 def _client_bytes(addr: str) -> bytes | None:

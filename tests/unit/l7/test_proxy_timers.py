@@ -96,3 +96,45 @@ async def _sleep(loop: Any, seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+CONFIG2 = """events {} http { access_log off;
+ upstream b { server 127.0.0.1:19101; keepalive 4; }
+ server { listen 127.0.0.1:9;
+   location /slow { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection "";
+                    proxy_read_timeout 30s; }
+   location /fast { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection "";
+                    proxy_read_timeout 300ms; } } }"""
+
+
+def test_proxy_timeout_after_a_longer_one_on_the_same_connection() -> None:
+    """The connection's proxy timer, started by a request with a 30 s proxy_read_timeout, is
+    moved for the next request's 300 ms: that one gets its 504 on time."""
+    loop = new_event_loop()
+    try:
+        srv = HttpServer(load_text(CONFIG2), loop, ErrorLogger(()), 0)
+        group = srv.upstreams.get("b")
+        assert group is not None
+        ups = []
+        for _ in range(2):
+            up = UpstreamConnection(group.balancer.peers[0], group)
+            ut = Transport()
+            up.connection_made(ut)  # type: ignore[arg-type]
+            group.put_idle(up)
+            ups.append((up, ut))
+        conn = HttpConnection(srv, 1)
+        ct = Transport()
+        conn.connection_made(ct)  # type: ignore[arg-type]
+        conn.data_received(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        up, ut = next((u, t) for u, t in ups if t.out)
+        up.data_received(RESPONSE)
+        assert b"".join(ct.out).endswith(b"\r\n\r\nok")
+        ct.out.clear()
+        asked = time.monotonic()
+        conn.data_received(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")  # never answered
+        while not ct.out and time.monotonic() < asked + 10:
+            loop.run_until_complete(_sleep(loop, 0.05))
+        assert b"".join(ct.out).startswith(b"HTTP/1.1 504 ")
+        assert 0.25 <= time.monotonic() - asked < 5
+    finally:
+        loop.close()
