@@ -19,7 +19,6 @@ checking status code, health check "" of peer 127.0.0.1:8081 in upstream "u"").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import ssl
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from halb.balancing import Peer
 from halb.config.nginx_health import HealthCheck
 from halb.health.nginx_check import GroupHealth, ResponseReader, Transition, verdict
+from halb.health.probes.tcp import close_stream
 from halb.l7.log import ErrorLogger
 from halb.l7.upstream import UpstreamGroup, Upstreams
 
@@ -84,10 +84,7 @@ async def probe(hc: HealthCheck, peer: Peer, tls: ssl.SSLContext | None = None) 
                            else "checking response")
     finally:
         if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await writer.wait_closed()
+            await close_stream(writer)
 
 
 def _os(e: OSError) -> str:

@@ -17,13 +17,12 @@ Content-Length bytes when the header is there) must match. Failures carry keepal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ssl as _ssl
 
 from halb.config.keepalived_lvs_model import Checker, Url
 from halb.health.events import ProbeResult
-from halb.health.probes.tcp import Unavailable, connect
+from halb.health.probes.tcp import Unavailable, close_stream, connect
 
 MAX_HEADER = 64 * 1024
 CONTENT_LENGTH = b"Content-Length: "
@@ -157,9 +156,6 @@ async def http_get(checker: Checker, url_index: int,
         return judge(url, resp)
     finally:
         if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await writer.wait_closed()
+            await close_stream(writer)
         else:
             sock.close()

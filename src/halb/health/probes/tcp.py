@@ -62,6 +62,15 @@ async def connect(checker: Checker) -> socket.socket:
     return sock
 
 
+async def close_stream(writer: asyncio.StreamWriter, timeout: float = 1.0) -> None:
+    """Close a probe's stream and wait (at most `timeout`) for its socket to be released;
+    whatever goes wrong meanwhile is no concern of the probe's result."""
+    writer.close()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()
+
+
 async def tcp_check(checker: Checker) -> ProbeResult:
     try:
         sock = await connect(checker)
