@@ -8,36 +8,16 @@ Real servers: `halb.testing.l4peers serve` on 127.6.0.11 / .12 (answering "A" / 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 
-import pytest
+from kaloop import PY, Procs, free_port, wait_for
 
-PY = sys.executable
 VIP = "127.6.0.10"
 RS = {"A": "127.6.0.11", "B": "127.6.0.12"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((VIP, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: Callable[[], object], timeout: float, why: Callable[[], str]) -> None:
-    end = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > end:
-            raise AssertionError(f"still false after {timeout}s\n{why()}")
-        time.sleep(0.05)
 
 
 def conf(port: int) -> str:
@@ -60,45 +40,9 @@ def conf(port: int) -> str:
 """
 
 
-class Procs:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, start_new_session=True, **kw)  # type: ignore[call-overload]
-        self.procs.append(proc)
-        return proc
-
-    def serve(self, name: str, port: int) -> subprocess.Popen[bytes]:
-        proc = self.start([PY, "-m", "halb.testing.l4peers", "serve", "--name", name,
-                           "--host", RS[name], "--port", str(port)], stdout=subprocess.PIPE)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        return proc
-
-    @staticmethod
-    def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    p = Procs()
-    try:
-        yield p
-    finally:
-        for proc in reversed(p.procs):
-            p.kill(proc)
-
-
 def test_keepalived_checker_on_loopback(procs: Procs, tmp_path: pathlib.Path) -> None:
-    port = free_port()
-    servers = {name: procs.serve(name, port) for name in RS}
+    port = free_port(VIP)
+    servers = {name: procs.serve(name, RS[name], port) for name in RS}
     (tmp_path / "k.conf").write_text(conf(port))
     sock = str(tmp_path / "ipvsadm.sock")
     log = tmp_path / "k.log"
@@ -134,7 +78,7 @@ def test_keepalived_checker_on_loopback(procs: Procs, tmp_path: pathlib.Path) ->
     procs.kill(servers["A"])
     wait_for(lambda: f"{RS['A']}:{port}" not in listing(), 1 + 1 * 2 + 0.3 + 5, why)
     assert names(4) == ["B"] * 4
-    servers["A"] = procs.serve("A", port)
+    servers["A"] = procs.serve("A", RS["A"], port)
     wait_for(lambda: f"{RS['A']}:{port}" in listing(), 1 + 1 + 5, why)
     assert sorted(n or "" for n in names(4)) == ["A", "A", "B", "B"]
 

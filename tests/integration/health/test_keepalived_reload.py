@@ -13,32 +13,13 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
 
-import pytest
+from kaloop import PY, Procs, free_port, wait_for
 
-PY = sys.executable
 VIP = "127.6.1.10"
 RS = {"A": "127.6.1.11", "B": "127.6.1.12", "C": "127.6.1.13"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((VIP, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: Callable[[], object], timeout: float, why: Callable[[], str]) -> None:
-    end = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > end:
-            raise AssertionError(f"still false after {timeout}s\n{why()}")
-        time.sleep(0.05)
 
 
 def conf(port: int, names: str, extra: str = "") -> str:
@@ -60,41 +41,10 @@ def conf(port: int, names: str, extra: str = "") -> str:
 """
 
 
-class Procs:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, start_new_session=True, **kw)  # type: ignore[call-overload]
-        self.procs.append(proc)
-        return proc
-
-    def serve(self, name: str, port: int) -> None:
-        proc = self.start([PY, "-m", "halb.testing.l4peers", "serve", "--name", name,
-                           "--host", RS[name], "--port", str(port)], stdout=subprocess.PIPE)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    from halb.testing.netns import stop_group
-
-    p = Procs()
-    try:
-        yield p
-    finally:
-        for proc in reversed(p.procs):
-            if proc.poll() is None:
-                stop_group(proc)
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    stream.close()
-
-
 def test_sighup_reload_on_loopback(procs: Procs, tmp_path: pathlib.Path) -> None:
-    port = free_port()
+    port = free_port(VIP)
     for name in RS:
-        procs.serve(name, port)
+        procs.serve(name, RS[name], port)
     path = tmp_path / "k.conf"
     path.write_text(conf(port, "AB"))
     sock = str(tmp_path / "ipvsadm.sock")
