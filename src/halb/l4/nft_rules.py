@@ -404,9 +404,11 @@ def _dr_service_chains(rs: Ruleset, svc: RuleService) -> list[tuple[str, list[st
         c = f"c{svc.id}"
         flow.append(f"tcp flags & (syn | ack) == syn delete @{c} {{ {key} }}")
         flow.append(f"tcp flags & (fin | rst) != 0 update @{c} {{ {key} }}")
+        # every packet refreshes its flow with the tcp timeout, a closing one then with tcpfin
+        # (one lookup of c<N> per packet, not two)
+        flow.append(f"update @f{svc.id} {{ {key} timeout {t.tcp}s : meta mark }}")
         flow.append(f"{key} @{c} update @{c} {{ {key} }} update @f{svc.id} "
                     f"{{ {key} timeout {t.tcpfin}s : meta mark }}")
-        flow.append(f"{key} != @{c} update @f{svc.id} {{ {key} timeout {t.tcp}s : meta mark }}")
     else:
         flow.append(f"update @f{svc.id} {{ {key} timeout {t.udp}s : meta mark }}")
     if marks:
