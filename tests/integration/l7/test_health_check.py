@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -31,51 +30,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from halbproc import Server, base_conf, children, free_port, http_get, running
+from halbproc import LoopBackends, Server, base_conf, children, free_port, http_get, running
 
 pytestmark = pytest.mark.slow
 
 
-class Backends:
+class Backends(LoopBackends):
     """Several HTTP backends on 127.0.0.1 in one thread; `mode[port]` decides /hc."""
 
     def __init__(self, n: int) -> None:
-        self.ports = [free_port() for _ in range(n)]
+        super().__init__([free_port() for _ in range(n)])
         self.mode = dict.fromkeys(self.ports, "ok")
         self.delay = 0.0  # for mode "slow"
         self.served: Counter[int] = Counter()  # client requests (not /hc) per port
         self.checks: Counter[int] = Counter()
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.servers: list[asyncio.base_events.Server] = []
-
-    def __enter__(self) -> Backends:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        for port in self.ports:
-            self.servers.append(self.loop.run_until_complete(asyncio.start_server(
-                lambda r, w, port=port: self._serve(port, r, w), "127.0.0.1", port)))
-        self.ready.set()
-        try:
-            self.loop.run_forever()
-        finally:
-            for s in self.servers:
-                s.close()
-            tasks = asyncio.all_tasks(self.loop)
-            for task in tasks:  # the hanging answers
-                task.cancel()
-            if tasks:
-                self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            self.loop.close()
 
     async def _serve(self, port: int, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:

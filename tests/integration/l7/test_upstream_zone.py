@@ -23,14 +23,22 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from halbproc import Server, children, free_port, http_get, running, stop, wait_port
+from halbproc import (
+    LoopBackends,
+    Server,
+    children,
+    free_port,
+    http_get,
+    running,
+    stop,
+    wait_port,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,48 +48,25 @@ KINDS = ["halb", pytest.param("nginx", marks=[
     pytest.mark.skipif(not os.access(NGINX, os.X_OK), reason="nginx is not installed")])]
 
 
-class SlowBackend:
+class SlowBackend(LoopBackends):
     """HTTP/1.x on 127.0.0.1: every request is answered after `delay` seconds; counts the
     requests in progress and the most seen at once."""
 
     def __init__(self, delay: float) -> None:
+        super().__init__([free_port()])
+        self.port = self.ports[0]
         self.delay = delay
-        self.port = free_port()
         self.now = 0
         self.most = 0
         self.served = 0
         self.workers: Counter[str] = Counter()  # X-Worker of the requests that arrived
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.server: asyncio.base_events.Server | None = None
-
-    def __enter__(self) -> SlowBackend:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
     def reset(self) -> None:
         self.most = self.served = 0
         self.workers.clear()
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", self.port))
-        self.ready.set()
-        try:
-            self.loop.run_forever()
-        finally:
-            self.server.close()
-            self.loop.run_until_complete(self.server.wait_closed())
-            self.loop.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, port: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,6 +60,50 @@ def http_get(host: str, port: int, path: str = "/", timeout: float = 5.0) -> tup
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, body
+
+
+class LoopBackends:
+    """Test backends on 127.0.0.1:`ports`, served by an asyncio loop in a thread: a subclass
+    answers in `_serve(port, reader, writer)`. The with-block starts them; its end closes the
+    listeners and cancels the answers still pending (e.g. ones made to hang)."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.servers: list[asyncio.base_events.Server] = []
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        assert self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def _serve(self, port: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        for port in self.ports:
+            self.servers.append(self.loop.run_until_complete(asyncio.start_server(
+                lambda r, w, port=port: self._serve(port, r, w), "127.0.0.1", port)))
+        self.ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            for s in self.servers:
+                s.close()
+            tasks = asyncio.all_tasks(self.loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self.loop.close()
 
 
 @dataclass
