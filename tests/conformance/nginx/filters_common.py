@@ -11,7 +11,16 @@ from __future__ import annotations
 import dataclasses
 import zlib
 
-from harness import Case, Exchange, Pair, canonical, check_expect
+from harness import Case, Exchange, Pair, canonical, check_expect, req
+
+
+def g(name: str, path: str, *hdrs: tuple[str, str] | str, method: str = "GET",
+      version: str = "HTTP/1.1", **expect: object) -> Case:
+    """A case; `header__content_encoding="gzip"` expects Content-Encoding: gzip (`__` for
+    ":", `_` for "-" in expect keys that start with header)."""
+    return Case(name, req(path, method=method, version=version, headers=hdrs),
+                expect={k.replace("__", ":").replace("_", "-") if k.startswith("header")
+                        else k: v for k, v in expect.items()})
 
 
 def gunzip(body: bytes) -> bytes:

@@ -18,7 +18,7 @@ import time
 import zlib
 
 import pytest
-from filters_common import compare_filtered
+from filters_common import compare_filtered, g
 from harness import Case, Pair, ids, req
 
 pytestmark = pytest.mark.peer
@@ -69,13 +69,6 @@ GZ = ("Accept-Encoding", "gzip")
 VIA = ("Via", "1.1 cache")
 PAST = "hdr/Expires/Thu%2C%2001%20Jan%201998%2000%3A00%3A00%20GMT"
 FUTURE = "hdr/Expires/Thu%2C%2001%20Jan%202037%2000%3A00%3A00%20GMT"
-
-
-def g(name: str, path: str, *hdrs: tuple[str, str] | str, method: str = "GET",
-      version: str = "HTTP/1.1", **expect: object) -> Case:
-    return Case(name, req(path, method=method, version=version, headers=hdrs),
-                expect={k.replace("__", ":").replace("_", "-") if k.startswith("header")
-                        else k: v for k, v in expect.items()})
 
 
 CASES = [

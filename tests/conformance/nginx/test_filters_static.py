@@ -13,7 +13,7 @@ drops its parent's), `always`, variables, empty values, ETag replaced. expires: 
 from __future__ import annotations
 
 import pytest
-from filters_common import compare_filtered
+from filters_common import compare_filtered, g
 from harness import MTIME_HTTP, Case, Pair, ids, req, same_access_logs
 
 pytestmark = pytest.mark.peer
@@ -106,13 +106,6 @@ CONFIG = r"""
 
 GZ = ("Accept-Encoding", "gzip, deflate")
 VIA_ = ("Via", "1.0 squid")
-
-
-def g(name: str, path: str, *hdrs: tuple[str, str] | str, method: str = "GET",
-      version: str = "HTTP/1.1", **expect: object) -> Case:
-    return Case(name, req(path, method=method, version=version, headers=hdrs),
-                expect={k.replace("__", ":").replace("_", "-") if k.startswith("header")
-                        else k: v for k, v in expect.items()})
 
 
 CASES = [
