@@ -5,6 +5,7 @@ when the test fails), a port free on the VIP, and a wait that says why it gave u
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -28,6 +29,21 @@ def wait_for(what: Callable[[], object], timeout: float, why: Callable[[], str])
         if time.monotonic() > end:
             raise AssertionError(f"still false after {timeout}s\n{why()}")
         time.sleep(0.05)
+
+
+def listing(sock: str) -> str:
+    """`halb ipvsadm -L -n` against the checker's control socket."""
+    env = dict(os.environ, HALB_IPVSADM_SOCKET=sock)
+    return subprocess.run([PY, "-m", "halb", "ipvsadm", "-L", "-n"], capture_output=True,
+                          text=True, env=env, timeout=30).stdout
+
+
+def names(vip: str, port: int, n: int) -> list[str | None]:
+    """The real servers that answered n new connections to vip:port (None: no answer)."""
+    out = subprocess.run([PY, "-m", "halb.testing.l4peers", "probe", "--to", f"{vip}:{port}",
+                          "--count", str(n), "--timeout", "2"],
+                         capture_output=True, text=True, timeout=60)
+    return list(json.loads(out.stdout)["names"])
 
 
 class Procs:

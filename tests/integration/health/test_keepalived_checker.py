@@ -8,12 +8,11 @@ Real servers: `halb.testing.l4peers serve` on 127.6.0.11 / .12 (answering "A" / 
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import signal
-import subprocess
 
+import kaloop
 from kaloop import PY, Procs, free_port, wait_for
 
 VIP = "127.6.0.10"
@@ -51,21 +50,15 @@ def test_keepalived_checker_on_loopback(procs: Procs, tmp_path: pathlib.Path) ->
                           "userspace", "--ipvsadm-socket", sock, "-f", str(tmp_path / "k.conf"),
                           "-p", str(tmp_path / "k.pid"), "-c", str(tmp_path / "c.pid")],
                          stdout=logf, stderr=logf)
-    env = dict(os.environ, HALB_IPVSADM_SOCKET=sock)
 
     def listing() -> str:
-        out = subprocess.run([PY, "-m", "halb", "ipvsadm", "-L", "-n"], capture_output=True,
-                             text=True, env=env, timeout=30)
-        return out.stdout
+        return kaloop.listing(sock)
 
     def why() -> str:
         return f"{listing()}\n{log.read_text()}"
 
     def names(n: int) -> list[str | None]:
-        out = subprocess.run([PY, "-m", "halb.testing.l4peers", "probe", "--to",
-                              f"{VIP}:{port}", "--count", str(n), "--timeout", "2"],
-                             capture_output=True, text=True, timeout=60)
-        return list(json.loads(out.stdout)["names"])
+        return kaloop.names(VIP, port, n)
 
     wait_for(lambda: f"{RS['B']}:{port}" in listing(), 20, why)
     text = listing()

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 
+import kaloop
 from kaloop import PY, Procs, free_port, wait_for
 
 VIP = "127.6.1.10"
@@ -54,11 +55,9 @@ def test_sighup_reload_on_loopback(procs: Procs, tmp_path: pathlib.Path) -> None
                           "userspace", "--ipvsadm-socket", sock, "-f", str(path),
                           "-p", str(tmp_path / "k.pid"), "-c", str(tmp_path / "c.pid")],
                          stdout=logf, stderr=logf)
-    env = dict(os.environ, HALB_IPVSADM_SOCKET=sock)
 
     def listing() -> str:
-        return subprocess.run([PY, "-m", "halb", "ipvsadm", "-L", "-n"], capture_output=True,
-                              text=True, env=env, timeout=30).stdout
+        return kaloop.listing(sock)
 
     def dests() -> set[str]:
         return {line.split()[1] for line in listing().splitlines()
@@ -68,10 +67,7 @@ def test_sighup_reload_on_loopback(procs: Procs, tmp_path: pathlib.Path) -> None
         return f"{listing()}\n{log.read_text()}"
 
     def names(n: int) -> list[str | None]:
-        out = subprocess.run([PY, "-m", "halb.testing.l4peers", "probe", "--to",
-                              f"{VIP}:{port}", "--count", str(n), "--timeout", "2"],
-                             capture_output=True, text=True, timeout=60)
-        return list(json.loads(out.stdout)["names"])
+        return kaloop.names(VIP, port, n)
 
     def reload(text: str | None, count: int) -> None:
         """SIGHUP, and wait until the checker's `count`th reload is over (done or refused)."""
