@@ -28,7 +28,7 @@ from halb.config.nginx import (
     Builder,
     directive,
 )
-from halb.config.nginx_directives import flag_slot, time_slot
+from halb.config.nginx_slots import flag_slot, time_slot
 from halb.config.template import compile_template
 from halb.config.values import parse_flag, parse_size, parse_time
 

@@ -1,6 +1,7 @@
 """The directives of nginx's core, events, http core, index, autoindex and static modules:
 one handler each, registered in config/nginx.py's table (PURE). The log module's directives (and
-error_log, stub_status) are in config/nginx_log.py.
+error_log, stub_status) are in config/nginx_log.py; the generic slot handlers and nginx's regex
+compilation, shared with the other directive modules, in config/nginx_slots.py.
 
 Messages are nginx's own wording, so `halb nginx -t` reads like `nginx -t`.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from typing import Any
 
 from halb.config.errors import ConfigError
@@ -41,67 +41,16 @@ from halb.config.nginx import (
     Builder,
     directive,
 )
-from halb.config.values import parse_flag, parse_size, parse_time
-
-# -- generic slot handlers (nginx's ngx_conf_set_*_slot) -------------------------------------
-
-
-def flag_slot(name: str, contexts: int, key: str | None = None) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        b.set(blk, st, key or name, parse_flag(st.args[0].value))
-
-    directive(name, contexts, FLAG)(handler)
-
-
-def time_slot(name: str, contexts: int, key: str | None = None) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        v = parse_time(st.args[0].value)
-        if v is None:
-            raise b.err(st, "invalid value")
-        b.set(blk, st, key or name, v)
-
-    directive(name, contexts, TAKE1)(handler)
-
-
-def size_slot(name: str, contexts: int, key: str | None = None, allow_g: bool = False) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        v = parse_size(st.args[0].value, allow_g)
-        if v is None:
-            raise b.err(st, "invalid value")
-        b.set(blk, st, key or name, v)
-
-    directive(name, contexts, TAKE1)(handler)
-
-
-def num_slot(name: str, contexts: int, key: str | None = None) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        v = st.args[0].value
-        if not v.isdigit():
-            raise b.err(st, "invalid number")
-        b.set(blk, st, key or name, int(v))
-
-    directive(name, contexts, TAKE1)(handler)
-
-
-def enum_slot(name: str, contexts: int, choices: tuple[str, ...], key: str | None = None) -> None:
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        v = st.args[0].value
-        if v.lower() not in choices:  # ngx_conf_set_enum_slot: case-insensitive
-            raise ConfigError(f'invalid value "{v}"', st.end)
-        b.set(blk, st, key or name, v.lower())
-
-    directive(name, contexts, TAKE1)(handler)
-
-
-def accepted(name: str, contexts: int, nargs: int) -> None:
-    """Directives that tune nginx internals halb does not have (hash sizes, ...): checked for
-    context and arguments, then ignored, so existing configurations load unchanged."""
-
-    def handler(b: Builder, blk: Block, st: Statement) -> None:
-        b.once(blk, st)
-
-    directive(name, contexts, nargs)(handler)
-
+from halb.config.nginx_slots import (
+    accepted,
+    compile_regex,
+    enum_slot,
+    flag_slot,
+    num_slot,
+    size_slot,
+    time_slot,
+)
+from halb.config.values import parse_size, parse_time
 
 # -- main and events -------------------------------------------------------------------------
 
@@ -219,58 +168,6 @@ def _server(b: Builder, blk: Block, st: Statement) -> None:
     b.run(st.block, sb)
 
 
-_PCRE_NAMED = re.compile(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>|\(\?'([A-Za-z_][A-Za-z0-9_]*)'")
-# Python's words for the usual mistakes → PCRE2's (nginx prints PCRE2's), and where PCRE2 points:
-# where Python does ("pos"), at the end of the pattern ("end"), at the end of a character range
-# ("range") or just after a group's name ("name"). Other errors keep Python's words.
-_PCRE_ERRORS = (
-    ("missing ), unterminated subpattern", "missing closing parenthesis", "end"),
-    ("unbalanced parenthesis", "unmatched closing parenthesis", "pos"),
-    ("nothing to repeat", "quantifier does not follow a repeatable item", "pos"),
-    ("multiple repeat", "quantifier does not follow a repeatable item", "pos"),
-    ("unterminated character set", "missing terminating ] for character class", "end"),
-    ("bad escape (end of pattern)", "\\ at end of pattern", "end"),
-    ("bad character range ", "range out of order in character class", "range"),
-    ("redefinition of group name ",
-     "two named subpatterns have the same name (PCRE2_DUPNAMES not set)", "name"),
-)
-
-
-def _pcre_error(e: re.error, pattern: str) -> str:
-    """`pcre2_compile() failed: ...` as nginx's ngx_regex_compile words it."""
-    pos = e.pos or 0
-    shift = 0  # each (?<name> / (?'name' became (?P<name> in the pattern Python compiled
-    for m in _PCRE_NAMED.finditer(pattern):
-        if m.start() + 2 + shift >= pos:
-            break
-        shift += 1
-    offset, msg = pos - shift, e.msg
-    for py_msg, pcre_msg, where in _PCRE_ERRORS:
-        if e.msg.startswith(py_msg):
-            msg = pcre_msg
-            if where == "end":
-                offset = len(pattern)
-            elif where == "range":
-                offset += len(e.msg) - len(py_msg) - len(e.msg.rpartition("-")[2])
-            elif where == "name":
-                offset += len(e.msg[len(py_msg):].split("'")[1]) + 1
-            break
-    if offset >= len(pattern):
-        return f'pcre2_compile() failed: {msg} in "{pattern}"'
-    return f'pcre2_compile() failed: {msg} in "{pattern}" at "{pattern[offset:]}"'
-
-
-def _compile_regex(b: Builder, pattern: str, caseless: bool, st: Statement) -> re.Pattern[str]:
-    py = re.sub(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", r"(?P<\1>", pattern)
-    py = re.sub(r"\(\?'([A-Za-z_][A-Za-z0-9_]*)'", r"(?P<\1>", py)
-    try:
-        rx = re.compile(py, re.IGNORECASE if caseless else 0)
-    except re.error as e:
-        raise ConfigError(_pcre_error(e, pattern), st.end) from None
-    b.variables.update(rx.groupindex)  # named captures are variables (ngx_http_regex_compile)
-    return rx
-
-
 @directive("location", SRV | LOC, TAKE12, block=True)
 def _location(b: Builder, blk: Block, st: Statement) -> None:
     vals = st.values
@@ -293,7 +190,7 @@ def _location(b: Builder, blk: Block, st: Statement) -> None:
             mod = "@"
     lb = Block(LOC, blk, modifier=mod, name=name, pos=st.end)
     if mod in ("~", "~*"):
-        lb.regex = _compile_regex(b, name, mod == "~*", st)
+        lb.regex = compile_regex(b, name, mod == "~*", st)
     if blk.ctx == LOC:
         if blk.modifier == "=":
             raise ConfigError(f'location "{name}" cannot be inside the exact location '
@@ -446,7 +343,7 @@ def _server_name(b: Builder, blk: Block, st: Statement) -> None:
         if "/" in raw:
             b.warn(f'server name "{raw}" has suspicious symbols', st.end)
         if raw.startswith("~"):
-            blk.names.append(ServerName("regex", raw, _compile_regex(b, raw[1:], True, st), raw))
+            blk.names.append(ServerName("regex", raw, compile_regex(b, raw[1:], True, st), raw))
             continue
         # other bad wildcards ("a*b", "*.a.*") are found when the http block ends, and only
         # where an address has more than one server, as nginx does (Builder.end_http)

@@ -232,7 +232,7 @@ def _gzip_proxied(b: Builder, blk: Block, st: Statement) -> None:
 @directive("gzip_disable", ANY_HTTP, ONEMORE)
 def _gzip_disable(b: Builder, blk: Block, st: Statement) -> None:
     """Case-insensitive regexes on User-Agent; "msie6" and "degradation" are keywords."""
-    from halb.config.nginx_directives import _pcre_error
+    from halb.config.nginx_slots import pcre_error
 
     pats: list[re.Pattern[str]] = blk.settings.setdefault("gzip_disable", [])
     for v in st.values:
@@ -244,7 +244,7 @@ def _gzip_disable(b: Builder, blk: Block, st: Statement) -> None:
         try:
             pats.append(re.compile(v, re.IGNORECASE))
         except re.error as e:
-            raise ConfigError(_pcre_error(e, v), st.end) from None
+            raise ConfigError(pcre_error(e, v), st.end) from None
 
 
 @directive("add_header", ANY_HTTP | LIF, TAKE23)

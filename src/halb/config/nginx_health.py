@@ -32,7 +32,7 @@ from halb.config.errors import ConfigError, Pos
 from halb.config.lexer import Statement
 from halb.config.model import Upstream
 from halb.config.nginx import ANYARGS, HTTP, LOC, NOARGS, TAKE1, Block, Builder, directive
-from halb.config.nginx_directives import _pcre_error
+from halb.config.nginx_slots import pcre_error
 from halb.config.values import parse_time
 
 BODY_LIMIT = 256 * 1024  # "Only the first 256k of the response body are examined."
@@ -202,7 +202,7 @@ def _regex(pattern: str, st: Statement) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as e:
-        raise ConfigError(_pcre_error(e, pattern), st.end) from None
+        raise ConfigError(pcre_error(e, pattern), st.end) from None
 
 
 def _status(st: Statement) -> StatusTest:

@@ -35,7 +35,7 @@ from halb.config.nginx import (
     _wildcard_ok,
     directive,
 )
-from halb.config.nginx_directives import _compile_regex, flag_slot
+from halb.config.nginx_slots import compile_regex, flag_slot
 from halb.config.rewrite_model import (
     BreakOp,
     Condition,
@@ -69,7 +69,7 @@ def _rewrite(b: Builder, blk: Block, st: Statement) -> None:
     pattern, repl = st.args[0].value, st.args[1].value
     if not repl:
         raise ConfigError("empty replacement", st.end)
-    regex = _compile_regex(b, pattern, False, st)  # never caseless ("(?i)" in the pattern is)
+    regex = compile_regex(b, pattern, False, st)  # never caseless ("(?i)" in the pattern is)
     add_args = True
     if repl.endswith("?"):  # the last "?" drops the original arguments
         repl, add_args = repl[:-1], False
@@ -176,7 +176,7 @@ def _condition(b: Builder, st: Statement) -> Condition:
             value = b.template(vals[last], st.end)
             return Condition("eq" if op == "=" else "ne", var, value)
         if op in ("~", "~*", "!~", "!~*"):
-            rx = _compile_regex(b, vals[last], op.endswith("*"), st)
+            rx = compile_regex(b, vals[last], op.endswith("*"), st)
             return Condition("regex", var, regex=rx, pattern=vals[last],
                              negative=op.startswith("!"))
         raise ConfigError(f'unexpected "{op}" in condition', st.end)
@@ -240,7 +240,7 @@ def _valid_referers(b: Builder, blk: Block, st: Statement) -> None:
         elif v.startswith("~"):
             if len(v) == 1:
                 raise ConfigError(f'empty regex in "{v}"', st.end)
-            spec["regexes"].append(_compile_regex(b, v[1:], True, st))
+            spec["regexes"].append(compile_regex(b, v[1:], True, st))
         else:
             slash = v.find("/")
             name, uri = (v, "") if slash < 0 else (v[:slash], v[slash:])

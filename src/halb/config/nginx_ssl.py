@@ -33,7 +33,7 @@ from halb.config.nginx import (
     Builder,
     directive,
 )
-from halb.config.nginx_directives import flag_slot
+from halb.config.nginx_slots import flag_slot
 from halb.config.values import parse_size, parse_time
 
 # ngx_ssl_protocols: the names nginx accepts

@@ -36,7 +36,7 @@ from halb.config.nginx import (
     Builder,
     directive,
 )
-from halb.config.nginx_directives import flag_slot, num_slot, size_slot, time_slot
+from halb.config.nginx_slots import flag_slot, num_slot, size_slot, time_slot
 from halb.config.template import static_template
 from halb.config.values import parse_size, parse_time
 

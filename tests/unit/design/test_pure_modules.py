@@ -27,6 +27,7 @@ PURE = [
     "halb.l7.cache_rules",
     "halb.config.nginx",
     "halb.config.nginx_directives",
+    "halb.config.nginx_slots",
     "halb.config.nginx_filters",
     "halb.l7.filters.gzip",
     "halb.l7.filters.expires",
