@@ -76,6 +76,8 @@ def run(r: Request, result: Response | Finish | Redirect | object | None,
                 stage = 2
             if result is None and stage == 2:
                 result = run_location(r)
+                if result is PENDING:  # (proxy_pass: the common answer, returned at once)
+                    return result
                 if result is AGAIN:
                     result = None
                     stage = 1

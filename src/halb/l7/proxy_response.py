@@ -124,6 +124,7 @@ _FAST_NAME = re.compile(f"({_TOKEN_CLASS}+):[^\r\n]*\r\n")
 
 _Memo = tuple[int, int, str, tuple[tuple[str, str], ...], tuple[str, ...], bool, int, bool, bool]
 _HEADS: dict[bytes, _Memo] = {}
+_new_head = object.__new__
 _MEMO_MAX = 512  # heads remembered (then forgotten all at once)
 _MEMO_BYTES = 2048  # longer heads are not remembered
 
@@ -158,7 +159,7 @@ def _fast(buf: bytes | bytearray, end: int) -> ResponseHead | None:
 
 
 def _remembered(memo: _Memo, size: int) -> ResponseHead:
-    head = ResponseHead()
+    head = _new_head(ResponseHead)  # (every slot is set below)
     (head.version, head.status, head.status_line, headers, lows, head.accel,
      head.content_length, head.chunked, head.connection_close) = memo
     head.headers = list(headers)

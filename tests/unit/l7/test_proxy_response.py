@@ -18,6 +18,7 @@ from halb.l7.proxy_response import (
     TOO_BIG,
     UNTIL_CLOSE,
     BodyReader,
+    ResponseHead,
     parse_head,
 )
 
@@ -169,6 +170,7 @@ def test_remembered_heads_are_fresh() -> None:
     assert first is not None and second is not None and first is not second
     assert second.headers == first.headers and second.headers is not first.headers
     assert second.lows is not first.lows
+    assert all(hasattr(second, name) for name in ResponseHead.__slots__)  # every slot set
     assert (second.content_length, second.accel, second.size) == (3, True, len(data))
     second.headers.append(("X", "y"))
     _, third, _ = parse_head(data, 4096)
