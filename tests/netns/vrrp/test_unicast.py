@@ -65,6 +65,6 @@ def test_unicast_interop(cluster: Cluster, lan: Lan, pair: tuple[str, str], vers
 
     started = time.monotonic()
     cluster.start("n1", first, conf("n1", "MASTER", 150))
-    cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 3, since=started)
+    cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 8, since=started)  # + start-up
     cluster.close()
     assert cluster.longest_overlap() <= adv + 0.1
