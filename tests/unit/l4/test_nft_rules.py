@@ -178,3 +178,11 @@ def test_fwmark_services_are_nat_only() -> None:
 
 def test_remove_is_safe_when_absent() -> None:
     assert remove("netdev") == "table netdev halb { }\ndelete table netdev halb\n"
+
+
+def test_dr_flow_maps_hold_more_than_two_minutes_of_busy_traffic() -> None:
+    # a DR flow stays tcpfin (120 s) after its FIN; 65536 elements were full at 550 conn/s
+    text = render(Ruleset("netdev", (service(persistent=60),), devices=("eth0",)), None)
+    sizes = [int(line.split("size ")[1].split(";")[0]) for line in text.splitlines()
+             if line.strip().startswith(("map f1", "set c1", "map p1"))]
+    assert len(sizes) == 3 and min(sizes) >= 8_000 * 120  # 8,000 conn/s for tcpfin
