@@ -254,8 +254,9 @@ class CacheRequest:
                 data = os.pread(fd, 4096, 0)
                 h = decode_header(data)
                 if h is not None and h.body_start > len(data):
-                    data = os.pread(fd, h.body_start, 0)
-                    h = decode_header(data)
+                    # a damaged header may claim more than the file holds (up to 4 GiB)
+                    h = decode_header(os.pread(fd, h.body_start, 0)) \
+                        if h.body_start <= st.st_size else None
                 if h is not None and h.head_block:
                     if len(HEADS) >= 1024:
                         HEADS.clear()

@@ -215,6 +215,8 @@ def decode_header(data: bytes) -> FileHeader | None:
     h.valid_sec, h.date, h.last_modified, h.body_start, h.status = (valid_sec, date, lm,
                                                                     body_start, status)
     h.variant = var_md5
+    if body_start <= HEADER_MIN + klen + vlen:  # damaged: no room for key, vary and head
+        return None
     if len(data) < body_start:
         return h  # head_block empty: read body_start bytes and decode again
     at = HEADER_MIN

@@ -182,6 +182,12 @@ def test_shared_restart_damaged_and_limits(tmp_path: Path, backend: int) -> None
         cached.write_bytes(b"garbage" * 10)
         assert srv.get("/s") == (200, b"/s n=2\n")
         assert srv.get("/s") == (200, b"/s n=2\n")
+        # a damaged header that claims a 4 GiB head: a miss too, and replaced
+        data = bytearray(cached.read_bytes())
+        data[8 + 24:8 + 28] = (0xFFFFFFF0).to_bytes(4, "little")  # body_start, after MAGIC
+        cached.write_bytes(bytes(data))
+        assert srv.get("/s") == (200, b"/s n=3\n")
+        assert srv.get("/s") == (200, b"/s n=3\n")
         # max_size=40k: ten 10k answers; the manager evicts the least recently used
         for i in range(10):
             assert srv.get(f"/big/{i}?size=10000")[0] == 200
@@ -192,9 +198,9 @@ def test_shared_restart_damaged_and_limits(tmp_path: Path, backend: int) -> None
         assert wait_until(within), "max_size not enforced"
         assert srv.get("/big/9?size=10000")[1].startswith(b"/big/9 n=1")  # kept (recent)
         assert srv.get("/big/0?size=10000")[1].startswith(b"/big/0 n=2")  # evicted
-        # the first server: one MISS, then HITs from both workers; the second: a HIT, the
-        # damaged file's MISS, a HIT
-        assert statuses(srv, "/s", served + 3) == Counter({"MISS": 2, "HIT": served + 1})
+        # the first server: one MISS, then HITs from both workers; the second: a HIT, then
+        # for each damaged file a MISS and a HIT
+        assert statuses(srv, "/s", served + 5) == Counter({"MISS": 3, "HIT": served + 2})
         log = srv.log()
     assert "Traceback" not in log and "[alert]" not in log, log
     # the files were entered by nginx's "cache loader process", a child that then exits

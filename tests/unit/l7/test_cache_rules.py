@@ -236,3 +236,26 @@ http {{
         load_text(base.format(purge="proxy_cache_purge on bogus;"))
     with pytest.raises(ConfigError, match=r'^"proxy_cache" zone "two" is unknown'):
         load_text(base.format(purge="proxy_cache_purge two $uri;"))
+
+
+def test_damaged_file_headers() -> None:
+    """A cache file whose fixed header lies: a body_start with no room for the key, vary and
+    head is no cache file; one past the bytes given asks for more (the caller checks it against
+    the file's size before reading that much)."""
+    import struct
+
+    from halb.l7.cache_rules import HEADER_MIN, MAGIC
+
+    good = encode_header(NOW + 5, NOW, -1, 200, "k", "", bytes(16), b"HTTP/1.1 200 OK\r\n\r\n")
+    fixed = struct.Struct("<qqqIHHH16s")
+
+    def with_body_start(n: int) -> bytes:
+        fields = list(fixed.unpack_from(good, len(MAGIC)))
+        fields[3] = n
+        return MAGIC + fixed.pack(*fields) + good[HEADER_MIN:]
+
+    assert decode_header(good) is not None
+    for n in (0, 1, HEADER_MIN, HEADER_MIN + 1):  # the key "k" and the "\n" need 2 bytes
+        assert decode_header(with_body_start(n)) is None, n
+    far = decode_header(with_body_start(0xFFFFFFFF))
+    assert far is not None and far.body_start == 0xFFFFFFFF and far.head_block == b""
