@@ -64,6 +64,7 @@ from halb.l7.proxy_response import (
     ResponseHead,
     parse_head,
 )
+from halb.l7.proxy_timer import ConnectionTimer
 from halb.l7.proxy_tunnel import AccelAndTunnel, _prepend
 from halb.l7.response import Response
 from halb.l7.static import Finish
@@ -740,46 +741,6 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         if head is None:
             return None
         return head.get(name.replace("_", "-"))
-
-
-class ConnectionTimer:
-    """The proxy timer of one client connection, lent to each of its ProxyRequests in turn:
-    one handle serves many requests (it is moved only when it would fire later than the
-    deadline of the request that starts it; a handle that fires early finds the request's
-    deadline later and moves, or finds no request and stops)."""
-
-    __slots__ = ("at", "handle", "loop", "owner")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.handle: asyncio.TimerHandle | None = None
-        self.at = 0.0
-        self.owner: ProxyRequest | None = None
-
-    def start(self, owner: ProxyRequest, deadline: float) -> None:
-        self.owner = owner
-        handle = self.handle
-        if handle is None or self.at > deadline:
-            if handle is not None:
-                handle.cancel()
-            self.handle = self.loop.call_at(deadline, self._fire)
-            self.at = deadline
-
-    def stop(self, owner: ProxyRequest) -> None:
-        if self.owner is owner:
-            self.owner = None  # (the handle stays for the next request)
-
-    def close(self) -> None:
-        self.owner = None
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-    def _fire(self) -> None:
-        self.handle = None
-        owner = self.owner
-        if owner is not None:
-            owner._on_timer()
 
 
 def _client_bytes(addr: str) -> bytes | None:
