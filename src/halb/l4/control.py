@@ -95,7 +95,8 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._lock = asyncio.Lock()
         self._inode: int | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        # the client connections being served, each with its task (stop() closes and awaits them)
+        self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def start(self) -> None:
         parent = os.path.dirname(self.path) or "."
@@ -121,16 +122,15 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
             self._server = None
-        # Server.close() leaves accepted connections open (Python 3.11): close them here so
-        # nothing outlives the server (a liveness probe's connection, an idle ipvsadm).
+        # Server.close() leaves accepted connections open (Python 3.11): close them and wait
+        # for their tasks, which end once the transport released its socket, so nothing
+        # outlives the server (a liveness probe's connection, an idle ipvsadm).
         await asyncio.sleep(0)  # client tasks accepted but not yet started register first
-        writers = list(self._writers)
-        self._writers.clear()
-        for writer in writers:
+        clients = dict(self._clients)
+        for writer in clients.values():
             writer.close()
-        for writer in writers:  # the transports release their sockets on the loop
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+        if clients:
+            await asyncio.wait(clients, timeout=2.0)
         with contextlib.suppress(OSError):
             if self._inode is not None and os.lstat(self.path).st_ino == self._inode:
                 os.unlink(self.path)
@@ -147,7 +147,9 @@ class ControlServer:
         return uid is not None and uid in (0, os.geteuid())
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients[task] = writer
         try:
             if not self._allowed(writer):
                 writer.write(wire.dumps(_error(errno.EPERM, "permission denied")))
@@ -167,10 +169,10 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+            self._clients.pop(task, None)
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         """One request line → its reply (never raises)."""
