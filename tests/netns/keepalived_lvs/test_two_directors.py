@@ -82,7 +82,9 @@ def test_seed_pair_only_the_master_director_serves(lab, tmp_path, pair) -> None:
         wait_for(lambda: set(master.dests()) == RS and set(backup.dests()) == RS, 10,
                  why=backup.why)
         assert not holds(net.director2_ns)
-        with Load(net) as load:
+        # a SYN sent to the old master's MAC just before the gratuitous ARP is lost and sent
+        # again after 1 s, then 3 s: a client waits for that (10 s), a lost connection does not
+        with Load(net, timeout=10.0) as load:
             wait_for(lambda: len(load.names) >= 40, 20)
             # the MASTER's director carries every connection; the BACKUP's, with the same
             # table, none
