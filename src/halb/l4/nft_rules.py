@@ -29,7 +29,9 @@ NAT / masquerading (``-m``), ``table ip halb``, the conntrack path::
 DR / gatewaying (``-g``), ``table netdev halb`` on the ingress of the director's interfaces; no
 conntrack there, so halb keeps its own flow table, as IPVS does in DR mode::
 
-    ingress    frames for this host only (pkttype host), then proto . vip . vport -> goto s<N>
+    ingress    frames for this host only (pkttype host) to an address it holds (fib daddr type
+               local: a backup without the VIP forwards nothing), then proto . vip . vport ->
+               goto s<N>
     s<N>       meta mark from the flow map (saddr . sport -> mark); a flow whose real server was
                removed is dropped (IPVS expire_nodest_conn=0); a new flow must start with a SYN
                (TCP); a SYN reusing a closing flow's tuple drops its entry and is scheduled
@@ -437,6 +439,10 @@ def _dr_body(rs: Ruleset) -> list[str]:
     # a frame for another host's MAC (a bridge floods the master's frames to the backup while
     # it has not learnt the port) is not ours: IPVS never sees it (ip_rcv drops OTHERHOST)
     lines.append("    meta pkttype != host accept")
+    # nor is a packet for a VIP this director does not hold (a VRRP backup, or a master that
+    # handed the VIP back while a client's neighbour entry still names its MAC): IPVS sees only
+    # what the stack delivers locally, so that traffic is left to the stack
+    lines.append("    fib daddr type != local accept")
     lines.extend(f"    {r}" for r in _dispatch(rs.services, "s"))
     lines.append("  }")
     for svc in rs.services:

@@ -75,8 +75,10 @@ vrrp_instance VI_1 {
 class Load:
     """Connections through the VIP, batch after batch, until stopped: every name answered."""
 
-    def __init__(self, net, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, net, timeout: float = 3.0,  # type: ignore[no-untyped-def]
+                 limit: int = 2000) -> None:
         self.net = net
+        self.limit = limit  # connections at most (the load is bounded in count)
         self.timeout = timeout  # how long one connection may take before it counts as lost
         self.names: list[str | None] = []
         self.error: BaseException | None = None
@@ -85,7 +87,7 @@ class Load:
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set() and len(self.names) < 2000:
+            while not self._stop.is_set() and len(self.names) < self.limit:
                 got = self.net.probe(40, sources=self.net.clients, timeout=self.timeout)["names"]
                 self.names += got
         except BaseException as e:  # reported by stop()
