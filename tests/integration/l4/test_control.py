@@ -243,6 +243,10 @@ def test_a_live_socket_is_not_taken_over_and_a_stale_one_is(sock: str) -> None:
             second.loop.call_soon_threadsafe(second.loop.stop)
             second.thread.join(10)
             second.loop.close()
+        # the first one still serves; and its answer means it has taken in the liveness probe's
+        # connection (accepted before this one) before it stops
+        with ControlClient(sock) as client:
+            client.ping()
     # a socket file whose director died
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(sock)
