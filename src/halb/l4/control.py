@@ -125,10 +125,7 @@ class ControlServer:
         # Server.close() leaves accepted connections open (Python 3.11): close them and wait
         # for their tasks, which end once the transport released its socket, so nothing
         # outlives the server (a liveness probe's connection, an idle ipvsadm).
-        # an accept in progress (asyncio makes the transport in a task of its own, then the
-        # client's task) registers within a few loop turns: let it, then close everyone
-        for _ in range(5):
-            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # client tasks accepted but not yet started register first
         clients = dict(self._clients)
         for writer in clients.values():
             writer.close()
