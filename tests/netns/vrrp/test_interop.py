@@ -31,7 +31,7 @@ VERSIONS = [2, 3]
 VIP = "198.18.0.100"
 SLACK_DOWN = 1.0
 SLACK_SKEW = 0.6
-START = 1.5  # a Python process starting on two cores shared with the rest of the suite
+START = 3.0  # a Python process starting on two cores shared with the rest of the suite (4 workers)
 
 
 @pytest.mark.root
