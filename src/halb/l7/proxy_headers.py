@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from halb.config.model import ProxyPass
 from halb.config.template import Template, compile_template
 from halb.l7.response import DATES, SERVER_NAME, SERVER_VERSION, status_line
+from halb.l7.uri import ESCAPE_URI, escape
 from halb.l7.variables import VARIABLES, expand, get
 
 if TYPE_CHECKING:
@@ -57,17 +58,12 @@ CONSUMED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-
 ACCEL_KEEP = frozenset({"content-type", "set-cookie", "content-disposition", "cache-control",
                         "expires", "accept-ranges"})
 
-_ESCAPE = frozenset([*range(0x00, 0x21), 0x23, 0x25, 0x3F, *range(0x7F, 0x100)])
-
 NORMAL, BODY_LENGTH, CHUNKED_FLAG, SKIP = range(4)
 
 
 def escape_uri(uri: str) -> str:
     """ngx_escape_uri(NGX_ESCAPE_URI): controls, space, #, %, ?, DEL and non-ASCII as %XX."""
-    raw = uri.encode("utf-8", "surrogateescape")
-    if not any(b in _ESCAPE for b in raw):
-        return uri
-    return "".join(f"%{b:02X}" if b in _ESCAPE else chr(b) for b in raw)
+    return escape(uri, ESCAPE_URI)
 
 
 def _path_start(target: str) -> int:

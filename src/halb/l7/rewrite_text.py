@@ -5,17 +5,14 @@ quoted_uri / plus_in_uri flags that decide whether captures are escaped.
 
 from __future__ import annotations
 
-# ngx_escape_uri's "args" table: space, "#", "%", "&", "+", ";", "?", controls, DEL, non-ASCII
-_ARGS_ESCAPED = frozenset(b" #%&+;?") | frozenset(range(0x20)) | frozenset(range(0x7F, 0x100))
+from halb.l7.uri import ESCAPE_ARGS, escape
+
 _HEX = b"0123456789abcdefABCDEF"
 
 
 def escape_args(value: str) -> str:
     """ngx_escape_uri(NGX_ESCAPE_ARGS), upper-case hex."""
-    raw = value.encode("utf-8", "surrogateescape")
-    if not any(b in _ARGS_ESCAPED for b in raw):
-        return value
-    return "".join(f"%{b:02X}" if b in _ARGS_ESCAPED else chr(b) for b in raw)
+    return escape(value, ESCAPE_ARGS)
 
 
 def unescape_redirect(value: str) -> str:

@@ -2,7 +2,8 @@
 
 Owns the split of a request-target into path and arguments and the normalization of the path
 (ngx_http_parse_complex_uri): %XX decoding, "." and ".." segments, merging of "//". The result is
-the $uri that location matching, $uri and the file mapping see. Behaviour checked against
+the $uri that location matching, $uri and the file mapping see. Also the way back,
+ngx_escape_uri, with the tables its callers use (the proxy's URI, the rewrite module's args). Behaviour checked against
 nginx 1.22.1 (tests/unit/l7/test_uri.py lists the cases).
 
 nginx's state machine decodes a %XX and then feeds the decoded byte back into the state it came
@@ -13,7 +14,22 @@ same function, and that is what `normalize` does.
 
 from __future__ import annotations
 
-__all__ = ["BadURI", "normalize", "split_target"]
+__all__ = ["ESCAPE_ARGS", "ESCAPE_URI", "BadURI", "escape", "normalize", "split_target"]
+
+
+# ngx_escape_uri's tables: NGX_ESCAPE_URI (controls, space, "#", "%", "?", DEL, non-ASCII) and
+# NGX_ESCAPE_ARGS (controls, space, "#", "%", "&", "+", ";", "?", DEL, non-ASCII)
+_HIGH = frozenset(range(0x7F, 0x100))
+ESCAPE_URI = frozenset(range(0x21)) | frozenset(b"#%?") | _HIGH
+ESCAPE_ARGS = frozenset(range(0x20)) | frozenset(b" #%&+;?") | _HIGH
+
+
+def escape(value: str, table: frozenset[int]) -> str:
+    """ngx_escape_uri: the bytes of `table` as upper-case %XX (the value unchanged when none)."""
+    raw = value.encode("utf-8", "surrogateescape")
+    if not any(b in table for b in raw):
+        return value
+    return "".join(f"%{b:02X}" if b in table else chr(b) for b in raw)
 
 
 class BadURI(ValueError):
