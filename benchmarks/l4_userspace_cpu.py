@@ -2,7 +2,7 @@
 two versions of halb side by side.
 
     .venv/bin/python benchmarks/l4_userspace_cpu.py [--against OTHER/src] [--bursts 10]
-                                                    [--seconds 1] [--profile]
+                                                    [--seconds 1] [--profile] [--haproxy]
 
 nginx (one worker, `return 200`) is the real server on 127.6.0.11; each version of halb runs a
 `Director` over `UserspaceDataPlane` (uvloop) in a process of its own on 127.6.0.10, one port
@@ -12,7 +12,8 @@ each: this tree's src, and `--against` (another tree's src, e.g. main's: before 
 director process's CPU time (user + system, from /proc) per connection and per keep-alive
 request, summed over the bursts — on a loaded machine the CPU spent per unit is steadier than
 wall-clock rates, and alternating short bursts spreads the load of others over both versions.
-`--profile` runs this tree's director under cProfile (process CPU time) for one burst of
+`--haproxy` adds HAProxy in tcp mode (one thread) on the same backend as a third column, the
+issue's reference. The CPU time is split into user and system time. `--profile` runs this tree's director under cProfile (process CPU time) for one burst of
 connections and prints the top functions.
 """
 
@@ -69,9 +70,17 @@ def serve(port: int, backend: int, profile: bool) -> None:
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
 
 
-def cpu(pid: int) -> float:
+def cpu(pid: int) -> tuple[float, float]:
+    """A process's (user, system) CPU time in seconds."""
     stat = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(stat[11]) / tick, int(stat[12]) / tick
+
+
+def haproxy_conf(port: int, backend: int) -> str:
+    return (f"global\n    maxconn 8000\n    nbthread 1\ndefaults\n    mode tcp\n"
+            f"    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n"
+            f"listen l4\n    bind {VIP}:{port}\n    server rs1 {RS}:{backend}\n")
 
 
 def wrk(port: int, seconds: int, close: bool) -> int:
@@ -86,12 +95,27 @@ def wrk(port: int, seconds: int, close: bool) -> int:
     return int(m.group(1))
 
 
+def wait_listen(port: int) -> None:
+    import socket
+    import time
+
+    for _ in range(100):
+        try:
+            socket.create_connection((VIP, port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {VIP}:{port}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--against", help="another tree's src directory (the 'before')")
     p.add_argument("--bursts", type=int, default=10)
     p.add_argument("--seconds", type=int, default=1)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--haproxy", action="store_true",
+                   help="also HAProxy in tcp mode (one thread) on the same backend")
     p.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
@@ -120,30 +144,45 @@ def main() -> int:
                 assert proc.stdout is not None
                 if proc.stdout.readline().strip() != "ready":
                     raise RuntimeError(f"{name}: the director did not start")
+            if args.haproxy and not args.profile:
+                port = free_port()
+                (pathlib.Path(tmp) / "haproxy.cfg").write_text(haproxy_conf(port, backend))
+                procs["haproxy"] = (subprocess.Popen(
+                    [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f",
+                     f"{tmp}/haproxy.cfg"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    text=True), port)
+                trees["haproxy"] = "tcp mode, nbthread 1"
+                wait_listen(port)
             for _, port in procs.values():
                 wrk(port, 1, close=True)  # warm up
             if args.profile:
                 n = wrk(procs["this"][1], args.seconds * args.bursts, close=True)
                 print(f"{n} connections profiled (stats on stderr)")
                 return 0
-            totals = {(n, c): [0.0, 0] for n in procs for c in (True, False)}
+            totals = {(n, c): [0.0, 0.0, 0] for n in procs for c in (True, False)}
             for b in range(args.bursts):
                 order = list(procs) if b % 2 == 0 else list(reversed(procs))
                 for close in (True, False):
                     for name in order:
                         proc, port = procs[name]
-                        c0 = cpu(proc.pid)
+                        u0, s0 = cpu(proc.pid)
                         n = wrk(port, args.seconds, close)
-                        totals[(name, close)][0] += cpu(proc.pid) - c0
-                        totals[(name, close)][1] += n
-            for (name, close), (secs, n) in totals.items():
+                        u1, s1 = cpu(proc.pid)
+                        t = totals[(name, close)]
+                        t[0] += u1 - u0
+                        t[1] += s1 - s0
+                        t[2] += int(n)
+            for (name, close), (user, system, n) in totals.items():
                 what = "connection" if close else "keep-alive request"
-                print(f"{name:8s} {trees[name]}: {secs / n * 1e6:6.1f} us CPU per {what} "
-                      f"({n} in {args.bursts} x {args.seconds} s)")
+                print(f"{name:8s} {trees[name]}: {(user + system) / n * 1e6:6.1f} us CPU per "
+                      f"{what} (user {user / n * 1e6:.1f} + system {system / n * 1e6:.1f}; "
+                      f"{n} in {args.bursts} x {args.seconds} s)")
         finally:
             for proc, _ in procs.values():
                 if proc.stdin is not None:
                     proc.stdin.close()
+                else:
+                    proc.terminate()
                 try:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
