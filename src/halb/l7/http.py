@@ -35,7 +35,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from halb.config.model import LocConf
-from halb.l7 import handler
+from halb.l7 import express, handler
 from halb.l7.http_head import RequestHeadChecks
 from halb.l7.http_lenient import LenientParsing, make_parser
 from halb.l7.http_lenient import ParseAbort as _Abort
@@ -43,6 +43,7 @@ from halb.l7.http_write import STATES, ResponseWriter
 from halb.l7.log import request_context
 from halb.l7.request import Request
 from halb.l7.response import DATES, Response
+from halb.l7.uri import normalize, split_target
 
 if TYPE_CHECKING:
     from halb.l7.server import HttpServer
@@ -115,6 +116,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
 
     # the request phases (l7/tls_accept.FeatureConnection adds realip and 497 before them)
     phases = staticmethod(handler.handle)
+    express = True  # the proxy's express lane may answer (not with realip, TLS, PROXY)
 
     def __init__(self, server: HttpServer, number: int) -> None:
         self.server = server
@@ -295,6 +297,10 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
     # -- parsing ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.responding is None and self.cur is None and self.express and not self.slow \
+                and self.pending is None and not self.queue and not self.closing and \
+                self.state != LINGERING and self.tunnel is None and express.take(self, data):
+            return  # (the common proxied GET: l7/express.py)
         if self.tunnel is not None:  # upgraded (101): the bytes are the upstream's
             self.tunnel.tunnel_data(data)
             return
@@ -623,6 +629,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
                 version = self.parser.get_http_version()
                 r.request_line = f"{r.method} {r.target} HTTP/{version}"
                 r.args = r.target.partition("?")[2] or None
+                path = split_target(r.target)[0]  # ($uri: nginx has processed the line)
+                r.uri = normalize(path, self.conf.merge_slashes) if path[:1] == "/" else path
                 r.request_length = self.header_bytes + len(r.request_line) + 2 + \
                     self.url_len - len(r.target)
         if r.server is None:

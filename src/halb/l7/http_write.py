@@ -318,8 +318,9 @@ class ResponseWriter:
             if self.paused_writing and self.cur is not r:
                 # send_timeout runs while the client does not take what is written
                 self.arm(WRITING, (r.conf or self.conf).send_timeout)
+        n = len(data) - (len(head) if head else 0)  # (with the chunk framing, as nginx counts)
         r.body_bytes_sent += n
-        r.bytes_sent += len(data) - (len(head) if head else 0)
+        r.bytes_sent += n
         return not self.paused_writing
 
     def stream_end(self, r: Request, tail: bytes = b"") -> None:
@@ -338,7 +339,7 @@ class ResponseWriter:
             data = head + tail if head else tail
             if data:
                 t.write(data)
-            r.body_bytes_sent += n
+            r.body_bytes_sent += len(tail)  # (with the chunk framing, as nginx counts)
             r.bytes_sent += len(data)
         self.stream_chunked = False
         if self.responding is r:

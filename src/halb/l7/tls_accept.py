@@ -46,6 +46,7 @@ def _feature_class(base: type[HttpConnection]) -> type[HttpConnection]:
         and realip."""
 
         __slots__ = ("orig_addr", "orig_port", "plain_on_ssl", "pp", "realip_on", "tls")
+        express = False  # (l7/express.py knows nothing of realip, TLS or the PROXY header)
 
         def __init__(self, server: HttpServer, number: int, pp: ProxyInfo | None = None,
                      plain_on_ssl: bool = False, realip_on: bool = False) -> None:

@@ -8,6 +8,7 @@ The same function runs in-process when `master_process off` (there HUP reloads i
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import socket
 from collections.abc import Callable, Mapping
@@ -65,6 +66,10 @@ class Worker:
             # meanwhile is delivered when they are unblocked, which must happen while the loop
             # runs: uvloop only listens to its signal wake-up fd inside run_until_complete
             self.loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, WORKER_SIGNALS)
+            # what start-up built (configuration, tables, modules) lives as long as the worker:
+            # out of the collector's sight, so that its passes see only the requests' objects
+            gc.collect()
+            gc.freeze()
             self.loop.run_until_complete(self.stopped)
             return 0
         finally:

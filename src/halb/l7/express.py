@@ -1,0 +1,577 @@
+"""The proxy's express lane: the common proxied request, answered with far less Python.
+
+A keep-alive client sends `GET` or `HEAD` without a body; its location only proxies to a
+named upstream over plain HTTP (no rewrite, try_files, filters, cache, variables in
+proxy_pass, hash or ip_hash keys); a cached connection to the peer the balancer picks is free;
+the answer is a 2xx with a Content-Length that arrives whole in one read. That is most of the
+traffic of a busy reverse proxy, and for it this module does in a few calls what the general
+path (l7/http.py → handler → l7/proxy.py → the response writer) does in many: the request head
+is checked and split by regular expressions, the location found once per URI, the upstream's
+head parsed by l7/proxy_response.py (remembered by its bytes), and the answer written in one
+piece.
+
+Everything observable is the general path's: the same Request (header list, $host, $uri, $args,
+keep-alive rules, request length) for variables and the access log, the same request head to
+the upstream (l7/proxy_headers.request_head), the same response head (render_head, with the
+proxy's hidden and consumed headers), the peer released with the same outcome and timings, the
+connection cached under the same rules, the same $upstream_* record.
+
+Anything else leaves the lane before it changes anything (the request then goes through the
+httptools parser as usual), or, once a peer has been picked, is handed to a ProxyRequest in
+the state the general path would have reached (promote): no cached connection (it connects),
+an answer of another shape (it parses it again from the start), an upstream that closes,
+resets or times out, a client that goes away, a bug.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from halb.balancing import Outcome, PickContext
+from halb.config.model import Location, LocConf, ProxyPass, Server
+from halb.l7 import handler
+from halb.l7.body import CONNECT, HEADER
+from halb.l7.proxy import DEFAULT_NEXT, ProxyRequest
+from halb.l7.proxy_headers import (
+    BODY_LENGTH,
+    CHUNKED_FLAG,
+    CONSUMED,
+    NORMAL,
+    Plan,
+    plan_for,
+    render_head,
+    request_head,
+    upstream_uri,
+)
+from halb.l7.proxy_response import DONE, parse_head
+from halb.l7.proxy_timer import ConnectionTimer
+from halb.l7.request import Request
+from halb.l7.response import DATES, Response
+from halb.l7.routing import find_location, validate_host
+from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
+
+if TYPE_CHECKING:
+    from halb.l7.http import HttpConnection
+
+# A whole request head in nginx's and llhttp's common ground: GET or HEAD, an origin-form
+# target that needs no normalization (no "%", "#", "\\", controls, spaces or bytes above 0x7e;
+# "//" and "/." are refused below), HTTP/1.0 or 1.1, header names of letters, digits and "-",
+# values of visible ASCII with inner spaces, one space after the colon and none at the end
+# (so the line is the one nginx would rebuild), CRLF line ends, nothing after the head.
+_HEAD = re.compile(r"(GET|HEAD) (/[^ ?#%\\\x00-\x20\x7f-\uffff]*)(\?[^ #\x00-\x20\x7f-\uffff]*)?"
+                   r" HTTP/1\.([01])\r\n((?:[A-Za-z0-9-]+: [!-~](?:[ -~]*[!-~])?\r\n)*)\r\n\Z")
+_LINE = re.compile(r"([A-Za-z0-9-]+): ([^\r]*)\r\n")
+# request headers that call for the general path: a body, an upgrade, Expect, the headers
+# nginx refuses twice (their duplicates are checked there)
+_SPECIAL = frozenset({"content-length", "transfer-encoding", "expect", "upgrade",
+                      "if-modified-since", "if-unmodified-since", "content-range", "if-range"})
+# the location's settings the lane reproduces (any other directive: the general path)
+_KNOWN = frozenset({
+    "proxy_pass", "proxy_http_version", "proxy_set_header", "proxy_connect_timeout",
+    "proxy_read_timeout", "proxy_send_timeout", "proxy_next_upstream",
+    "proxy_next_upstream_tries", "proxy_next_upstream_timeout", "proxy_buffering",
+    "proxy_buffer_size", "proxy_buffers", "proxy_busy_buffers_size", "proxy_request_buffering",
+    "proxy_hide_header", "proxy_pass_header", "proxy_redirect", "proxy_intercept_errors",
+    "proxy_ignore_client_abort", "postpone_output", "proxy_pass_request_headers",
+    "proxy_pass_request_body", "proxy_bind"})  # (proxy_bind: new connections, made by proxy.py)
+_MAX_URIS = 4096  # URIs remembered per server (then forgotten all at once)
+
+
+class Route:
+    """A location the lane may answer, with what it needs, resolved once."""
+
+    __slots__ = ("conf", "location", "plan", "pp", "static", "upstream")
+
+    def __init__(self, location: Location, pp: ProxyPass, plan: Plan) -> None:
+        self.location = location
+        self.conf = location.conf
+        self.pp = pp
+        self.plan = plan
+        self.upstream = pp.upstream
+        # the request head sent upstream depends only on the client's head (remembered with
+        # it) unless a proxy_set_header reads something else ($remote_addr, ...)
+        self.static = all(_static_entry(entry) for entry in plan.sending)
+
+
+_HEAD_VARIABLES = frozenset({"proxy_host", "proxy_port", "host", "request_uri", "uri", "args",
+                             "request_method", "scheme"})
+
+
+def _static_entry(entry: tuple[Any, ...]) -> bool:
+    _name, line, tpl, kind, _getter, _latin1 = entry
+    if line is not None or kind in (BODY_LENGTH, CHUNKED_FLAG):
+        return True  # (no body in the lane: the length and chunked lines are never sent)
+    if kind != NORMAL:
+        return False
+    return all(isinstance(part, str) or part.name in _HEAD_VARIABLES or
+               (part.name.startswith("http_") and part.name != "http_cookie")
+               for part in tpl.parts)
+
+
+def _route_for(server: Server, location: Location) -> Route | None:
+    conf: LocConf = location.conf
+    if server.conf.rewrite is not None or conf.rewrite is not None or \
+            conf.try_files is not None or conf.internal or conf.filters is not None or \
+            location.regex is not None:
+        return None
+    extra = conf.extra
+    pp = extra.get("proxy_pass")
+    if not isinstance(pp, ProxyPass) or pp.has_variables or pp.scheme != "http" or \
+            pp.upstream is None:
+        return None
+    if any(key not in _KNOWN and not key.startswith("gzip") for key in extra):
+        return None  # (gzip settings without a filter: gzip is off here)
+    return Route(location, pp, plan_for(extra, DEFAULT_NEXT))
+
+
+# id(server) -> (server, its URIs -> Route or None)
+_ROUTES: dict[int, tuple[Server, dict[str, Route | None]]] = {}
+
+
+def _route(server: Server, uri: str) -> Route | None:
+    entry = _ROUTES.get(id(server))
+    if entry is None or entry[0] is not server:
+        if len(_ROUTES) > 1024:  # reloads make new servers: forget old ones
+            _ROUTES.clear()
+        entry = _ROUTES[id(server)] = (server, {})
+    uris = entry[1]
+    try:
+        return uris[uri]
+    except KeyError:
+        pass
+    m = find_location(server.locations, uri)
+    route = None
+    if m.location is not None and not m.redirect and not m.captures and not m.named:
+        route = _route_for(server, m.location)
+    if len(uris) >= _MAX_URIS:
+        uris.clear()
+    uris[uri] = route
+    return route
+
+
+class Head:
+    """A request head the lane may take, split once (heads repeat on keep-alive connections:
+    they are remembered by their bytes)."""
+
+    __slots__ = ("header_list", "headers", "host_header", "keepalive", "method", "path",
+                 "query", "request_line", "target", "upstream_heads", "version")
+
+    def __init__(self, method: str, path: str, query: str | None, minor: str,
+                 header_list: list[tuple[str, str]], headers: dict[str, str],
+                 keepalive: bool) -> None:
+        self.method = method
+        self.path = path
+        self.query = query[1:] if query else None
+        self.target = path + query if query else path
+        self.version = 11 if minor == "1" else 10
+        self.request_line = f"{method} {self.target} HTTP/1.{minor}"
+        self.header_list = tuple(header_list)
+        self.headers = headers
+        self.host_header = headers.get("host")
+        self.keepalive = keepalive
+        self.upstream_heads: dict[Route, bytes] = {}  # the request head sent upstream
+
+
+_HEADS: dict[bytes, Head | None] = {}
+_HEADS_MAX = 1024
+
+
+def split(data: bytes) -> Head | None:
+    """The head in `data` if it is one the lane may take, else None."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    m = _HEAD.match(text)
+    if m is None:
+        return None
+    method, path, query, minor, block = m.groups()
+    if "//" in path or "/." in path:
+        return None
+    header_list = _LINE.findall(block) if block else []
+    headers: dict[str, str] = {}
+    for name, value in header_list:
+        low = name.lower()
+        if low in headers or low in _SPECIAL:
+            return None
+        headers[low] = value
+    connection = headers.get("connection")
+    if connection is None:
+        keepalive = minor == "1"
+    else:
+        connection = connection.lower()
+        if connection == "close":
+            keepalive = False
+        elif connection == "keep-alive":
+            keepalive = True
+        else:
+            return None
+    if minor == "1" and "host" not in headers:
+        return None  # 400: the general path answers it
+    return Head(method, path, query, minor, header_list, headers, keepalive)
+
+
+def take(conn: HttpConnection, data: bytes) -> bool:
+    """Answer `data` (a whole request head, nothing else) in the lane; False (nothing done)
+    when it is not the lane's."""
+    if len(data) > conn.conf.client_header_buffer_size:
+        return False  # nginx's larger buffers: the general path simulates them
+    try:
+        h = _HEADS[data]
+    except KeyError:
+        h = split(data)
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[data] = h
+    if h is None:
+        return False
+    host_header = h.host_header
+    if host_header is None:
+        host = ""
+    else:
+        last = conn.last_host
+        if host_header == last[0]:
+            valid = last[1]
+        else:
+            valid = validate_host(host_header)
+            conn.last_host = (host_header, valid)
+        if valid is None:
+            return False
+        host = valid
+    last_match = conn.last_match
+    if host == last_match[0]:
+        match = last_match[1]
+    else:
+        match = conn.table.find(host)
+        conn.last_match = (host, match)
+    if match.captures or match.named:
+        return False
+    server = match.server
+    path = h.path
+    route = _route(server, path)
+    if route is None:
+        return False
+    group = conn.server.upstreams.get(route.upstream)
+    if group is None or group.needs_client or group.config.key is not None or not group.idle:
+        return False
+    # the request, as the parser callbacks and the header checks would have made it
+    now = time.monotonic()
+    r = Request(conn, now)
+    r.conn_requests = conn.requests + 1
+    conn.requests += 1
+    r.method = h.method
+    r.version = h.version
+    r.target = h.target
+    r.request_line = h.request_line
+    r.request_length = len(data)
+    r.header_list = list(h.header_list)
+    r.headers = h.headers.copy()
+    r.host = host
+    r.server = server
+    sconf = server.conf
+    conn.conf = sconf
+    keepalive = h.keepalive
+    if keepalive and (sconf.keepalive_timeout <= 0 or conn.draining
+                      or conn.requests >= sconf.keepalive_requests
+                      or now - conn.started > sconf.keepalive_time):
+        keepalive = False
+    r.keepalive = keepalive
+    r.uri = path
+    r.args = h.query
+    r.location = route.location
+    r.conf = route.conf
+    conn.responding = r
+    conn.wait_upstream()
+    Express(conn, r, route, group, now, h)
+    return True
+
+
+class Answer:
+    """An upstream's whole answer the lane may pass on (a 2xx with a Content-Length, head
+    and body in one read), parsed once: backends repeat their answers byte for byte within a
+    second, so answers are remembered by their bytes, with their client heads per route."""
+
+    __slots__ = ("close", "code", "fields", "length", "rendered", "size", "status_line")
+
+    def __init__(self, code: int, status_line: str, size: int, length: int, close: bool,
+                 fields: list[tuple[str, tuple[str, str]]]) -> None:
+        self.code = code
+        self.status_line = status_line
+        self.size = size  # of the head
+        self.length = length
+        self.close = close  # the upstream closes after it (HTTP/1.0, Connection: close)
+        self.fields = fields  # (lower-case name, (name, value))
+        # (route, keep-alive) -> (the Date's second, the client's head, its headers, type)
+        self.rendered: dict[tuple[Route, bool], tuple[int, bytes, tuple[tuple[str, str], ...],
+                                                      str | None]] = {}
+
+    def render(self, route: Route, r: Request) -> tuple[int, bytes,
+                                                        tuple[tuple[str, str], ...], str | None]:
+        """The client's head as ProxyRequest._send_head renders it for this route."""
+        plan = route.plan
+        hide = plan.hide
+        content_type = None
+        out = []
+        for low, pair in self.fields:
+            if low in hide:
+                continue
+            if low in CONSUMED:
+                if low == "content-type":
+                    content_type = pair[1]
+                continue
+            out.append(pair)
+        date = DATES.header()  # (the second the rendering is good for)
+        head = render_head(r, self.code, self.status_line, content_type, self.length, None,
+                           out, plan, False, r.keepalive)
+        if date is not DATES.date_header:  # (the second turned while rendering)
+            return (-1, head, tuple(out), content_type)
+        rendered = (DATES.second, head, tuple(out), content_type)
+        self.rendered[(route, r.keepalive)] = rendered
+        return rendered
+
+
+_OTHER = Answer(0, "", 0, -1, True, [])  # not the lane's: the general path reads it
+_ANSWERS: dict[bytes, Answer] = {}
+_ANSWERS_MAX = 512
+_ANSWER_BYTES = 4096  # longer answers are not remembered
+
+
+def _answer(data: bytes) -> Answer:
+    status, head, _ = parse_head(data, len(data) + 1)
+    if status != DONE or head is None:
+        return _OTHER
+    code = head.status
+    lows = head.lows
+    if not 200 <= code < 300 or code == 204 or head.accel or head.chunked or \
+            head.content_length < 0 or "location" in lows or "refresh" in lows:
+        a = _OTHER
+    else:
+        a = Answer(code, head.status_line, head.size, head.content_length,
+                   head.connection_close, list(zip(lows, head.headers, strict=True)))
+    if len(data) <= _ANSWER_BYTES:
+        if len(_ANSWERS) >= _ANSWERS_MAX:
+            _ANSWERS.clear()
+        _ANSWERS[data] = a
+    return a
+
+
+class Express:
+    """The upstream side of one request in the lane (what ProxyRequest would be for it)."""
+
+    __slots__ = ("answer", "att", "conn", "ctx", "deadline", "group", "head", "over", "peer",
+                 "plan", "r", "route", "started", "states", "timer", "up")
+
+    body_len = None  # ($proxy_internal_body_length: no body)
+    upchunked = False
+
+    def __init__(self, conn: HttpConnection, r: Request, route: Route, group: UpstreamGroup,
+                 now: float, h: Head) -> None:
+        self.conn = conn
+        self.r = r
+        self.route = route
+        self.group = group
+        self.plan = plan = route.plan
+        self.started = now
+        self.over = False
+        self.answer: Answer | None = None
+        self.timer: ConnectionTimer | None = None
+        self.deadline = 0.0
+        self.up: UpstreamConnection | None = None
+        r.proxy = self
+        self.ctx = ctx = PickContext(now=now, rng=group.rng)
+        peer = self.peer = group.balancer.pick(ctx)
+        if peer is None:  # no live upstreams: the general path's 502
+            self.att = None
+            self.states: list[Attempt | None] = []
+            self.head = b""
+            self._promote().connect_next()
+            return
+        addresses = group.addresses
+        addr = addresses.get(id(peer))
+        if addr is None:
+            addr = addresses[id(peer)] = peer.address
+        att = self.att = Attempt(addr, now)
+        self.states = [att]
+        head = h.upstream_heads.get(route) if route.static else None
+        if head is None:
+            pp = route.pp
+            uri = upstream_uri(r, pp, pp.uri.static if pp.uri is not None else None)
+            head = request_head(r, plan, r.method, uri, None)
+            if route.static:
+                h.upstream_heads[route] = head
+        self.head = head
+        up = group.take_idle(peer)
+        if up is None:  # no cached connection to this peer: the general path connects
+            proxy = self._promote()
+            proxy.phase = CONNECT
+            proxy.cached = False
+            proxy._arm(plan.connect_timeout, "connecting to upstream")
+            proxy.connecting = proxy.loop.create_task(proxy._connect(peer))
+            return
+        self.up = up
+        up.owner = self  # type: ignore[assignment]
+        up.requests += 1
+        att.connect = 0.0
+        sent = up.sent
+        up.write(self.head)
+        att.sent += up.sent - sent
+        self.deadline = deadline = conn.loop.time() + plan.read_timeout
+        timer = conn.proxy_timer
+        if timer is None:
+            timer = conn.proxy_timer = ConnectionTimer(conn.loop)
+        elif timer.owner is not None:
+            timer = ConnectionTimer(conn.loop)
+        timer.start(self, deadline)  # type: ignore[arg-type]
+        self.timer = timer
+
+    # -- what the request's variables ask -----------------------------------------------------
+
+    @property
+    def proxy_host(self) -> str:
+        return self.route.pp.host
+
+    @property
+    def proxy_port(self) -> int:
+        return self.route.pp.port
+
+    def variable(self, name: str) -> str | None:
+        return format_states(self.states, name, self.over)
+
+    def upstream_header(self, name: str) -> str | None:
+        """$upstream_http_NAME (the first of the name, as ResponseHead.get)."""
+        a = self.answer
+        if a is None:
+            return None
+        low = name.replace("_", "-")
+        for field, (_, value) in a.fields:
+            if field == low:
+                return value
+        return None
+
+    # -- the answer ---------------------------------------------------------------------------
+
+    def upstream_data(self, up: UpstreamConnection, data: bytes) -> None:
+        r = self.r
+        a = _ANSWERS.get(data)
+        if a is None:
+            a = _answer(data)
+        head_only = r.method == "HEAD"
+        if a is _OTHER or up is not self.up or a.size > self.plan.buffer_size or \
+                len(data) - a.size != (0 if head_only else a.length):
+            self._promote().upstream_data(up, data)
+            return
+        self.answer = a
+        conn = self.conn
+        att = self.att
+        assert att is not None
+        now = time.monotonic()
+        att.received += len(data)
+        code = att.status = a.code
+        att.header = att.response = now - att.start
+        if conn.draining:
+            r.keepalive = False
+        route = self.route
+        key = (route, r.keepalive)
+        DATES.update(time.time())  # (the Date of a head rendered in an earlier second is old)
+        second = DATES.second
+        rendered = a.rendered.get(key)
+        if rendered is None or rendered[0] != second:
+            rendered = a.render(route, r)
+        _, head, out, content_type = rendered
+        r.response = Response(code, headers=list(out), content_type=content_type,
+                              content_length=a.length)
+        r.status = code
+        if head_only or not a.length:
+            data_out = head
+        else:
+            att.length = a.length
+            data_out = head + data[a.size:]
+            r.body_bytes_sent = a.length
+        r.bytes_sent = len(data_out)
+        # the peer and the connection, as _done_with_upstream leaves them
+        peer = self.peer
+        if peer is not None:
+            self.peer = None
+            self.group.balancer.release(peer, Outcome.SUCCESS, now, header_time=att.header,
+                                        response_time=att.response)
+        self.up = None
+        up.owner = None
+        if a.close or not (up.usable() and self.group.put_idle(up)):
+            up.close()
+        self.over = True
+        timer = self.timer
+        if timer is not None:
+            timer.stop(self)  # type: ignore[arg-type]
+            self.timer = None
+        t = conn.transport
+        if t is not None and not conn.closing:
+            t.write(data_out)
+        conn.on_writable = None
+        if conn.responding is r:
+            conn._done(r, False)  # (logged: the request and this object may part)
+        self.r = None  # type: ignore[assignment]
+        r.proxy = None
+
+    # -- everything else: the general path takes over ------------------------------------------
+
+    def _promote(self) -> ProxyRequest:
+        """A ProxyRequest in the state the general path would have reached by now."""
+        conn = self.conn
+        r = self.r
+        route = self.route
+        pp = route.pp
+        proxy = ProxyRequest(conn, r, pp, self.group, pp.host, pp.port, None)
+        proxy.body_done = True
+        proxy.ctx = self.ctx
+        proxy.started = self.started
+        proxy.peer = self.peer
+        proxy.att = self.att
+        proxy.states = self.states
+        proxy.head = self.head
+        r.proxy = proxy
+        up = self.up
+        self.up = None
+        if up is not None:
+            proxy.up = up
+            up.owner = proxy
+            proxy.cached = True
+            proxy.request_sent = True
+            proxy.phase = HEADER
+        timer = self.timer
+        self.timer = None
+        if timer is not None and timer.owner is self:  # type: ignore[comparison-overlap]
+            proxy.timer = timer
+            proxy.deadline = self.deadline
+            proxy.timer_what = "reading response header from upstream"
+            timer.owner = proxy
+        self.over = True
+        return proxy
+
+    def _on_timer(self) -> None:
+        self._promote()._on_timer()
+
+    def upstream_eof(self, up: UpstreamConnection) -> None:
+        self._promote().upstream_eof(up)
+
+    def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
+        self._promote().upstream_lost(up, exc)
+
+    def upstream_writable(self) -> None:
+        pass  # (the request head was written whole; nothing waits for the upstream)
+
+    def crashed(self, exc: Exception) -> None:
+        self._promote().crashed(exc)
+
+    def client_gone(self) -> None:
+        if not self.over:
+            self._promote().client_gone()
+
+    def client_eof(self) -> bool:
+        if self.over:
+            return False
+        return self._promote().client_eof()
+
+
+__all__ = ["Express", "handler", "take"]

@@ -1,0 +1,209 @@
+"""The proxy's express lane (l7/express.py) in process, with fake transports: which requests it
+takes, that what it writes is what the general path writes for the same exchange, and that it
+hands a request over (promote) when the answer is not its shape. Side by side with nginx:
+tests/conformance/nginx/test_proxy_express.py."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from halb.config.nginx import load_text
+from halb.l7 import express
+from halb.l7.express import Express
+from halb.l7.http import HttpConnection
+from halb.l7.log import ErrorLogger
+from halb.l7.proxy import ProxyRequest
+from halb.l7.server import HttpServer
+from halb.l7.upstream import UpstreamConnection
+
+CONFIG = """events {{}} http {{ access_log {log} combined;
+ upstream b {{ server 127.0.0.1:19101; keepalive 8; }}
+ server {{ listen 127.0.0.1:9; server_name localhost;
+   location / {{ proxy_pass http://b; proxy_http_version 1.1;
+                 proxy_set_header Connection ""; }}
+   location /addr/ {{ proxy_set_header X-Real-IP $remote_addr; proxy_pass http://b; }}
+   location /gz/ {{ gzip on; proxy_pass http://b; }}
+   location /re/ {{ rewrite ^ /x; proxy_pass http://b; }} }} }}"""
+
+GET = b"GET /a?b=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: t\r\n\r\n"
+OK = (b"HTTP/1.1 200 OK\r\nServer: x\r\nDate: Sat, 21 Nov 2026 06:11:07 GMT\r\n"
+      b"Content-Type: text/plain\r\nContent-Length: 3\r\nX-Up: 1\r\n\r\nabc")
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.closed = False
+        self.extra = {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 9)}
+
+    def get_extra_info(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def set_write_buffer_limits(self, **kwargs: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def take(self) -> bytes:
+        data = b"".join(self.out)
+        self.out.clear()
+        return data
+
+
+class Rig:
+    """A server, one client connection and cached upstream connections, all fake."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.log = tmp / "access.log"
+        cfg = load_text(CONFIG.format(log=self.log))
+        self.srv = HttpServer(cfg, self.loop, ErrorLogger(()), 0)
+        group = self.srv.upstreams.get("b")
+        assert group is not None
+        self.group = group
+        self.ups: list[tuple[UpstreamConnection, FakeTransport]] = []
+        for _ in range(2):
+            up = UpstreamConnection(group.balancer.peers[0], group)
+            ut = FakeTransport()
+            up.connection_made(ut)  # type: ignore[arg-type]
+            group.put_idle(up)
+            self.ups.append((up, ut))
+        self.conn = HttpConnection(self.srv, 1)
+        self.client = FakeTransport()
+        self.conn.connection_made(self.client)  # type: ignore[arg-type]
+
+    def busy(self) -> tuple[UpstreamConnection, FakeTransport]:
+        for up, ut in self.ups:
+            if ut.out:
+                return up, ut
+        raise AssertionError("no upstream connection got a request")
+
+    def close(self) -> None:
+        self.conn.connection_lost(None)
+        self.srv.close_listeners()
+        self.loop.close()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_common_request_is_taken_and_answered(rig: Rig) -> None:
+    rig.conn.data_received(GET)
+    r = rig.conn.responding
+    assert r is not None and isinstance(r.proxy, Express)
+    up, ut = rig.busy()
+    sent = ut.take()
+    assert sent == (b"GET /a?b=1 HTTP/1.1\r\nHost: b\r\nUser-Agent: t\r\n\r\n")
+    up.data_received(OK)
+    answer = rig.client.take()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert body == b"abc"
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    assert lines[1].startswith(b"Server: halb/") and lines[2].startswith(b"Date: ")
+    assert lines[3:] == [b"Content-Type: text/plain", b"Content-Length: 3",
+                         b"Connection: keep-alive", b"X-Up: 1"]
+    assert rig.conn.responding is None and r.status == 200 and r.body_bytes_sent == 3
+    assert up in rig.group.idle and up.owner is None  # back in the keep-alive cache
+    peer = rig.group.balancer.peers[0]
+    assert peer.conns == 0
+
+
+def test_same_bytes_as_the_general_path(rig: Rig) -> None:
+    """The lane's answer equals the general path's for the same exchange (a pipelined pair
+    is not the lane's: both of its requests take the general path)."""
+    rig.conn.data_received(GET)
+    up, ut = rig.busy()
+    lane_up = ut.take()
+    up.data_received(OK)
+    lane = rig.client.take()
+    rig.conn.data_received(GET + GET)
+    r = rig.conn.responding
+    assert r is not None and isinstance(r.proxy, ProxyRequest)
+    for _ in range(2):
+        up, ut = rig.busy()
+        assert ut.take() == lane_up
+        up.data_received(OK)
+    general = rig.client.take()
+    assert _undated(general) == _undated(lane + lane)
+
+
+def _undated(data: bytes) -> bytes:
+    return re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: -\r\n", data)
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabc",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"HTTP/1.1 302 Found\r\nLocation: http://b/x\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc",  # the rest comes later
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n",  # the head is not whole yet
+])
+def test_other_answers_are_promoted(rig: Rig, answer: bytes) -> None:
+    rig.conn.data_received(GET)
+    r = rig.conn.responding
+    assert r is not None
+    up, _ut = rig.busy()
+    up.data_received(answer)
+    assert isinstance(r.proxy, ProxyRequest)  # the general path goes on with it
+    assert r.proxy.att is not None and r.proxy.up in (up, None)
+
+
+@pytest.mark.parametrize("data", [
+    b"POST /a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nx",
+    b"GET /a//b HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /a/./b HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /a%20b HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: localhost\r\nX-A:  spaced\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: localhost\r\nHost: other\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\r\n",
+    b"GET /a HTTP/1.1\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: localhost\r\n",
+    b"GET /addr/x HTTP/1.1\r\nHost: localhost\r\n\r\n",  # (taken: a non-static head)
+    b"GET /gz/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /re/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+])
+def test_what_the_lane_leaves(rig: Rig, data: bytes) -> None:
+    taken = express.take(rig.conn, data)
+    assert taken == data.startswith(b"GET /addr/")
+    if taken:
+        _up, ut = rig.busy()
+        assert b"X-Real-IP: 127.0.0.1\r\n" in ut.take()
+
+
+def test_no_cached_connection_connects_through_the_general_path(rig: Rig) -> None:
+    for up, _ in rig.ups:
+        rig.group.forget(up)
+        up.idle_timer_cancel()
+    assert express.take(rig.conn, GET) is False  # (no idle connection: not even a pick)
