@@ -2,7 +2,7 @@
 two versions of halb side by side.
 
     .venv/bin/python benchmarks/l4_userspace_cpu.py [--against OTHER/src] [--bursts 10]
-                                                    [--seconds 1] [--profile] [--haproxy]
+                                                    [--seconds 1] [--profile [--keep-alive]] [--haproxy]
 
 nginx (one worker, `return 200`) is the real server on 127.6.0.11; each version of halb runs a
 `Director` over `UserspaceDataPlane` (uvloop) in a process of its own on 127.6.0.10, one port
@@ -13,8 +13,10 @@ director process's CPU time (user + system, from /proc) per connection and per k
 request, summed over the bursts — on a loaded machine the CPU spent per unit is steadier than
 wall-clock rates, and alternating short bursts spreads the load of others over both versions.
 `--haproxy` adds HAProxy in tcp mode (one thread) on the same backend as a third column, the
-issue's reference. The CPU time is split into user and system time. `--profile` runs this tree's director under cProfile (process CPU time) for one burst of
-connections and prints the top functions.
+issue's reference. The CPU time is split into user and system time. `--profile` runs this
+tree's director under cProfile (wall-clock timer: the os.times() ticks of 10 ms were too coarse
+to tell functions apart; time blocked in epoll_wait shows under the loop's run) for one burst of
+connections (`--keep-alive`: of keep-alive requests) and prints the top functions.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VIP, RS = "127.6.0.10", "127.6.0.11"
@@ -61,13 +64,13 @@ def serve(port: int, backend: int, profile: bool) -> None:
         await loop.run_in_executor(None, sys.stdin.read)
         await director.stop()
 
-    prof = cProfile.Profile(lambda: os.times()[0] + os.times()[1]) if profile else None
+    prof = cProfile.Profile(time.perf_counter) if profile else None
     if prof is not None:
         prof.enable()
     new_event_loop().run_until_complete(main())
     if prof is not None:
         prof.disable()
-        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_TOP", "30")))
 
 
 def cpu(pid: int) -> tuple[float, float]:
@@ -97,7 +100,6 @@ def wrk(port: int, seconds: int, close: bool) -> int:
 
 def wait_listen(port: int) -> None:
     import socket
-    import time
 
     for _ in range(100):
         try:
@@ -114,6 +116,8 @@ def main() -> int:
     p.add_argument("--bursts", type=int, default=10)
     p.add_argument("--seconds", type=int, default=1)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--keep-alive", action="store_true",
+                   help="with --profile: profile keep-alive requests instead of connections")
     p.add_argument("--haproxy", action="store_true",
                    help="also HAProxy in tcp mode (one thread) on the same backend")
     p.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
@@ -156,8 +160,9 @@ def main() -> int:
             for _, port in procs.values():
                 wrk(port, 1, close=True)  # warm up
             if args.profile:
-                n = wrk(procs["this"][1], args.seconds * args.bursts, close=True)
-                print(f"{n} connections profiled (stats on stderr)")
+                n = wrk(procs["this"][1], args.seconds * args.bursts, close=not args.keep_alive)
+                what = "keep-alive requests" if args.keep_alive else "connections"
+                print(f"{n} {what} profiled (stats on stderr)")
                 return 0
             totals = {(n, c): [0.0, 0.0, 0] for n in procs for c in (True, False)}
             for b in range(args.bursts):

@@ -46,12 +46,12 @@ from halb.balancing.base import REGISTRY, Needs, PickContext
 from halb.l4.conntrack import (
     EST_INTERVAL,
     PROXY_SEGMENTS,
+    TCP_STATES,
     Direction,
     Flag,
     ProxyEvent,
     TcpState,
     TimeoutTable,
-    next_state,
 )
 from halb.l4.entries import (
     FTPPORT,
@@ -365,7 +365,7 @@ class ServiceTable:
             if cp.expires < cp.due:
                 self._arm(cp)
             return
-        new = next_state(cp.state, direction, flag)
+        new = TCP_STATES[direction][flag][cp.state]  # conntrack.next_state, inlined
         cp.timeout = self.timeouts.tcp[new]
         if new is not cp.state:
             peer = cp.dest.peer

@@ -1,5 +1,5 @@
-"""The user-space data plane's TCP forwarding: listeners and relays on non-blocking sockets in
-one edge-triggered epoll set of the plane's own, which the event loop watches as a single file
+"""The user-space data plane's TCP forwarding: listeners and relays on sockets in one
+edge-triggered epoll set of the plane's own, which the event loop watches as a single file
 descriptor.
 
 Why not asyncio transports: a proxied connection through two uvloop transports costs a Task and
@@ -9,24 +9,31 @@ object (`Relay`) with its two sockets registered once (EPOLLIN | EPOLLOUT | EPOL
 triggered: no epoll_ctl afterwards, closing a socket removes it), read with recv_into into one
 shared buffer and written with send; bytes are copied only when the other side cannot take them
 at once. The connect to the real server is a non-blocking connect() whose completion is the
-socket's first EPOLLOUT (its failure an EPOLLERR with SO_ERROR).
+socket's first EPOLLOUT (its failure an EPOLLERR with SO_ERROR). System calls per proxied
+connection: accept4, socket, setsockopt (TCP_NODELAY: the accepted side inherits it from the
+listener), connect, two epoll_ctl, the reads and writes, one shutdown, two close. The accepted
+socket stays in blocking mode and is only read and written with MSG_DONTWAIT (no ioctl).
 
-Reads follow the edge-triggered rule: a socket is read until a short read (the kernel's queue was
-emptied: the next arrival raises a new edge), or, when the event says the peer shut its side
-(EPOLLRDHUP), until end of file.
+Reads follow the edge-triggered rule: a socket is read until a short read (the kernel's queue
+was emptied: the next arrival raises a new edge); when the event says the peer shut its side
+(EPOLLRDHUP), a short read is the end of the stream (everything before the FIN had arrived).
 
-Behaviour (what the transports gave and the table needs): bytes a client sends before its real
-server is connected are kept and sent after the handshake; flow control: more than HIGH_WATER
-bytes waiting for one side stops reading the other until they drain below LOW_WATER; half-close
-both ways (an EOF on one side becomes shutdown(SHUT_WR) on the other once what is waiting for it
-is sent; both EOFs: both sockets closed, which sends the last FIN after the data); resets passed
-on as resets (SO_LINGER 0); every event fed to the table as the segments IPVS would have seen.
-Sockets closed while a batch of events is dispatched are closed after the batch, so a number
-reused by an accept in the same batch never receives an event of the socket it replaces.
+Behaviour (what the transports gave and the table needs): the bytes (and FIN) a client sends
+before its real server is connected wait in its socket and are read once the handshake is done
+(the events seen meanwhile are remembered, so nothing is read in vain); flow control: more than
+HIGH_WATER bytes waiting for one side stops reading the other until they drain below LOW_WATER;
+half-close both ways (an EOF on one side becomes shutdown(SHUT_WR) on the other once what waits
+for it is sent; both EOFs: both sockets closed, which sends the last FIN after the data); resets
+passed on as resets (SO_LINGER 0); every event fed to the table as the segments IPVS would have
+seen, stamped with the time the batch of events was read. Sockets closed while a batch is
+dispatched are closed after it, so a number reused by an accept in the same batch never receives
+an event of the socket it replaces. A handler that fails resets its connection; the others go
+on.
 """
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
@@ -43,7 +50,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from halb.l4.dataplane.userspace import UserspaceDataPlane
-    from halb.l4.service import Conn
+    from halb.l4.service import Conn, ServiceTable, VirtualService
 
 log = logging.getLogger("halb.l4.userspace")
 
@@ -58,9 +65,14 @@ _OUT = select.EPOLLOUT
 _ERR = select.EPOLLERR
 _FAIL = select.EPOLLERR | select.EPOLLHUP
 _RDHUP = select.EPOLLRDHUP | select.EPOLLHUP
+_READ = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP
+_DONTWAIT = socket.MSG_DONTWAIT
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 _SOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 _AGAIN = (BlockingIOError, InterruptedError)
+_ACCEPT, _CONNECTED, _CLIENT_FIN, _SERVER_FIN, _CLIENT_RST, _SERVER_RST = (
+    ProxyEvent.ACCEPT, ProxyEvent.CONNECTED, ProxyEvent.CLIENT_FIN, ProxyEvent.SERVER_FIN,
+    ProxyEvent.CLIENT_RST, ProxyEvent.SERVER_RST)
 
 Handler = Callable[[int], None]
 
@@ -68,23 +80,25 @@ Handler = Callable[[int], None]
 class Poller:
     """The epoll set of every TCP socket of one data plane (listeners and relays)."""
 
-    __slots__ = ("batch", "buf", "ep", "handlers", "loop", "view")
+    __slots__ = ("batch", "buf", "clock", "ep", "handlers", "loop", "now", "view")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float]) -> None:
         self.ep = select.epoll()
         self.loop = loop
+        self.clock = clock
+        self.now = clock()  # the time of the batch being dispatched
         self.handlers: dict[int, Handler] = {}
-        self.batch: list[socket.socket] | None = None  # sockets to close after this batch
+        self.batch: list[_socket.socket] | None = None  # sockets to close after this batch
         self.buf = bytearray(BUFSIZE)
         self.view = memoryview(self.buf)
         loop.add_reader(self.ep.fileno(), self._ready)
 
-    def register(self, sock: socket.socket, handler: Handler, mask: int = _ET) -> None:
+    def register(self, sock: _socket.socket, handler: Handler, mask: int = _ET) -> None:
         fd = sock.fileno()
         self.ep.register(fd, mask)
         self.handlers[fd] = handler
 
-    def unregister(self, sock: socket.socket) -> None:
+    def unregister(self, sock: _socket.socket) -> None:
         fd = sock.fileno()
         if self.handlers.pop(fd, None) is not None:
             try:
@@ -92,7 +106,7 @@ class Poller:
             except OSError:
                 pass
 
-    def close(self, sock: socket.socket) -> None:
+    def close(self, sock: _socket.socket) -> None:
         """Forget a socket and close it (after the batch being dispatched, if any)."""
         self.handlers.pop(sock.fileno(), None)
         if self.batch is not None:
@@ -103,11 +117,15 @@ class Poller:
     def _ready(self) -> None:
         handlers = self.handlers
         self.batch = batch = []
+        self.now = self.clock()
         try:
             for fd, ev in self.ep.poll(0, BATCH):
                 h = handlers.get(fd)
                 if h is not None:
-                    h(ev)
+                    try:
+                        h(ev)
+                    except Exception:  # one connection's failure, not everyone's
+                        _failed(h)
         finally:
             self.batch = None
             for sock in batch:
@@ -121,24 +139,44 @@ class Poller:
         self.ep.close()
 
 
-class Listener:
-    """A TCP service's listening socket on VIP:port."""
+def _failed(handler: Handler) -> None:
+    log.exception("user-space data plane")
+    owner = getattr(handler, "__self__", None)
+    if isinstance(owner, Relay):
+        owner.dp.errors["internal"] += 1
+        owner._finish(reset=True)
 
-    __slots__ = ("dp", "key", "paused", "poller", "sock")
+
+def _rst(sock: _socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+    except OSError:
+        pass
+    sock.close()
+
+
+class Listener:
+    """A TCP service's listening socket on VIP:port: accepts, schedules, starts relays."""
+
+    __slots__ = ("dp", "family", "key", "paused", "poller", "sock", "svc")
 
     def __init__(self, dp: UserspaceDataPlane, poller: Poller, key: ServiceKey,
                  sock: socket.socket) -> None:
         self.dp = dp
         self.poller = poller
         self.key = key
+        self.svc: VirtualService | None = None  # the table's service (set by every sync)
         self.sock = sock
+        self.family = int(sock.family)
         self.paused = False
+        # accepted sockets inherit TCP_NODELAY from the listener (one setsockopt less each)
+        sock.setsockopt(*_NODELAY)
         poller.register(sock, self._readable, select.EPOLLIN)  # level triggered
 
     def _readable(self, ev: int) -> None:
         dp = self.dp
         accept = self.sock._accept  # type: ignore[attr-defined]
-        family = self.sock.family
+        family = self.family
         for _ in range(ACCEPTS):
             try:
                 fd, addr = accept()
@@ -149,12 +187,23 @@ class Listener:
                 log.warning("%s:%s: accept: %s", self.key.addr, self.key.port, e.strerror or e)
                 self._pause()
                 return
-            sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
-            relay = Relay(dp, self.poller, sock)
+            # left in blocking mode, read and written with MSG_DONTWAIT (no ioctl(FIONBIO))
+            sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
+            table, svc = dp.table, self.svc
+            if table is None or svc is None:
+                dp.errors["no-service"] += 1
+                _rst(sock)
+                continue
+            cp = table.schedule(svc, (addr[0], addr[1]), self.poller.now, dp.rng)
+            if cp is None:
+                dp.errors["no-destination"] += 1
+                log.warning("%s %s:%s: no destination available for %s:%s",
+                            self.key.proto.value, self.key.addr, self.key.port, *addr[:2])
+                _rst(sock)
+                continue
+            relay = Relay(dp, self.poller, table, cp, sock)
             try:
-                sock.setblocking(False)
-                sock.setsockopt(*_NODELAY)
-                relay.start(self.key, addr)
+                relay.start()
             except Exception:  # never leave a half-made connection behind
                 log.exception("accepting a connection")
                 dp.errors["internal"] += 1
@@ -183,55 +232,47 @@ class Relay:
     it owns."""
 
     __slots__ = ("c", "c_paused", "c_shut", "cbuf", "closed", "cp", "dp", "eof_in", "eof_out",
-                 "poller", "s", "s_paused", "s_shut", "sbuf", "up")
+                 "pend", "poller", "s", "s_paused", "s_shut", "sbuf", "table", "up")
 
-    def __init__(self, dp: UserspaceDataPlane, poller: Poller, sock: socket.socket) -> None:
+    def __init__(self, dp: UserspaceDataPlane, poller: Poller, table: ServiceTable, cp: Conn,
+                 sock: _socket.socket) -> None:
         self.dp = dp
         self.poller = poller
+        self.table = table
+        self.cp = cp
         self.c = sock
-        self.s: socket.socket | None = None
-        self.cp: Conn | None = None
+        self.s: _socket.socket | None = None
         self.up = False  # the real server is connected
+        self.pend = 0  # the client's events before that (its bytes wait in its socket)
         self.cbuf: bytearray | None = None  # bytes waiting to be sent to the client
-        self.sbuf: bytearray | None = None  # ... to the real server (the early ones included)
+        self.sbuf: bytearray | None = None  # ... to the real server
         self.eof_in = False  # the client sent FIN
         self.eof_out = False  # the real server sent FIN
         self.c_shut = self.s_shut = False  # our FIN sent to the client / to the server
         self.c_paused = self.s_paused = False  # reading stopped by flow control
         self.closed = False
 
-    def start(self, key: ServiceKey, addr: tuple[str, int]) -> None:
-        """Schedule the client through the table and connect to its real server."""
-        dp = self.dp
-        table = dp.table
-        svc = table.services.get(key) if table is not None else None
-        if svc is None or table is None:
-            dp.errors["no-service"] += 1
-            self._finish(reset=True)
-            return
-        now = dp.now()
-        cp = table.schedule(svc, (addr[0], addr[1]), now, dp.rng)
-        if cp is None:
-            dp.errors["no-destination"] += 1
-            log.warning("%s %s:%s: no destination available for %s:%s", key.proto.value,
-                        key.addr, key.port, addr[0], addr[1])
-            self._finish(reset=True)
-            return
-        self.cp = cp
+    def start(self) -> None:
+        """Own the table entry and connect to its real server."""
+        cp, poller = self.cp, self.poller
         cp.owner = self
-        table.event(cp, ProxyEvent.ACCEPT, now)
-        dp.live.add(self)
-        poller = self.poller
-        poller.register(self.c, self._client)
+        self.table.event(cp, _ACCEPT, poller.now)
+        self.dp.live.add(self)
+        ep, handlers = poller.ep, poller.handlers
+        fd = self.c.fileno()
+        ep.register(fd, _ET)
+        handlers[fd] = self._client
         host = cp.dest.spec.addr
         try:
-            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, _SOCK)
+            s = _socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, _SOCK)
         except OSError as e:  # EMFILE, ENFILE...
             self._refused(e.errno or errno.EMFILE)
             return
         self.s = s
         s.setsockopt(*_NODELAY)
-        poller.register(s, self._server)
+        fd = s.fileno()
+        ep.register(fd, _ET)
+        handlers[fd] = self._server
         err = s.connect_ex((host, cp.dport))
         if err and err != errno.EINPROGRESS:
             self._refused(err)
@@ -242,9 +283,9 @@ class Relay:
         if self.closed:
             return
         if not self.up:
-            s = self.s
-            assert s is not None
             if ev & _FAIL:
+                s = self.s
+                assert s is not None
                 err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if err:
                     self._refused(err)
@@ -257,7 +298,7 @@ class Relay:
         elif ev & _ERR:
             self._server_reset()
             return
-        if not self.eof_out and not self.s_paused:
+        if ev & _READ and not self.eof_out and not self.s_paused:
             self._read_server(ev & _RDHUP)
             if self.closed:
                 return
@@ -266,45 +307,31 @@ class Relay:
 
     def _connected(self) -> None:
         self.up = True
-        dp, cp = self.dp, self.cp
-        table = dp.table
-        if table is None or cp is None:
-            self._finish(reset=True)
-            return
-        now = dp.now()
-        table.event(cp, ProxyEvent.CONNECTED, now)
-        # what the client sent meanwhile reaches the table as IPVS would have seen it: after
-        # the handshake with the real server
-        early = self.sbuf
-        if early:
-            table.inbound(cp, len(early), now)
-            self._flush_server()
-            if self.closed:
-                return
-        if self.eof_in:
-            table.event(cp, ProxyEvent.CLIENT_FIN, now)
-            self._settle()
+        self.table.event(self.cp, _CONNECTED, self.poller.now)
+        # what the client sent meanwhile is read now (and reaches the table as IPVS would have
+        # seen it: after the handshake with the real server)
+        pend = self.pend
+        if pend & _READ:
+            self._read_client(pend & _RDHUP)
 
     def _refused(self, err: int) -> None:
-        cp, dp = self.cp, self.dp
-        dp.errors["connect"] += 1
-        if cp is not None:
-            log.warning("real server %s:%s: %s", cp.dest.spec.addr, cp.dport, os.strerror(err))
-            if dp.table is not None:
-                dp.table.event(cp, ProxyEvent.SERVER_RST, dp.now())
+        cp = self.cp
+        self.dp.errors["connect"] += 1
+        log.warning("real server %s:%s: %s", cp.dest.spec.addr, cp.dport, os.strerror(err))
+        self.table.event(cp, _SERVER_RST, self.poller.now)
         self._finish(reset=True)
 
     def _server_reset(self) -> None:
-        cp, dp = self.cp, self.dp
-        dp.errors["server-reset"] += 1
-        if cp is not None and dp.table is not None:
-            dp.table.event(cp, ProxyEvent.SERVER_RST, dp.now())
+        self.dp.errors["server-reset"] += 1
+        self.table.event(self.cp, _SERVER_RST, self.poller.now)
         self._finish(reset=True)
 
     def _read_server(self, to_eof: int) -> None:
+        """Read until a short read, or to the end when the peer's FIN is known (`to_eof`):
+        a short read after EPOLLRDHUP is the end (no read more to see the 0)."""
         s, c = self.s, self.c
         assert s is not None
-        poller, dp = self.poller, self.dp
+        poller = self.poller
         buf, view = poller.buf, poller.view
         while True:
             try:
@@ -314,34 +341,32 @@ class Relay:
             except OSError:
                 self._server_reset()
                 return
-            if n == 0:
-                self.eof_out = True
-                cp, table = self.cp, dp.table
-                if cp is not None and table is not None:
-                    table.event(cp, ProxyEvent.SERVER_FIN, dp.now())
-                self._settle()
-                return
-            cp, table = self.cp, dp.table
-            if cp is not None and table is not None:
-                table.outbound(cp, n, dp.now())
-            pending = self.cbuf
-            if pending:
-                pending += view[:n]
-            else:
-                try:
-                    k = c.send(view[:n])
-                except _AGAIN:
-                    k = 0
-                except OSError:
-                    self._client_reset()
+            if n:
+                self.table.outbound(self.cp, n, poller.now)
+                pending = self.cbuf
+                if pending:
+                    pending += view[:n]
+                else:
+                    try:
+                        k = c.send(view[:n], _DONTWAIT)
+                    except _AGAIN:
+                        k = 0
+                    except OSError:
+                        self._client_reset()
+                        return
+                    if k < n:
+                        self.cbuf = pending = bytearray(view[k:n])
+                if pending and len(pending) > HIGH_WATER:
+                    self.s_paused = True
                     return
-                if k < n:
-                    self.cbuf = pending = bytearray(view[k:n])
-            if pending and len(pending) > HIGH_WATER:
-                self.s_paused = True
-                return
-            if n < BUFSIZE and not to_eof:
-                return
+                if n == BUFSIZE:
+                    continue
+                if not to_eof:
+                    return
+            self.eof_out = True
+            self.table.event(self.cp, _SERVER_FIN, poller.now)
+            self._settle()
+            return
 
     def _flush_server(self) -> None:
         s, data = self.s, self.sbuf
@@ -375,7 +400,10 @@ class Relay:
         if ev & _ERR:
             self._client_reset()
             return
-        if not self.eof_in and not self.c_paused:
+        if not self.up:
+            self.pend |= ev
+            return
+        if ev & _READ and not self.eof_in and not self.c_paused:
             self._read_client(ev & _RDHUP)
             if self.closed:
                 return
@@ -383,40 +411,29 @@ class Relay:
             self._flush_client()
 
     def _client_reset(self) -> None:
-        cp, dp = self.cp, self.dp
-        if cp is not None and dp.table is not None:
-            dp.table.event(cp, ProxyEvent.CLIENT_RST, dp.now())
+        self.table.event(self.cp, _CLIENT_RST, self.poller.now)
         self._finish(reset=True)
 
     def _read_client(self, to_eof: int) -> None:
+        """As _read_server, the other way."""
         c, s = self.c, self.s
-        poller, dp = self.poller, self.dp
+        assert s is not None
+        poller = self.poller
         buf, view = poller.buf, poller.view
         while True:
             try:
-                n = c.recv_into(buf)
+                n = c.recv_into(buf, 0, _DONTWAIT)
             except _AGAIN:
                 return
             except OSError:
                 self._client_reset()
                 return
-            if n == 0:
-                self.eof_in = True
-                if self.up:  # otherwise passed on once the real server is connected
-                    cp, table = self.cp, dp.table
-                    if cp is not None and table is not None:
-                        table.event(cp, ProxyEvent.CLIENT_FIN, dp.now())
-                    self._settle()
-                return
-            pending = self.sbuf
-            if self.up:
-                cp, table = self.cp, dp.table
-                if cp is not None and table is not None:
-                    table.inbound(cp, n, dp.now())
+            if n:
+                self.table.inbound(self.cp, n, poller.now)
+                pending = self.sbuf
                 if pending:
                     pending += view[:n]
                 else:
-                    assert s is not None
                     try:
                         k = s.send(view[:n])
                     except _AGAIN:
@@ -426,21 +443,23 @@ class Relay:
                         return
                     if k < n:
                         self.sbuf = pending = bytearray(view[k:n])
-            elif pending is None:
-                self.sbuf = pending = bytearray(view[:n])
-            else:
-                pending += view[:n]
-            if pending and len(pending) > HIGH_WATER:
-                self.c_paused = True
-                return
-            if n < BUFSIZE and not to_eof:
-                return
+                if pending and len(pending) > HIGH_WATER:
+                    self.c_paused = True
+                    return
+                if n == BUFSIZE:
+                    continue
+                if not to_eof:
+                    return
+            self.eof_in = True
+            self.table.event(self.cp, _CLIENT_FIN, poller.now)
+            self._settle()
+            return
 
     def _flush_client(self) -> None:
         c, data = self.c, self.cbuf
         assert data is not None
         try:
-            k = c.send(data)
+            k = c.send(data, _DONTWAIT)
         except _AGAIN:
             return
         except OSError:
@@ -492,11 +511,11 @@ class Relay:
             return
         self.closed = True
         self.dp.live.discard(self)
-        if self.cp is not None:
+        if self.cp.owner is self:
             self.cp.owner = None
         poller = self.poller
         for sock in (self.c, self.s):
-            if sock is None or sock.fileno() < 0:
+            if sock is None:
                 continue
             if reset:
                 try:

@@ -200,7 +200,11 @@ class UserspaceDataPlane(DataPlane):
         for key in [k for k in self.udp if k not in want]:
             self.udp.pop(key).close()
         for key, svc in want.items():
-            if key in self.tcp or key in self.udp:
+            listener = self.tcp.get(key)
+            if listener is not None:
+                listener.svc = svc  # the service a connection is scheduled through
+                continue
+            if key in self.udp:
                 continue
             try:
                 sock = _bound(key)
@@ -210,8 +214,9 @@ class UserspaceDataPlane(DataPlane):
                 raise err from e
             if key.proto is Proto.TCP:
                 if self.poller is None:
-                    self.poller = Poller(self.loop)
-                self.tcp[key] = Listener(self, self.poller, key, sock)
+                    self.poller = Poller(self.loop, self.now)
+                self.tcp[key] = listener = Listener(self, self.poller, key, sock)
+                listener.svc = svc
             else:
                 self.udp[key] = _UdpFront(self, key, sock)
 
