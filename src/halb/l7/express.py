@@ -33,6 +33,7 @@ from halb.balancing import Outcome, PickContext
 from halb.config.model import Location, LocConf, ProxyPass, Server
 from halb.l7 import handler
 from halb.l7.body import CONNECT, HEADER
+from halb.l7.http_write import WRITING
 from halb.l7.proxy import DEFAULT_NEXT, ProxyRequest
 from halb.l7.proxy_headers import (
     BODY_LENGTH,
@@ -283,7 +284,9 @@ def take(conn: HttpConnection, data: bytes) -> bool:
     r.location = route.location
     r.conf = route.conf
     conn.responding = r
-    conn.wait_upstream()
+    conn.state = WRITING  # conn.wait_upstream(): no client timer while the upstream answers
+    if conn.timer is not None:
+        conn.timer_off = True
     Express(conn, r, route, group, now, h)
     return True
 
@@ -303,12 +306,11 @@ class Answer:
         self.length = length
         self.close = close  # the upstream closes after it (HTTP/1.0, Connection: close)
         self.fields = fields  # (lower-case name, (name, value))
-        # (route, keep-alive) -> (the Date's second, the client's head, its headers, type)
-        self.rendered: dict[tuple[Route, bool], tuple[int, bytes, tuple[tuple[str, str], ...],
-                                                      str | None]] = {}
+        # (route, keep-alive) -> (the Date's second, the client's head, its Response: one
+        # object for the requests it answers, read by their variables and never changed)
+        self.rendered: dict[tuple[Route, bool], tuple[int, bytes, Response]] = {}
 
-    def render(self, route: Route, r: Request) -> tuple[int, bytes,
-                                                        tuple[tuple[str, str], ...], str | None]:
+    def render(self, route: Route, r: Request) -> tuple[int, bytes, Response]:
         """The client's head as ProxyRequest._send_head renders it for this route."""
         plan = route.plan
         hide = plan.hide
@@ -325,9 +327,11 @@ class Answer:
         date = DATES.header()  # (the second the rendering is good for)
         head = render_head(r, self.code, self.status_line, content_type, self.length, None,
                            out, plan, False, r.keepalive)
+        resp = Response(self.code, headers=out, content_type=content_type,
+                        content_length=self.length)
         if date is not DATES.date_header:  # (the second turned while rendering)
-            return (-1, head, tuple(out), content_type)
-        rendered = (DATES.second, head, tuple(out), content_type)
+            return (-1, head, resp)
+        rendered = (DATES.second, head, resp)
         self.rendered[(route, r.keepalive)] = rendered
         return rendered
 
@@ -360,8 +364,8 @@ def _answer(data: bytes) -> Answer:
 class Express:
     """The upstream side of one request in the lane (what ProxyRequest would be for it)."""
 
-    __slots__ = ("answer", "att", "conn", "ctx", "deadline", "group", "head", "over", "peer",
-                 "plan", "r", "route", "started", "states", "timer", "up")
+    __slots__ = ("answer", "att", "conn", "ctx", "deadline", "group", "h", "head", "over",
+                 "peer", "plan", "r", "route", "started", "states", "timer", "up")
 
     body_len = None  # ($proxy_internal_body_length: no body)
     upchunked = False
@@ -375,6 +379,7 @@ class Express:
         self.plan = plan = route.plan
         self.started = now
         self.over = False
+        self.h = h
         self.answer: Answer | None = None
         self.timer: ConnectionTimer | None = None
         self.deadline = 0.0
@@ -479,9 +484,7 @@ class Express:
         rendered = a.rendered.get(key)
         if rendered is None or rendered[0] != second:
             rendered = a.render(route, r)
-        _, head, out, content_type = rendered
-        r.response = Response(code, headers=list(out), content_type=content_type,
-                              content_length=a.length)
+        _, head, r.response = rendered
         r.status = code
         if head_only or not a.length:
             data_out = head
@@ -509,6 +512,7 @@ class Express:
         if t is not None and not conn.closing:
             t.write(data_out)
         conn.on_writable = None
+        r.log_memo = (self.h, a, route, r.keepalive)
         if conn.responding is r:
             conn._done(r, False)  # (logged: the request and this object may part)
         self.r = None  # type: ignore[assignment]

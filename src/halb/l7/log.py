@@ -132,6 +132,28 @@ def _plain_header(name: str) -> str | None:
     return name[5:].replace("_", "-")
 
 
+# What a line may hold to be the same for the express lane's requests of one client, head,
+# answer, route and keep-alive decision within a second (l7/express.py sets r.log_memo to
+# those; the access log then formats such a line once): no times finer than a second, no
+# counters, nothing of the upstream attempt but its answer's headers.
+_STABLE = frozenset({
+    "remote_addr", "remote_user", "time_local", "time_iso8601", "request", "status",
+    "body_bytes_sent", "bytes_sent", "request_uri", "uri", "document_uri", "args",
+    "query_string", "is_args", "request_method", "server_protocol", "host", "server_name",
+    "scheme", "proxy_host", "proxy_port", "request_length", "content_type", "content_length"})
+_STABLE_PREFIXES = ("http_", "sent_http_", "upstream_http_", "cookie_", "arg_")
+_STABLE_FORMATS: dict[int, tuple[LogFormat, bool]] = {}
+
+
+def stable(fmt: LogFormat) -> bool:
+    hit = _STABLE_FORMATS.get(id(fmt))
+    if hit is None or hit[0] is not fmt:
+        names = [p.name for p in fmt.template.parts if isinstance(p, Var)]
+        ok = all(n in _STABLE or n.startswith(_STABLE_PREFIXES) for n in names)
+        hit = _STABLE_FORMATS[id(fmt)] = (fmt, ok)
+    return hit[1]
+
+
 def format_line(fmt: LogFormat, r: Request) -> bytes:
     """One log line (the format is compiled once: line_writer)."""
     hit = _LINES.get(id(fmt))
@@ -374,6 +396,8 @@ class AccessLogs:
         self.report = report
         self.files: dict[str, Any] = {}  # path -> LogFile | SyslogPeer
         self.caches: dict[tuple[int, float], _FdCache] = {}
+        # lines of the express lane's requests (r.log_memo): (format, memo, client, second)
+        self.lines: dict[tuple[int, Any, str, int], bytes] = {}
 
     def prepare(self, logs: tuple[AccessLog, ...]) -> None:
         for log in logs:
@@ -407,7 +431,19 @@ class AccessLogs:
                     self.report("crit", f'open() "{log.path.static}" failed ({e.errno}: '
                                 f"{e.strerror})")
                     continue
-                f.write(format_line(log.format, r))
+                memo = r.log_memo
+                if memo is not None and stable(log.format):
+                    # (the format by identity: its dataclass hash walks the whole template)
+                    key = (id(log.format), memo, r.conn.remote_addr, DATES.second)
+                    line = self.lines.get(key)
+                    if line is None:
+                        line = format_line(log.format, r)
+                        if len(self.lines) >= 4096:
+                            self.lines.clear()
+                        self.lines[key] = line
+                    f.write(line)
+                else:
+                    f.write(format_line(log.format, r))
             else:
                 self._write_named(expand(log.path, r), format_line(log.format, r), r)
 

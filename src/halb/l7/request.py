@@ -38,6 +38,7 @@ class Request:
         "internal",
         "keepalive",
         "location",
+        "log_memo",
         "method",
         "named_captures",
         "on_body",
@@ -107,6 +108,7 @@ class Request:
         self.var_cache: dict[str, str | None] | None = None
         self.conn_requests = 1  # $connection_requests: this request's number on its connection
         self.pipeline = False  # $pipe: read with (behind) an earlier request still in progress
+        self.log_memo: Any = None  # the express lane's: what makes its log lines repeat
 
     @property
     def protocol(self) -> str:

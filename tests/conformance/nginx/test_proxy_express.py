@@ -32,6 +32,11 @@ CONFIG = r"""
                   '$upstream_http_x_backend|$http_user_agent|$host|$uri|$args|$request|'
                   '$request_method|$server_protocol|$upstream_response_time';
     access_log %PREFIX%/ex.log ex;
+    # a line the lane formats once per client, head, answer and second (l7/log.py: stable)
+    log_format st '$remote_addr|$request|$status|$body_bytes_sent|$http_user_agent|'
+                  '$sent_http_content_type|$sent_http_x_backend|$upstream_http_x_req|$host|'
+                  '$args|$request_length|$uri|$time_local';
+    access_log %PREFIX%/st.log st;
     upstream one { server %B_e1%; keepalive 4; }
     upstream two { server %B_e2%; server %B_e3% weight=2; keepalive 8; }
     upstream slow { server %B_e4%; keepalive 2; }
@@ -119,3 +124,5 @@ def test_express_lane(pair) -> None:  # type: ignore[no-untyped-def]
     # (the built-in pages of 400 and 504 name the server: their lengths differ by design; a
     # chunked answer is framed per read, so its $body_bytes_sent depends on timing)
     assert same_access_logs(pair, r"^(/(?!x/chunked)[^|]*)\|(?!400|504)", name="ex.log") >= 60
+    assert same_access_logs(pair, r"^[^|]*\|((?:GET|HEAD) (?!/x/chunked)[^|]*)\|(?!400|504)",
+                            name="st.log") >= 60

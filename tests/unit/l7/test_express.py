@@ -207,3 +207,43 @@ def test_no_cached_connection_connects_through_the_general_path(rig: Rig) -> Non
         rig.group.forget(up)
         up.idle_timer_cancel()
     assert express.take(rig.conn, GET) is False  # (no idle connection: not even a pick)
+
+
+def test_repeated_lines_are_formatted_once_when_stable(rig: Rig) -> None:
+    """The lane's requests carry a log memo; a line of stable variables is formatted once per
+    client, head, answer and second, and equals what format_line gives."""
+    from halb.config.nginx import load_text as load
+    from halb.l7.log import format_line, stable
+
+    fmts = load("events {} http { log_format a '$remote_addr $request $status $http_x'; "
+                "log_format b '$request $request_time'; log_format c '$msec'; "
+                "log_format d '$upstream_addr $status'; log_format e '$connection_requests'; "
+                "server { listen 127.0.0.1:9; } }").http.log_formats  # type: ignore[union-attr]
+    assert stable(fmts["a"]) and not any(stable(fmts[k]) for k in "bcde")
+    for _ in range(3):
+        rig.conn.data_received(GET)
+        up, _ut = rig.busy()
+        _ut.take()
+        up.data_received(OK)
+    logs = rig.srv.access_logs
+    assert len(logs.lines) == 1  # three requests, one line formatted
+    line = next(iter(logs.lines.values()))
+    r = general_request(rig)
+    general = format_line(rig.srv.config.http.conf.access_log[0].format, r)
+
+    def untimed(b: bytes) -> bytes:
+        return re.sub(rb"\[[^]]*\]", b"[T]", b)
+
+    assert untimed(line) == untimed(general) and b'"GET /a?b=1 HTTP/1.1" 200 3' in line
+
+
+def general_request(rig: Rig) -> Any:
+    """A request like the lane's last one, through the general path's parser."""
+    rig.conn.data_received(GET + GET)  # (pipelined: the general path)
+    r = rig.conn.responding
+    assert r is not None
+    for _ in range(2):
+        up, ut = rig.busy()
+        ut.take()
+        up.data_received(OK)
+    return r
