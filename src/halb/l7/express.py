@@ -2,8 +2,9 @@
 
 A keep-alive client sends `GET` or `HEAD` without a body; its location only proxies to a
 named upstream over plain HTTP (no rewrite, try_files, filters, cache, variables in
-proxy_pass, hash or ip_hash keys); a cached connection to the peer the balancer picks is free;
-the answer is a 2xx with a Content-Length that arrives whole in one read. That is most of the
+proxy_pass, hash or ip_hash keys); the request goes over a cached connection to the peer the
+balancer picks (or a new one, made as proxy.py makes it); the answer is a 2xx with a
+Content-Length that arrives whole in one read. That is most of the
 traffic of a busy reverse proxy, and for it this module does in a few calls what the general
 path (l7/http.py → handler → l7/proxy.py → the response writer) does in many: the request head
 is checked and split by regular expressions, the location found once per URI, the upstream's
@@ -18,18 +19,19 @@ connection cached under the same rules, the same $upstream_* record.
 
 Anything else leaves the lane before it changes anything (the request then goes through the
 httptools parser as usual), or, once a peer has been picked, is handed to a ProxyRequest in
-the state the general path would have reached (promote): no cached connection (it connects),
-an answer of another shape (it parses it again from the start), an upstream that closes,
-resets or times out, a client that goes away, a bug.
+the state the general path would have reached (promote): an answer of another shape (it
+parses it again from the start), a connection refused (its retries and errors), an upstream
+that closes, resets or times out, a client that goes away, a bug.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from halb.balancing import Outcome, PickContext
+from halb.balancing import Outcome, Peer, PickContext
 from halb.config.model import Location, LocConf, ProxyPass, Server
 from halb.l7 import handler
 from halb.l7.body import CONNECT, HEADER
@@ -52,6 +54,7 @@ from halb.l7.request import Request
 from halb.l7.response import DATES, Response
 from halb.l7.routing import find_location, validate_host
 from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
+from halb.l7.variables import expand
 
 if TYPE_CHECKING:
     from halb.l7.http import HttpConnection
@@ -255,7 +258,7 @@ def take(conn: HttpConnection, data: bytes) -> bool:
     if route is None:
         return False
     group = conn.server.upstreams.get(route.upstream)
-    if group is None or group.needs_client or group.config.key is not None or not group.idle:
+    if group is None or group.needs_client or group.config.key is not None:
         return False
     # the request, as the parser callbacks and the header checks would have made it
     now = time.monotonic()
@@ -364,8 +367,9 @@ def _answer(data: bytes) -> Answer:
 class Express:
     """The upstream side of one request in the lane (what ProxyRequest would be for it)."""
 
-    __slots__ = ("answer", "att", "conn", "ctx", "deadline", "group", "h", "head", "over",
-                 "peer", "plan", "r", "route", "started", "states", "timer", "up")
+    __slots__ = ("answer", "att", "cached", "conn", "connecting", "ctx", "deadline", "group", "h", "head",
+                 "over", "peer", "plan", "promoted", "r", "route", "started", "states", "timer",
+                 "up", "what")
 
     body_len = None  # ($proxy_internal_body_length: no body)
     upchunked = False
@@ -383,7 +387,11 @@ class Express:
         self.answer: Answer | None = None
         self.timer: ConnectionTimer | None = None
         self.deadline = 0.0
+        self.cached = False
+        self.what = ""
         self.up: UpstreamConnection | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.promoted: ProxyRequest | None = None
         r.proxy = self
         self.ctx = ctx = PickContext(now=now, rng=group.rng)
         peer = self.peer = group.balancer.pick(ctx)
@@ -407,29 +415,82 @@ class Express:
             if route.static:
                 h.upstream_heads[route] = head
         self.head = head
-        up = group.take_idle(peer)
-        if up is None:  # no cached connection to this peer: the general path connects
-            proxy = self._promote()
-            proxy.phase = CONNECT
-            proxy.cached = False
-            proxy._arm(plan.connect_timeout, "connecting to upstream")
-            proxy.connecting = proxy.loop.create_task(proxy._connect(peer))
-            return
-        self.up = up
-        up.owner = self  # type: ignore[assignment]
-        up.requests += 1
-        att.connect = 0.0
-        sent = up.sent
-        up.write(self.head)
-        att.sent += up.sent - sent
-        self.deadline = deadline = conn.loop.time() + plan.read_timeout
         timer = conn.proxy_timer
         if timer is None:
             timer = conn.proxy_timer = ConnectionTimer(conn.loop)
         elif timer.owner is not None:
             timer = ConnectionTimer(conn.loop)
-        timer.start(self, deadline)  # type: ignore[arg-type]
         self.timer = timer
+        up = group.take_idle(peer)
+        if up is None:  # no cached connection to this peer: a new one (proxy.py's _connect)
+            if peer.host.startswith("unix:"):
+                self.timer = None
+                proxy = self._promote()
+                proxy.phase = CONNECT
+                proxy.cached = False
+                proxy._arm(plan.connect_timeout, "connecting to upstream")
+                proxy.connecting = proxy.loop.create_task(proxy._connect(peer))
+                return
+            self.what = "connecting to upstream"
+            self.deadline = deadline = conn.loop.time() + plan.connect_timeout
+            timer.start(self, deadline)  # type: ignore[arg-type]
+            self.connecting = conn.loop.create_task(self._connect(peer))
+            return
+        att.connect = 0.0
+        self.cached = True
+        self._attach(up, timer)
+
+    def _attach(self, up: UpstreamConnection, timer: ConnectionTimer) -> None:
+        self.up = up
+        up.owner = self  # type: ignore[assignment]
+        up.requests += 1
+        att = self.att
+        assert att is not None
+        sent = up.sent
+        up.write(self.head)
+        att.sent += up.sent - sent
+        self.what = "reading response header from upstream"
+        self.deadline = deadline = self.conn.loop.time() + self.plan.read_timeout
+        timer.start(self, deadline)  # type: ignore[arg-type]
+
+    async def _connect(self, peer: Peer) -> None:
+        """As ProxyRequest._connect, for a plain TCP peer; a failure goes to the general path
+        (its retries, its error), and so does the connection when the request went there
+        while it was being made."""
+        up = UpstreamConnection(peer, self.group)
+        try:
+            bind = self.plan.bind
+            local = (expand(bind, self.r), 0) if bind is not None else None
+            await self.conn.loop.create_connection(lambda: up, peer.host, peer.port,
+                                                   local_addr=local)
+        except asyncio.CancelledError:
+            up.close()
+            raise
+        except OSError as e:
+            if not self.over:
+                self.connecting = None
+                self._promote().fail("error", f"connect() failed ({e.errno}: {e.strerror}) "
+                                              "while connecting to upstream")
+            return
+        except Exception as e:
+            up.close()
+            if not self.over:
+                self.connecting = None
+                self._promote().crashed(e)
+            return
+        self.connecting = None
+        proxy = self.promoted
+        if proxy is not None:  # (its connecting task was this one)
+            proxy.connecting = None
+            if proxy.phase == CONNECT and proxy.peer is peer:
+                proxy._attach(up)
+            else:
+                up.close()
+            return
+        att = self.att
+        assert att is not None and self.timer is not None
+        att.connect = time.monotonic() - att.start
+        self._attach(up, self.timer)
 
     # -- what the request's variables ask -----------------------------------------------------
 
@@ -540,17 +601,23 @@ class Express:
         if up is not None:
             proxy.up = up
             up.owner = proxy
-            proxy.cached = True
+            proxy.cached = self.cached  # (a cached connection's failure uses up no try)
             proxy.request_sent = True
             proxy.phase = HEADER
+        elif self.connecting is not None:
+            proxy.phase = CONNECT
+            proxy.cached = False
+            proxy.connecting = self.connecting
+            self.connecting = None
         timer = self.timer
         self.timer = None
         if timer is not None and timer.owner is self:  # type: ignore[comparison-overlap]
             proxy.timer = timer
             proxy.deadline = self.deadline
-            proxy.timer_what = "reading response header from upstream"
+            proxy.timer_what = self.what
             timer.owner = proxy
         self.over = True
+        self.promoted = proxy
         return proxy
 
     def _on_timer(self) -> None:

@@ -18,7 +18,9 @@ from harness import Case, compare, req, same_access_logs
 
 pytestmark = pytest.mark.peer
 
-BACKENDS = ["e1", "e2", "e3", "e4"]
+BACKENDS = ["e1", "e2", "e3", "e4", "e5", "e6"]
+DOWN = ("e5",)  # refuses connections
+BLACKHOLE = ("e6",)  # never accepts them
 
 CONFIG = r"""
     default_type text/plain;
@@ -40,6 +42,9 @@ CONFIG = r"""
     upstream one { server %B_e1%; keepalive 4; }
     upstream two { server %B_e2%; server %B_e3% weight=2; keepalive 8; }
     upstream slow { server %B_e4%; keepalive 2; }
+    upstream nokeep { server %B_e1%; }
+    upstream downfirst { server %B_e5%; server %B_e2%; keepalive 2; }
+    upstream hole { server %B_e6%; keepalive 2; }
     server {
         listen %ADDR%:%PORT%;
         server_name localhost;
@@ -48,6 +53,9 @@ CONFIG = r"""
         location /rr/ { proxy_pass http://two; }
         location /uri/ { proxy_pass http://one/base/; }
         location /slow/ { proxy_read_timeout 1s; proxy_pass http://slow; }
+        location /nk/ { proxy_pass http://nokeep; }
+        location /df/ { proxy_pass http://downfirst; }
+        location /hole/ { proxy_connect_timeout 500ms; proxy_pass http://hole; }
         location /addr/ {
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -112,6 +120,9 @@ SESSIONS = [
     Case("client-address", session(keep("/addr/z0"), keep("/addr/z1"),
                                    req("/addr/z2", headers=[("X-Forwarded-For", "10.0.0.1")]))),
     Case("hide-and-pass", session(keep("/hdr/q0"), keep("/hdr/hdrs"), keep("/hdr/q1"))),
+    Case("no-keepalive", session(keep("/nk/f0"), keep("/nk/f1"), keep("/nk/f2"))),
+    Case("down-first", session(keep("/df/g0"), keep("/df/g1"), keep("/df/g2"), keep("/df/g3"))),
+    Case("connect-timeout", session(keep("/hole/i0"), keep("/hole/i1")), wait=5.0),
     Case("client-eof", session(keep("/slow/e0"), keep("/slow/slow-header/300ms")),
          half_close=True, requests=1),
     Case("bad-duplicate-host", session(keep("/x/d0"), req("/x/d1", headers=[("Host", "b")]))),

@@ -202,11 +202,26 @@ def test_what_the_lane_leaves(rig: Rig, data: bytes) -> None:
         assert b"X-Real-IP: 127.0.0.1\r\n" in ut.take()
 
 
-def test_no_cached_connection_connects_through_the_general_path(rig: Rig) -> None:
+def test_no_cached_connection_connects_and_a_refusal_goes_to_the_general_path(
+        rig: Rig) -> None:
+    """Without a cached connection the lane connects (127.0.0.1:19101 refuses): the failure
+    is the general path's (its error log line, its retries, 502), and the connection that was
+    being made does not outlive the request."""
     for up, _ in rig.ups:
         rig.group.forget(up)
         up.idle_timer_cancel()
-    assert express.take(rig.conn, GET) is False  # (no idle connection: not even a pick)
+    assert express.take(rig.conn, GET) is True
+    r = rig.conn.responding
+    assert r is not None and isinstance(r.proxy, Express) and r.proxy.connecting is not None
+    for _ in range(100):
+        if rig.conn.responding is None:
+            break
+        rig.loop.run_until_complete(asyncio.sleep(0.01))
+    assert rig.conn.responding is None and r.status == 502
+    assert isinstance(r.proxy, ProxyRequest) and r.proxy.connecting is None
+    assert rig.client.take().startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert r.proxy.variable("addr") == "127.0.0.1:19101"
+    assert r.proxy.variable("status") == "502"
 
 
 def test_repeated_lines_are_formatted_once_when_stable(rig: Rig) -> None:
