@@ -35,6 +35,7 @@ from halb.balancing import Outcome, Peer, PickContext
 from halb.config.model import Location, LocConf, ProxyPass, Server
 from halb.l7 import handler
 from halb.l7.body import CONNECT, HEADER
+from halb.l7.filters.chain import header_filter
 from halb.l7.http_write import WRITING
 from halb.l7.proxy import DEFAULT_NEXT, ProxyRequest
 from halb.l7.proxy_headers import (
@@ -117,7 +118,7 @@ def _static_entry(entry: tuple[Any, ...]) -> bool:
 def _route_for(server: Server, location: Location) -> Route | None:
     conf: LocConf = location.conf
     if server.conf.rewrite is not None or conf.rewrite is not None or \
-            conf.try_files is not None or conf.internal or conf.filters is not None or \
+            conf.try_files is not None or conf.internal or \
             location.regex is not None:
         return None
     extra = conf.extra
@@ -539,20 +540,22 @@ class Express:
         if conn.draining:
             r.keepalive = False
         route = self.route
-        key = (route, r.keepalive)
         DATES.update(time.time())  # (the Date of a head rendered in an earlier second is old)
-        second = DATES.second
-        rendered = a.rendered.get(key)
-        if rendered is None or rendered[0] != second:
-            rendered = a.render(route, r)
-        _, head, r.response = rendered
         r.status = code
-        if head_only or not a.length:
-            data_out = head
-        else:
+        if not head_only:
             att.length = a.length
-            data_out = head + data[a.size:]
-            r.body_bytes_sent = a.length
+        if route.conf.filters is not None:
+            data_out = self._filtered(a, data, r, route)
+        else:
+            rendered = a.rendered.get((route, r.keepalive))
+            if rendered is None or rendered[0] != DATES.second:
+                rendered = a.render(route, r)
+            _, head, r.response = rendered
+            if head_only or not a.length:
+                data_out = head
+            else:
+                data_out = head + data[a.size:]
+                r.body_bytes_sent = a.length
         r.bytes_sent = len(data_out)
         # the peer and the connection, as _done_with_upstream leaves them
         peer = self.peer
@@ -578,6 +581,62 @@ class Express:
             conn._done(r, False)  # (logged: the request and this object may part)
         self.r = None  # type: ignore[assignment]
         r.proxy = None
+
+    def _filtered(self, a: Answer, data: bytes, r: Request, route: Route) -> bytes:
+        """add_header, expires, gzip: the head as ProxyRequest._send_head renders it through
+        the header filter, the body through the body filter in the pieces the general path
+        gives it (the whole body at the end; with proxy_buffering off, or postpone_output
+        reached, first as data, then an empty end), chunk-framed when the length went."""
+        plan = route.plan
+        conf = route.conf
+        hide = plan.hide
+        content_type = None
+        out = []
+        for low, pair in a.fields:
+            if low in hide:
+                continue
+            if low in CONSUMED:
+                if low == "content-type":
+                    content_type = pair[1]
+                continue
+            out.append(pair)
+        length = a.length
+        code = a.code
+        resp = Response(code, headers=out, content_type=content_type, content_length=length)
+        body_filter = header_filter(r, resp, conf.filters, upstream=True)
+        if resp.unknown_length:
+            length = -1
+        head_only = r.method == "HEAD"
+        if head_only:
+            body_filter = None
+        chunked = False
+        if length < 0 and not head_only:
+            if r.version >= 11 and conf.chunked_transfer_encoding:
+                chunked = True
+            else:
+                r.keepalive = False
+        head = render_head(r, code, a.status_line, content_type, length, None, resp.headers,
+                           plan, chunked, r.keepalive, resp.vary)
+        r.response = resp
+        if head_only:
+            return head
+        body = data[a.size:]
+        pieces = []
+        if body_filter is not None:
+            # (the general path counts the rendered head into postpone_output)
+            if not plan.buffering or len(head) + len(body) >= plan.postpone:
+                pieces.append(body_filter.data(body, not plan.buffering))
+                body = b""
+            pieces.append(body_filter.last(body))
+        else:
+            pieces.append(body)
+        if chunked:
+            framed = [b"%x\r\n%b\r\n" % (len(p), p) for p in pieces if p]
+            framed.append(b"0\r\n\r\n")
+            pieces = framed
+        sent = b"".join(pieces)
+        r.body_bytes_sent = len(sent)
+        return head + sent
 
     # -- everything else: the general path takes over ------------------------------------------
 

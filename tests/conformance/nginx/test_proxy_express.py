@@ -53,6 +53,14 @@ CONFIG = r"""
         location /rr/ { proxy_pass http://two; }
         location /uri/ { proxy_pass http://one/base/; }
         location /slow/ { proxy_read_timeout 1s; proxy_pass http://slow; }
+        location /gz/ { gzip on; gzip_min_length 1; gzip_types text/plain; gzip_vary on;
+                        proxy_pass http://one; }
+        location /gzu/ { gzip on; gzip_min_length 1; gzip_types text/plain;
+                         proxy_buffering off; proxy_pass http://one; }
+        location /gzp/ { gzip on; gzip_min_length 1; gzip_types text/plain;
+                         gzip_proxied any; proxy_pass http://one; }
+        location /ah/ { add_header X-Lane yes; add_header Cache-Control no-store always;
+                        expires epoch; proxy_pass http://one; }
         location /nk/ { proxy_pass http://nokeep; }
         location /df/ { proxy_pass http://downfirst; }
         location /hole/ { proxy_connect_timeout 500ms; proxy_pass http://hole; }
@@ -120,6 +128,24 @@ SESSIONS = [
     Case("client-address", session(keep("/addr/z0"), keep("/addr/z1"),
                                    req("/addr/z2", headers=[("X-Forwarded-For", "10.0.0.1")]))),
     Case("hide-and-pass", session(keep("/hdr/q0"), keep("/hdr/hdrs"), keep("/hdr/q1"))),
+    Case("gzip", session(*(req(f"/gz/{p}", headers=[UA, ("Accept-Encoding", ae)])
+                           for p, ae in (("a0", "gzip"), ("a1", "gzip"), ("a2", "deflate"),
+                                         ("big/3k", "gzip"), ("a3", "gzip, br"),
+                                         ("a4", "identity"), ("big/1500", "gzip"))),
+                         req("/gz/a5", method="HEAD", headers=[("Accept-Encoding", "gzip")]),
+                         req("/gz/a6", headers=[("Accept-Encoding", "gzip"), ("Via", "x")]))),
+    # (unbuffered, a body larger than nginx's proxy_buffer_size is compressed with a flush per
+    # read, so its bytes depend on nginx's buffer and on timing: small bodies only)
+    Case("gzip-unbuffered", session(*(req(f"/gzu/{p}", headers=[("Accept-Encoding", "gzip")])
+                                      for p in ("b0", "b1", "big/1k", "b2")))),
+    Case("gzip-proxied", session(*(req(f"/gzp/c{i}", headers=[("Accept-Encoding", "gzip"),
+                                                              ("Via", "1.1 x")])
+                                   for i in range(3)))),
+    Case("gzip-http10", session(req("/gz/h0", headers=[("Accept-Encoding", "gzip")]),
+                                req("/gz/h1", version="HTTP/1.0", headers=[
+                                    ("Connection", "keep-alive"), ("Accept-Encoding", "gzip")]))),
+    Case("add-header", session(keep("/ah/j0"), keep("/ah/j1"), keep("/ah/status/404"),
+                               keep("/ah/j2", method="HEAD"))),
     Case("no-keepalive", session(keep("/nk/f0"), keep("/nk/f1"), keep("/nk/f2"))),
     Case("down-first", session(keep("/df/g0"), keep("/df/g1"), keep("/df/g2"), keep("/df/g3"))),
     Case("connect-timeout", session(keep("/hole/i0"), keep("/hole/i1")), wait=5.0),

@@ -286,7 +286,9 @@ def gzip_header(g: Gzip, version: int, headers: Mapping[str, str], resp: Respons
 class GzipBody:
     """The body filter: compressed pieces as the body passes (see the module docstring)."""
 
-    __slots__ = ("done", "z", "zin", "zout")
+    __slots__ = ("done", "held", "z", "zin", "zout")
+
+    BUFFER = 4096  # gzip_buffers' default size: nginx passes output on a buffer at a time
 
     def __init__(self, level: int, wbits: int = 15, memlevel: int = 8, length: int = -1
                  ) -> None:
@@ -297,6 +299,7 @@ class GzipBody:
         self.z = zlib.compressobj(level, zlib.DEFLATED, 16 + wbits, max(memlevel, 1))
         self.zin = self.zout = 0
         self.done = False
+        self.held = b""  # output not yet a whole buffer (nginx holds it in its gzip buffer)
 
     def data(self, chunk: bytes, flush: bool = False) -> bytes:
         """A piece of the body; flush: what zlib holds goes out too (an unbuffered proxy)."""
@@ -305,6 +308,15 @@ class GzipBody:
             out += self.z.flush(zlib.Z_SYNC_FLUSH)
         self.zin += len(chunk)
         self.zout += len(out)
+        if self.held:
+            out = self.held + out
+            self.held = b""
+        if flush:
+            return out
+        whole = len(out) - len(out) % self.BUFFER
+        if whole < len(out):
+            self.held = out[whole:]
+            out = out[:whole]
         return out
 
     def last(self, chunk: bytes = b"") -> bytes:
@@ -314,6 +326,9 @@ class GzipBody:
         self.zin += len(chunk)
         self.zout += len(out)
         self.done = True
+        if self.held:
+            out = self.held + out
+            self.held = b""
         return out
 
     def ratio(self) -> str | None:
