@@ -1,5 +1,5 @@
-"""The user-space data plane: asyncio TCP and UDP forwarding for every virtual service, a full
-proxy in the role of IPVS's NAT (-m) mode. No root needed.
+"""The user-space data plane: TCP and UDP forwarding for every virtual service on the event
+loop, a full proxy in the role of IPVS's NAT (-m) mode. No root needed.
 
 TCP (l4/dataplane/tcp_relay.py). Each service gets a listening socket on VIP:port (bound
 synchronously in `sync`) in the plane's epoll set. An accepted client is scheduled through the
