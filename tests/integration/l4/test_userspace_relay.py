@@ -1,12 +1,13 @@
 """The user-space data plane's TCP relay (l4/dataplane/tcp_relay.py) against real servers the
 test drives by hand (plain sockets on loopback, no root): flow control when a real server stops
-reading, resets passed on both ways, a FIN arriving with the last bytes, and a failing handler
-that takes down only its own connection."""
+reading, resets passed on both ways, a FIN arriving with the last bytes, a failing handler that
+takes down only its own connection, and an accept that fails (EMFILE) without a busy loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from halb.l4.dataplane import tcp_relay
-from halb.l4.dataplane.tcp_relay import BUFSIZE, HIGH_WATER, Relay
+from halb.l4.dataplane.tcp_relay import BUFSIZE, HIGH_WATER, Listener, Poller, Relay
 from halb.l4.dataplane.userspace import UserspaceDataPlane
 from halb.l4.director import Director
 from halb.l4.model import Command, DestSpec, Forward, Op, Proto, ServiceKey, ServiceSpec
@@ -205,5 +206,39 @@ def test_a_failing_handler_resets_its_connection_only(monkeypatch: pytest.Monkey
             for w, conn in ((w1, conn1), (w2, conn2)):
                 w.close()
                 conn.close()
+
+    run(main)
+
+
+class _NoFds(socket.socket):
+    def _accept(self) -> tuple[int, object]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+
+def test_a_failing_accept_rests_the_listener_instead_of_spinning() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        dp = UserspaceDataPlane()
+        poller = Poller(loop, loop.time)
+        sock = _NoFds()
+        client = socket.socket()
+        try:
+            sock.bind((VIP, 0))
+            sock.listen(4)
+            sock.setblocking(False)
+            key = ServiceKey(Proto.TCP, VIP, sock.getsockname()[1])
+            listener = Listener(dp, poller, key, sock)
+            client.setblocking(False)
+            await loop.sock_connect(client, sock.getsockname())  # waits in the backlog
+            await until(lambda: dp.errors["accept"] == 1, "the first failed accept")
+            assert listener.paused
+            await until(lambda: dp.errors["accept"] >= 2, "a retry after the rest")
+            # level-triggered and always readable: without the rest this would be thousands
+            assert dp.errors["accept"] < 10
+            listener.close()
+        finally:
+            client.close()
+            sock.close()
+            poller.shutdown()
 
     run(main)
