@@ -52,6 +52,7 @@ from halb.l7.variables import expand
 if TYPE_CHECKING:
     from halb.l7.http import HttpConnection
 
+
 def take(conn: HttpConnection, data: bytes) -> bool:
     """Answer `data` (a whole request head, nothing else) in the lane; False (nothing done)
     when it is not the lane's."""
@@ -126,9 +127,9 @@ def take(conn: HttpConnection, data: bytes) -> bool:
 class Express:
     """The upstream side of one request in the lane (what ProxyRequest would be for it)."""
 
-    __slots__ = ("answer", "att", "cached", "conn", "connecting", "ctx", "deadline", "group", "h", "head",
-                 "over", "peer", "plan", "promoted", "r", "route", "started", "states", "timer",
-                 "up", "what")
+    __slots__ = ("answer", "att", "cached", "conn", "connecting", "ctx", "deadline", "group",
+                 "h", "head", "over", "peer", "plan", "promoted", "r", "route", "started",
+                 "states", "timer", "up", "what")
 
     body_len = None  # ($proxy_internal_body_length: no body)
     upchunked = False
