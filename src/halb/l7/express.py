@@ -32,12 +32,23 @@ from typing import TYPE_CHECKING
 
 from halb.balancing import Outcome, Peer, PickContext
 from halb.l7.body import CONNECT, HEADER
-from halb.l7.express_shapes import OTHER, Answer, Head, Route, answer_of, head_of, route_of
+from halb.l7.express_shapes import (
+    OTHER,
+    Answer,
+    Filtered,
+    Head,
+    Route,
+    answer_of,
+    head_of,
+    route_of,
+)
 from halb.l7.filters.chain import header_filter
+from halb.l7.filters.gzip import GzipBody
 from halb.l7.http_write import WRITING
 from halb.l7.proxy import ProxyRequest
 from halb.l7.proxy_headers import (
     CONSUMED,
+    Plan,
     render_head,
     request_head,
     upstream_uri,
@@ -346,6 +357,19 @@ class Express:
         reached, first as data, then an empty end), chunk-framed when the length went."""
         plan = route.plan
         conf = route.conf
+        head_only = r.method == "HEAD"
+        memo_key = (route, r.keepalive, self.h)
+        memo = a.filtered.get(memo_key) if route.filters_static else None
+        if memo is not None and memo.second == DATES.second:
+            r.keepalive = memo.keepalive
+            resp = r.response = memo.resp
+            head = memo.head
+            if head_only:
+                return head
+            body_filter = None
+            if memo.gzip is not None:
+                body_filter = resp.gzip = GzipBody(*memo.gzip)
+            return head + self._body(head, data[a.size:], body_filter, memo.chunked, plan, r)
         hide = plan.hide
         content_type = None
         out = []
@@ -363,7 +387,9 @@ class Express:
         body_filter = header_filter(r, resp, conf.filters, upstream=True)
         if resp.unknown_length:
             length = -1
-        head_only = r.method == "HEAD"
+        gzip = conf.filters.gzip
+        params = None if resp.gzip is None or gzip is None else (
+            gzip.level, gzip.wbits, gzip.memlevel, a.length)
         if head_only:
             body_filter = None
         chunked = False
@@ -372,12 +398,21 @@ class Express:
                 chunked = True
             else:
                 r.keepalive = False
+        second = DATES.second
         head = render_head(r, code, a.status_line, content_type, length, None, resp.headers,
                            plan, chunked, r.keepalive, resp.vary)
         r.response = resp
+        if route.filters_static and DATES.second == second:
+            if len(a.filtered) >= 64:
+                a.filtered.clear()
+            a.filtered[memo_key] = Filtered(second, head, resp, params, chunked, r.keepalive)
         if head_only:
             return head
-        body = data[a.size:]
+        return head + self._body(head, data[a.size:], body_filter, chunked, plan, r)
+
+    @staticmethod
+    def _body(head: bytes, body: bytes, body_filter: GzipBody | None, chunked: bool,
+              plan: Plan, r: Request) -> bytes:
         pieces = []
         if body_filter is not None:
             # (the general path counts the rendered head into postpone_output)
@@ -393,7 +428,7 @@ class Express:
             pieces = framed
         sent = b"".join(pieces)
         r.body_bytes_sent = len(sent)
-        return head + sent
+        return sent
 
     # -- everything else: the general path takes over ------------------------------------------
 

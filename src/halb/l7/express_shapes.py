@@ -55,7 +55,7 @@ _MAX_URIS = 4096  # URIs remembered per server (then forgotten all at once)
 class Route:
     """A location the lane may answer, with what it needs, resolved once."""
 
-    __slots__ = ("conf", "location", "plan", "pp", "static", "upstream")
+    __slots__ = ("conf", "filters_static", "location", "plan", "pp", "static", "upstream")
 
     def __init__(self, location: Location, pp: ProxyPass, plan: Plan) -> None:
         self.location = location
@@ -66,6 +66,11 @@ class Route:
         # the request head sent upstream depends only on the client's head (remembered with
         # it) unless a proxy_set_header reads something else ($remote_addr, ...)
         self.static = all(_static_entry(entry) for entry in plan.sending)
+        # what add_header, expires and gzip do depends only on the head, the answer and the
+        # second unless a value has variables
+        f = self.conf.filters
+        self.filters_static = f is not None and all(h.value.is_static for h in f.headers) \
+            and (f.expires is None or f.expires.value is None)
 
 
 _HEAD_VARIABLES = frozenset({"proxy_host", "proxy_port", "host", "request_uri", "uri", "args",
@@ -192,7 +197,8 @@ class Answer:
     and body in one read), parsed once: backends repeat their answers byte for byte within a
     second, so answers are remembered by their bytes, with their client heads per route."""
 
-    __slots__ = ("close", "code", "fields", "length", "rendered", "size", "status_line")
+    __slots__ = ("close", "code", "fields", "filtered", "length", "rendered", "size",
+                 "status_line")
 
     def __init__(self, code: int, status_line: str, size: int, length: int, close: bool,
                  fields: list[tuple[str, tuple[str, str]]]) -> None:
@@ -205,6 +211,8 @@ class Answer:
         # (route, keep-alive) -> (the Date's second, the client's head, its Response: one
         # object for the requests it answers, read by their variables and never changed)
         self.rendered: dict[tuple[Route, bool], tuple[int, bytes, Response]] = {}
+        # through the output filters, also per client head (l7/express.py's _filtered)
+        self.filtered: dict[tuple[Route, bool, Head], Filtered] = {}
 
     def render(self, route: Route, r: Request) -> tuple[int, bytes, Response]:
         """The client's head as ProxyRequest._send_head renders it for this route."""
@@ -230,6 +238,22 @@ class Answer:
         rendered = (DATES.second, head, resp)
         self.rendered[(route, r.keepalive)] = rendered
         return rendered
+
+
+class Filtered:
+    """An answer's client head through a route's output filters for one client head: what
+    to do again for the next such request within the second."""
+
+    __slots__ = ("chunked", "gzip", "head", "keepalive", "resp", "second")
+
+    def __init__(self, second: int, head: bytes, resp: Response, gzip: tuple[int, ...] | None,
+                 chunked: bool, keepalive: bool) -> None:
+        self.second = second
+        self.head = head
+        self.resp = resp  # shared: its `gzip` is the body filter of the request being answered
+        self.gzip = gzip  # GzipBody's arguments when the body is compressed
+        self.chunked = chunked
+        self.keepalive = keepalive  # (an HTTP/1.0 client of a compressed answer: close)
 
 
 OTHER = Answer(0, "", 0, -1, True, [])  # not the lane's: the general path reads it

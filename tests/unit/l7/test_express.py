@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ CONFIG = """events {{}} http {{ access_log {log} combined;
    location / {{ proxy_pass http://b; proxy_http_version 1.1;
                  proxy_set_header Connection ""; }}
    location /addr/ {{ proxy_set_header X-Real-IP $remote_addr; proxy_pass http://b; }}
-   location /gz/ {{ gzip on; proxy_pass http://b; }}
+   location /gz/ {{ gzip on; gzip_min_length 1; gzip_types text/plain; proxy_pass http://b;
+                    proxy_http_version 1.1; proxy_set_header Connection ""; }}
    location /re/ {{ rewrite ^ /x; proxy_pass http://b; }} }} }}"""
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: t\r\n\r\n"
@@ -139,23 +141,40 @@ def test_common_request_is_taken_and_answered(rig: Rig) -> None:
     assert peer.conns == 0
 
 
-def test_same_bytes_as_the_general_path(rig: Rig) -> None:
-    """The lane's answer equals the general path's for the same exchange (a pipelined pair
-    is not the lane's: both of its requests take the general path)."""
-    rig.conn.data_received(GET)
-    up, ut = rig.busy()
-    lane_up = ut.take()
-    up.data_received(OK)
-    lane = rig.client.take()
-    rig.conn.data_received(GET + GET)
+GZ = b"GET /gz/a HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n"
+GZ_HEAD = b"HEAD /gz/a HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n"
+
+
+@pytest.mark.parametrize("request_bytes", [GET, GZ, GZ_HEAD], ids=["plain", "gzip", "gzip-head"])
+def test_same_bytes_as_the_general_path(rig: Rig, request_bytes: bytes) -> None:
+    """The lane's answers (the first one rendered, the next ones from its memos) equal the
+    general path's for the same exchange (a pipelined pair is not the lane's: both of its
+    requests take the general path)."""
+    answer = OK[:OK.index(b"\r\n\r\n") + 4] if request_bytes.startswith(b"HEAD") else OK
+    lane = []
+    for _ in range(3):
+        rig.conn.data_received(request_bytes)
+        r = rig.conn.responding
+        assert r is not None and isinstance(r.proxy, Express)
+        up, ut = rig.busy()
+        lane_up = ut.take()
+        up.data_received(answer)
+        lane.append(rig.client.take())
+    assert len(set(map(_undated, lane))) == 1
+    rig.conn.data_received(request_bytes + request_bytes)
     r = rig.conn.responding
     assert r is not None and isinstance(r.proxy, ProxyRequest)
     for _ in range(2):
         up, ut = rig.busy()
         assert ut.take() == lane_up
-        up.data_received(OK)
+        up.data_received(answer)
     general = rig.client.take()
-    assert _undated(general) == _undated(lane + lane)
+    assert _undated(general) == _undated(lane[0] + lane[0])
+    if request_bytes is GZ:
+        head, _, body = lane[2].partition(b"\r\n\r\n")
+        assert b"Content-Encoding: gzip" in head and b"Transfer-Encoding: chunked" in head
+        size, _, rest = body.partition(b"\r\n")
+        assert zlib.decompress(rest[:int(size, 16)], 16 + 15) == b"abc"
 
 
 def _undated(data: bytes) -> bytes:
