@@ -28,6 +28,8 @@ class DirectorError(Exception):
         super().__init__(message or os.strerror(code))
 
 
+_TCP, _TCP_NONE = Proto.TCP, TcpState.NONE  # plain globals: an Enum attribute is a slow lookup
+
 class ConnOwner(Protocol):
     """What a data plane hangs on an entry it carries: told when the entry goes away
     (timed out, or its real server deleted) so that it closes the sockets."""
@@ -141,7 +143,7 @@ class Conn:
         self.dport = dport
         self.service = dest.service
         self.template = template
-        self.state: TcpState | None = TcpState.NONE if proto is Proto.TCP else None
+        self.state: TcpState | None = _TCP_NONE if proto is _TCP else None
         self.timeout = 0.0
         self.expires = 0.0
         self.due = NEVER  # the deadline of this entry's live timer in the table's heap
