@@ -44,7 +44,7 @@ from halb.l7.express_shapes import (
 )
 from halb.l7.filters.chain import header_filter
 from halb.l7.filters.gzip import GzipBody
-from halb.l7.http_write import WRITING
+from halb.l7.http_write import STATES, WRITING
 from halb.l7.proxy import ProxyRequest
 from halb.l7.proxy_headers import (
     CONSUMED,
@@ -62,6 +62,8 @@ from halb.l7.variables import expand
 
 if TYPE_CHECKING:
     from halb.l7.http import HttpConnection
+
+IDLE = STATES[0]
 
 
 def take(conn: HttpConnection, data: bytes) -> bool:
@@ -346,7 +348,19 @@ class Express:
         conn.on_writable = None
         r.log_memo = (self.h, a, route, r.keepalive)
         if conn.responding is r:
-            conn._done(r, False)  # (logged: the request and this object may part)
+            if r.keepalive and conn.cur is None and not conn.queue and conn.pending is None \
+                    and not conn.draining and t is not None and not conn.closing:
+                # conn._done's common case (nothing was read meanwhile, so reading was not
+                # paused; the Date is this second's): log, then keep-alive
+                conn.responding = None
+                conn.server.access_log(r)
+                conn.idle_since = loop_now = conn.loop.time()
+                conn.state = IDLE  # conn.arm(IDLE, keepalive_timeout)
+                conn.deadline = loop_now + conn.conf.keepalive_timeout
+                if conn.timer is None or conn.timer_off:
+                    conn.arm(IDLE, conn.conf.keepalive_timeout)
+            else:
+                conn._done(r, False)  # (logged: the request and this object may part)
         self.r = None  # type: ignore[assignment]
         r.proxy = None
 

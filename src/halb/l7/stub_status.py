@@ -146,6 +146,7 @@ class CountingConnection(HttpConnection):
     then moves the connection to the gauge it is in now."""
 
     __slots__ = ("counted", "gauge", "live")
+    express = False  # (the proxy's express lane skips the hooks that count)
 
     def _restat(self) -> None:
         if self.closing:  # being closed: active until it is gone, in no gauge (as nginx)

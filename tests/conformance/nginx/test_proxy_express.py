@@ -37,7 +37,7 @@ CONFIG = r"""
     # a line the lane formats once per client, head, answer and second (l7/log.py: stable)
     log_format st '$remote_addr|$request|$status|$body_bytes_sent|$http_user_agent|'
                   '$sent_http_content_type|$sent_http_x_backend|$upstream_http_x_req|$host|'
-                  '$args|$request_length|$uri|$time_local';
+                  '$args|$request_length|$uri';
     access_log %PREFIX%/st.log st;
     upstream one { server %B_e1%; keepalive 4; }
     upstream two { server %B_e2%; server %B_e3% weight=2; keepalive 8; }
