@@ -47,7 +47,6 @@ from halb.l7.filters.gzip import GzipBody
 from halb.l7.http_write import STATES, WRITING
 from halb.l7.proxy import ProxyRequest
 from halb.l7.proxy_headers import (
-    CONSUMED,
     Plan,
     render_head,
     request_head,
@@ -384,17 +383,7 @@ class Express:
             if memo.gzip is not None:
                 body_filter = resp.gzip = GzipBody(*memo.gzip)
             return head + self._body(head, data[a.size:], body_filter, memo.chunked, plan, r)
-        hide = plan.hide
-        content_type = None
-        out = []
-        for low, pair in a.fields:
-            if low in hide:
-                continue
-            if low in CONSUMED:
-                if low == "content-type":
-                    content_type = pair[1]
-                continue
-            out.append(pair)
+        out, content_type = a.passed(plan.hide)
         length = a.length
         code = a.code
         resp = Response(code, headers=out, content_type=content_type, content_length=length)

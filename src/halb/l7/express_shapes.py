@@ -214,10 +214,9 @@ class Answer:
         # through the output filters, also per client head (l7/express.py's _filtered)
         self.filtered: dict[tuple[Route, bool, Head], Filtered] = {}
 
-    def render(self, route: Route, r: Request) -> tuple[int, bytes, Response]:
-        """The client's head as ProxyRequest._send_head renders it for this route."""
-        plan = route.plan
-        hide = plan.hide
+    def passed(self, hide: frozenset[str]) -> tuple[list[tuple[str, str]], str | None]:
+        """The headers passed to the client in their order, and the Content-Type (placed by
+        the header filter), as ProxyRequest._send_head selects them."""
         content_type = None
         out = []
         for low, pair in self.fields:
@@ -228,6 +227,12 @@ class Answer:
                     content_type = pair[1]
                 continue
             out.append(pair)
+        return out, content_type
+
+    def render(self, route: Route, r: Request) -> tuple[int, bytes, Response]:
+        """The client's head as ProxyRequest._send_head renders it for this route."""
+        plan = route.plan
+        out, content_type = self.passed(plan.hide)
         date = DATES.header()  # (the second the rendering is good for)
         head = render_head(r, self.code, self.status_line, content_type, self.length, None,
                            out, plan, False, r.keepalive)
