@@ -56,6 +56,7 @@ from halb.l7.proxy_timer import ConnectionTimer
 from halb.l7.request import Request
 from halb.l7.response import DATES, Response
 from halb.l7.routing import validate_host
+from halb.l7.static import Finish
 from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
 from halb.l7.variables import expand
 
@@ -132,7 +133,16 @@ def take(conn: HttpConnection, data: bytes) -> bool:
     conn.state = WRITING  # conn.wait_upstream(): no client timer while the upstream answers
     if conn.timer is not None:
         conn.timer_off = True
-    Express(conn, r, route, group, now, h)
+    try:
+        Express(conn, r, route, group, now, h)
+    except Exception as e:  # a bug must cost one request, never the worker
+        proxy = r.proxy
+        if isinstance(proxy, (Express, ProxyRequest)):
+            proxy.crashed(e)
+        else:
+            conn.log_error("alert", f"proxy failed: {e!r}", r)
+            r.keepalive = False
+            conn.finish_request(r, Finish(500))
     return True
 
 
@@ -164,13 +174,14 @@ class Express:
         self.up: UpstreamConnection | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.promoted: ProxyRequest | None = None
+        self.att: Attempt | None = None
+        self.states: list[Attempt | None] = []
+        self.head = b""
+        self.peer: Peer | None = None
         r.proxy = self
         self.ctx = ctx = PickContext(now=now, rng=group.rng)
         peer = self.peer = group.balancer.pick(ctx)
         if peer is None:  # no live upstreams: the general path's 502
-            self.att = None
-            self.states: list[Attempt | None] = []
-            self.head = b""
             self._promote().connect_next()
             return
         addresses = group.addresses
@@ -487,7 +498,16 @@ class Express:
         pass  # (the request head was written whole; nothing waits for the upstream)
 
     def crashed(self, exc: Exception) -> None:
-        self._promote().crashed(exc)
+        """A bug: one request lost, never the worker (before the answer: the general path's
+        500; after it was decided: logged, and the client's connection closed)."""
+        if self.promoted is not None:
+            self.promoted.crashed(exc)
+        elif not self.over:
+            self._promote().crashed(exc)
+        else:
+            if self.r is not None:
+                self.conn.log_error("alert", f"proxy failed: {exc!r}", self.r)
+            self.conn._force_close()
 
     def client_gone(self) -> None:
         if not self.over:

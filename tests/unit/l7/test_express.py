@@ -281,3 +281,31 @@ def general_request(rig: Rig) -> Any:
         ut.take()
         up.data_received(OK)
     return r
+
+
+def test_a_bug_before_the_answer_costs_one_request(rig: Rig,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> bytes:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(express, "request_head", broken)
+    assert express.take(rig.conn, GET) is True
+    assert rig.conn.responding is None
+    assert rig.client.take().startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert all(up in rig.group.idle for up, _ in rig.ups)  # (no connection was taken)
+    assert rig.group.balancer.peers[0].conns == 0  # the peer picked was released
+
+
+def test_a_bug_after_the_answer_closes_the_client(rig: Rig,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rig.conn.data_received(GET)
+    up, ut = rig.busy()
+    ut.take()
+
+    def broken(r: Any) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(rig.srv, "access_log", broken)
+    up.data_received(OK)  # (UpstreamConnection hands the exception to its owner)
+    assert rig.client.take().endswith(b"abc") and rig.client.closed
+    assert up in rig.group.idle  # the upstream side was finished before
