@@ -48,7 +48,8 @@ FLUSH_EVERY = 50  # requests per event-loop iteration (the log's write, the time
 
 
 class FakeTransport:
-    """Enough of a transport for HttpConnection / UpstreamConnection; records what is written."""
+    """Enough of a transport for HttpConnection / UpstreamConnection; records what is written.
+    (Its own, not halb.testing.fakes: the trees under --src may be older than that module.)"""
 
     def __init__(self, sockname: tuple[str, int] = ("127.0.0.1", 9)) -> None:
         self.out: list[bytes] = []

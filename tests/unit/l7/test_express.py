@@ -22,6 +22,7 @@ from halb.l7.log import ErrorLogger
 from halb.l7.proxy import ProxyRequest
 from halb.l7.server import HttpServer
 from halb.l7.upstream import UpstreamConnection
+from halb.testing.fakes import FakeTransport
 
 CONFIG = """events {{}} http {{ access_log {log} combined;
  upstream b {{ server 127.0.0.1:19101; keepalive 8; }}
@@ -36,44 +37,6 @@ CONFIG = """events {{}} http {{ access_log {log} combined;
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: t\r\n\r\n"
 OK = (b"HTTP/1.1 200 OK\r\nServer: x\r\nDate: Sat, 21 Nov 2026 06:11:07 GMT\r\n"
       b"Content-Type: text/plain\r\nContent-Length: 3\r\nX-Up: 1\r\n\r\nabc")
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-        self.closed = False
-        self.extra = {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 9)}
-
-    def get_extra_info(self, key: str, default: Any = None) -> Any:
-        return self.extra.get(key, default)
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def set_write_buffer_limits(self, **kwargs: Any) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def take(self) -> bytes:
-        data = b"".join(self.out)
-        self.out.clear()
-        return data
 
 
 class Rig:

@@ -16,6 +16,7 @@ from halb.l7.log import ErrorLogger
 from halb.l7.server import HttpServer
 from halb.l7.upstream import UpstreamConnection
 from halb.runtime.loop import new_event_loop
+from halb.testing.fakes import FakeTransport
 
 CONFIG = """events {} http { access_log off; keepalive_timeout 300ms; client_header_timeout 60s;
  upstream b { server 127.0.0.1:19101; keepalive 4; keepalive_timeout 400ms; }
@@ -25,40 +26,6 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-class Transport:
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-        self.closed_at: float | None = None
-
-    def get_extra_info(self, key: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 9)}.get(key, default)
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def close(self) -> None:
-        if self.closed_at is None:
-            self.closed_at = time.monotonic()
-
-    def abort(self) -> None:
-        self.close()
-
-    def is_closing(self) -> bool:
-        return self.closed_at is not None
-
-    def set_write_buffer_limits(self, **kwargs: Any) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
 def test_timeouts_fire_as_with_fresh_timers() -> None:
     loop = new_event_loop()
     try:
@@ -66,11 +33,11 @@ def test_timeouts_fire_as_with_fresh_timers() -> None:
         group = srv.upstreams.get("b")
         assert group is not None
         up = UpstreamConnection(group.balancer.peers[0], group)
-        ut = Transport()
+        ut = FakeTransport()
         up.connection_made(ut)  # type: ignore[arg-type]
         group.put_idle(up)
         conn = HttpConnection(srv, 1)
-        ct = Transport()
+        ct = FakeTransport()
         conn.connection_made(ct)  # type: ignore[arg-type]
         for _ in range(3):  # the upstream connection is taken and cached again each time
             conn.data_received(REQUEST)
@@ -118,12 +85,12 @@ def test_proxy_timeout_after_a_longer_one_on_the_same_connection() -> None:
         ups = []
         for _ in range(2):
             up = UpstreamConnection(group.balancer.peers[0], group)
-            ut = Transport()
+            ut = FakeTransport()
             up.connection_made(ut)  # type: ignore[arg-type]
             group.put_idle(up)
             ups.append((up, ut))
         conn = HttpConnection(srv, 1)
-        ct = Transport()
+        ct = FakeTransport()
         conn.connection_made(ct)  # type: ignore[arg-type]
         conn.data_received(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
         up, ut = next((u, t) for u, t in ups if t.out)
