@@ -121,12 +121,7 @@ class Master:
         if pid == 0:  # the worker
             code = 1
             try:
-                signal.set_wakeup_fd(-1)
-                for sig in SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
-                os.close(self._wakeup_r)
-                os.close(self._wakeup_w)
-                die_with_parent(signal.SIGTERM)
+                self._in_child()
                 mine = {id(s) for _, s in gen.sockets}
                 for s in self.listeners.sockets.values():
                     if id(s) not in mine:
@@ -148,6 +143,16 @@ class Master:
         gen.started[pid] = time.monotonic()
         self.error_log.log("notice", f"start worker process {pid}")
 
+    def _in_child(self) -> None:
+        """Right after fork, in a worker or the cache loader: the master's signal handling
+        and wake-up pipe are not the child's; it dies with the master."""
+        signal.set_wakeup_fd(-1)
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        os.close(self._wakeup_r)
+        os.close(self._wakeup_w)
+        die_with_parent(signal.SIGTERM)
+
     def start_loader(self, ids: tuple[int, int] | None) -> None:
         """nginx's cache loader process: enters the files of the cold cache zones, then
         exits (the zones are shared memory: what it enters, the workers see)."""
@@ -157,12 +162,7 @@ class Master:
         if pid == 0:
             code = 1
             try:
-                signal.set_wakeup_fd(-1)
-                for sig in SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
-                os.close(self._wakeup_r)
-                os.close(self._wakeup_w)
-                die_with_parent(signal.SIGTERM)
+                self._in_child()
                 for s in (*self.listeners.sockets.values(), *self.stale_sockets):
                     s.close()
                 cache_zones.load_cold(ids)
