@@ -57,7 +57,13 @@ from halb.l7.request import Request
 from halb.l7.response import DATES, Response
 from halb.l7.routing import validate_host
 from halb.l7.static import Finish
-from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
+from halb.l7.upstream import (
+    Attempt,
+    UpstreamConnection,
+    UpstreamGroup,
+    format_states,
+    open_peer,
+)
 from halb.l7.variables import expand
 
 if TYPE_CHECKING:
@@ -237,38 +243,22 @@ class Express:
         timer.start(self, deadline)  # type: ignore[arg-type]
 
     async def _connect(self, peer: Peer) -> None:
-        """As ProxyRequest._connect, for a plain TCP peer; a failure goes to the general path
-        (its retries, its error), and so does the connection when the request went there
-        while it was being made."""
-        up = UpstreamConnection(peer, self.group)
+        """proxy.py's connect, for a plain TCP peer; a failure goes to the general path (its
+        retries, its error), and so does the connection when the request went there while it
+        was being made."""
         try:
             bind = self.plan.bind
             local = (expand(bind, self.r), 0) if bind is not None else None
-            await self.conn.loop.create_connection(lambda: up, peer.host, peer.port,
-                                                   local_addr=local)
+            up = await open_peer(self.conn.loop, peer, self.group, local)
         except asyncio.CancelledError:
-            up.close()
             raise
-        except OSError as e:
-            if not self.over:
-                self.connecting = None
-                self._promote().fail("error", f"connect() failed ({e.errno}: {e.strerror}) "
-                                              "while connecting to upstream")
-            return
         except Exception as e:
-            up.close()
-            if not self.over:
-                self.connecting = None
-                self._promote().crashed(e)
+            # (promoted, the ProxyRequest has this connect as its own, in CONNECT)
+            (self.promoted or self._promote()).connect_failed(peer, e)
             return
         self.connecting = None
-        proxy = self.promoted
-        if proxy is not None:  # (its connecting task was this one)
-            proxy.connecting = None
-            if proxy.phase == CONNECT and proxy.peer is peer:
-                proxy._attach(up)
-            else:
-                up.close()
+        if self.promoted is not None:  # (its connecting task was this one)
+            self.promoted.connected(peer, up)
             return
         att = self.att
         assert att is not None and self.timer is not None

@@ -68,8 +68,8 @@ from halb.l7.proxy_timer import ConnectionTimer
 from halb.l7.proxy_tunnel import AccelAndTunnel, _prepend
 from halb.l7.response import Response
 from halb.l7.static import Finish
-from halb.l7.tls import check_peer, connection_args, upstream_error, upstream_tls
-from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states
+from halb.l7.tls import check_peer, upstream_error, upstream_tls
+from halb.l7.upstream import Attempt, UpstreamConnection, UpstreamGroup, format_states, open_peer
 from halb.l7.variables import expand
 
 if TYPE_CHECKING:
@@ -282,42 +282,30 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
         return request_head(r, plan, method, uri, self.body_len, self.upchunked)
 
     async def _connect(self, peer: Peer) -> None:
-        up = UpstreamConnection(peer, self.group)
         try:
-            if peer.host.startswith("unix:"):
-                if self.tls_args is None:
-                    await self.loop.create_unix_connection(lambda: up, peer.host[5:])
-                else:
-                    await self.loop.create_unix_connection(
-                        lambda: up, peer.host[5:],
-                        **connection_args(self.tls_args, (peer.host, 0), unix=True))
-            else:
-                bind = self.plan.bind
-                local = (expand(bind, self.r), 0) if bind is not None else None
-                if self.tls_args is None:
-                    await self.loop.create_connection(lambda: up, peer.host, peer.port,
-                                                      local_addr=local)
-                else:
-                    await self.loop.create_connection(lambda: up, peer.host, peer.port,
-                                                      local_addr=local,
-                                                      **connection_args(self.tls_args,
-                                                                        (peer.host, peer.port)))
+            bind = self.plan.bind
+            local = (expand(bind, self.r), 0) if bind is not None and \
+                not peer.host.startswith("unix:") else None
+            up = await open_peer(self.loop, peer, self.group, local, self.tls_args)
         except asyncio.CancelledError:
-            up.close()
             raise
-        except OSError as e:
-            if self.phase == CONNECT and self.peer is peer:
-                self.connecting = None
-                why = None if self.tls_args is None else upstream_error(
-                    e, self.tls_args["name"])
-                self.fail("error", why or f"connect() failed ({e.errno}: {e.strerror}) while "
-                                          "connecting to upstream")
-            return
         except Exception as e:
-            self.connecting = None
-            up.close()
-            self.crashed(e)
+            self.connect_failed(peer, e)
             return
+        self.connected(peer, up)
+
+    def connect_failed(self, peer: Peer, e: Exception) -> None:
+        """The connection to `peer` could not be made (an OSError: `error`), or a bug."""
+        if not isinstance(e, OSError):
+            self.connecting = None
+            self.crashed(e)
+        elif self.phase == CONNECT and self.peer is peer:
+            self.connecting = None
+            why = None if self.tls_args is None else upstream_error(e, self.tls_args["name"])
+            self.fail("error", why or f"connect() failed ({e.errno}: {e.strerror}) while "
+                                      "connecting to upstream")
+
+    def connected(self, peer: Peer, up: UpstreamConnection) -> None:
         self.connecting = None
         if self.phase != CONNECT or self.peer is not peer:
             up.close()

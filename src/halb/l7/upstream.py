@@ -136,6 +136,28 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
+async def open_peer(loop: asyncio.AbstractEventLoop, peer: Peer, group: UpstreamGroup,
+                    local: tuple[str, int] | None = None,
+                    tls_args: dict[str, Any] | None = None) -> UpstreamConnection:
+    """A new connection to `peer` (TCP from `local`, or unix:, plain or TLS as
+    l7/tls.py's connection_args say); closed again when it cannot be made."""
+    from halb.l7.tls import connection_args
+
+    up = UpstreamConnection(peer, group)
+    try:
+        if peer.host.startswith("unix:"):
+            kw = {} if tls_args is None else connection_args(tls_args, (peer.host, 0), unix=True)
+            await loop.create_unix_connection(lambda: up, peer.host[5:], **kw)
+        else:
+            kw = {} if tls_args is None else connection_args(tls_args, (peer.host, peer.port))
+            await loop.create_connection(lambda: up, peer.host, peer.port, local_addr=local,
+                                         **kw)
+    except BaseException:
+        up.close()
+        raise
+    return up
+
+
 class Attempt:
     """One try (ngx_http_upstream_state_t): what the $upstream_* variables show."""
 

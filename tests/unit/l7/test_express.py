@@ -32,7 +32,8 @@ CONFIG = """events {{}} http {{ access_log {log} combined;
    location /addr/ {{ proxy_set_header X-Real-IP $remote_addr; proxy_pass http://b; }}
    location /gz/ {{ gzip on; gzip_min_length 1; gzip_types text/plain; proxy_pass http://b;
                     proxy_http_version 1.1; proxy_set_header Connection ""; }}
-   location /re/ {{ rewrite ^ /x; proxy_pass http://b; }} }} }}"""
+   location /re/ {{ rewrite ^ /x; proxy_pass http://b; }}
+   location /ica/ {{ proxy_ignore_client_abort on; proxy_pass http://b; }} }} }}"""
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: t\r\n\r\n"
 OK = (b"HTTP/1.1 200 OK\r\nServer: x\r\nDate: Sat, 21 Nov 2026 06:11:07 GMT\r\n"
@@ -272,3 +273,23 @@ def test_a_bug_after_the_answer_closes_the_client(rig: Rig,
     up.data_received(OK)  # (UpstreamConnection hands the exception to its owner)
     assert rig.client.take().endswith(b"abc") and rig.client.closed
     assert up in rig.group.idle  # the upstream side was finished before
+
+
+def test_a_refused_connect_reaches_a_request_promoted_while_connecting(rig: Rig) -> None:
+    """The client goes away while the lane connects (proxy_ignore_client_abort: the request
+    goes on in the general path); the refusal then ends it there at once, not at
+    proxy_connect_timeout."""
+    for up, _ in rig.ups:
+        rig.group.forget(up)
+        up.idle_timer_cancel()
+    assert express.take(rig.conn, GET.replace(b"/a?b=1", b"/ica/a")) is True
+    r = rig.conn.responding
+    assert r is not None and isinstance(r.proxy, Express) and r.proxy.connecting is not None
+    rig.conn.connection_lost(None)
+    proxy = r.proxy
+    assert isinstance(proxy, ProxyRequest) and proxy.connecting is not None
+    for _ in range(100):
+        if proxy.connecting is None:
+            break
+        rig.loop.run_until_complete(asyncio.sleep(0.01))
+    assert proxy.connecting is None and proxy.variable("status") == "502"
