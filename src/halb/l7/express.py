@@ -44,7 +44,6 @@ from halb.l7.express_shapes import (
 )
 from halb.l7.filters.chain import header_filter
 from halb.l7.filters.gzip import GzipBody
-from halb.l7.http_write import STATES, WRITING
 from halb.l7.proxy import ProxyRequest
 from halb.l7.proxy_headers import (
     Plan,
@@ -68,8 +67,6 @@ from halb.l7.variables import expand
 
 if TYPE_CHECKING:
     from halb.l7.http import HttpConnection
-
-IDLE = STATES[0]
 
 
 def take(conn: HttpConnection, data: bytes) -> bool:
@@ -136,9 +133,7 @@ def take(conn: HttpConnection, data: bytes) -> bool:
     r.location = route.location
     r.conf = route.conf
     conn.responding = r
-    conn.state = WRITING  # conn.wait_upstream(): no client timer while the upstream answers
-    if conn.timer is not None:
-        conn.timer_off = True
+    conn.wait_upstream()
     try:
         Express(conn, r, route, group, now, h)
     except Exception as e:  # a bug must cost one request, never the worker
@@ -348,19 +343,7 @@ class Express:
         conn.on_writable = None
         r.log_memo = (self.h, a, route, r.keepalive)
         if conn.responding is r:
-            if r.keepalive and conn.cur is None and not conn.queue and conn.pending is None \
-                    and not conn.draining and t is not None and not conn.closing:
-                # conn._done's common case (nothing was read meanwhile, so reading was not
-                # paused; the Date is this second's): log, then keep-alive
-                conn.responding = None
-                conn.server.access_log(r)
-                conn.idle_since = loop_now = conn.loop.time()
-                conn.state = IDLE  # conn.arm(IDLE, keepalive_timeout)
-                conn.deadline = loop_now + conn.conf.keepalive_timeout
-                if conn.timer is None or conn.timer_off:
-                    conn.arm(IDLE, conn.conf.keepalive_timeout)
-            else:
-                conn._done(r, False)  # (logged: the request and this object may part)
+            conn._done(r, False)  # (logged: the request and this object may part)
         self.r = None  # type: ignore[assignment]
         r.proxy = None
 
