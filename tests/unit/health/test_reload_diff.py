@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from halb.config.keepalived import load_text
-from halb.config.keepalived_lvs import virtual_servers
-from halb.config.keepalived_lvs_model import LvsConfig
+from health_driver import Driver, lvs_of
+
 from halb.health.events import Action, HealthChanged, Log, Probe, ProbeResult, RunScript
 from halb.health.ipvs import IpvsSync
 from halb.health.reload import checker_key, diff, reload_state, reload_sync
-from halb.health.state import HealthState
 from halb.l4.model import Op
 
 OK = ProbeResult(ok=True)
@@ -37,46 +35,26 @@ def conf(servers: str, body: str = "", vip: str = "198.18.0.10", more: str = "")
 RETRY = "retry 2\ndelay_before_retry 1"
 
 
-def lvs_of(text: str) -> LvsConfig:
-    cfg = virtual_servers(load_text(text, config_id="vm").config)
-    assert [w.message for w in cfg.warnings if w.level == "warn"] == []
-    return cfg
-
-
 def down(*octets: int) -> Outcome:
     names = {RS[n] for n in octets}
     return lambda p, t: FAIL if p.id[1] in names else OK
 
 
-class Lab:
+class Lab(Driver):
     """A HealthState and an IpvsSync that follow each other, as the checker process runs them."""
 
     def __init__(self, text: str) -> None:
-        self.lvs = lvs_of(text)
-        self.h = HealthState(self.lvs, lambda: 0.0)
+        super().__init__(text, levels=("warn",))
+
+    def setup(self) -> None:
         self.sync = IpvsSync(self.lvs)
         self.commands = [c.op for c in self.sync.services()]
-        self.now = 0.0
-        self.actions: list[Action] = []
-        self._do(self.h.start(0.0))
-        self.probes: list[tuple[float, str]] = []
 
     def _do(self, actions: list[Action]) -> None:
         self.actions += actions
         for a in actions:
             if isinstance(a, HealthChanged):
                 self.commands += [c.op for c in self.sync.apply(a)]
-
-    def run(self, until: float, outcome: Outcome = lambda p, t: OK) -> None:
-        while True:
-            deadline = self.h.next_deadline()
-            if deadline is None or deadline > until + 1e-9:
-                break
-            self.now = deadline
-            for p in self.h.due(deadline):
-                self.probes.append((deadline, p.id[1]))
-                self._do(self.h.result(p.id, outcome(p, deadline), deadline))
-        self.now = until
 
     def reload(self, text: str):  # type: ignore[no-untyped-def]
         lvs = lvs_of(text)
@@ -87,14 +65,6 @@ class Lab:
         self._do(done.actions)  # the events' own commands come after the reload's
         self.commands = [(c.op, c.dest.addr if c.dest else c.service.key.addr) for c in cmds]
         return done
-
-    def take(self) -> list[Action]:
-        out, self.actions = self.actions, []
-        return out
-
-    def changes(self) -> list[tuple[str, bool, int, bool]]:
-        return [(a.server, a.present, a.weight, a.up) for a in self.take()
-                if isinstance(a, HealthChanged)]
 
     def table(self, service: str = VS) -> dict[str, tuple[bool, int, bool]]:
         return self.h.table(service)
@@ -197,7 +167,7 @@ def test_a_new_real_server_is_added_and_alpha_waits_for_its_first_check() -> Non
     assert lab.changes() == []
     lab.run(start + 1.0)  # its first check: 1 s after the reload
     assert lab.changes() == [(RS[13], True, 1, True)]
-    assert {s for t, s in lab.probes if t > start} == {RS[12], RS[13]}  # rs11 not re-checked
+    assert {s for t, s, _ in lab.probes if t > start} == {RS[12], RS[13]}  # rs11 not re-checked
 
 
 def test_a_removed_real_server_leaves_the_table_and_runs_notify_down() -> None:

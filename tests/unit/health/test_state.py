@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from health_driver import Driver
 
-from halb.config.keepalived import load_text
-from halb.config.keepalived_lvs import virtual_servers
 from halb.health.events import Action, HealthChanged, Log, Probe, ProbeResult, RunScript
-from halb.health.state import HealthState
 
 OK = ProbeResult(ok=True)
 FAIL = ProbeResult(ok=False, message="Timeout connect")
@@ -34,39 +32,6 @@ def config(body: str, servers: str, head: str = "") -> str:
 def tcp_server(n: int, extra: str = "", check: str = "") -> str:
     return (f" real_server 198.18.0.{n} 80 {{\n{extra}\n  TCP_CHECK {{\n{check}\n  }}\n }}\n")
 
-
-class Driver:
-    """Runs the state machine against a fake clock; probes answer through `outcome`."""
-
-    def __init__(self, text: str, rng: float = 0.0) -> None:
-        cfg = virtual_servers(load_text(text, config_id="vm").config)
-        assert [w.message for w in cfg.warnings] == []
-        self.h = HealthState(cfg, lambda: rng)
-        self.now = 0.0
-        self.actions: list[Action] = self.h.start(0.0)
-        self.probes: list[tuple[float, str, int]] = []  # (time, server, url index)
-
-    def run(self, until: float, outcome: Outcome) -> None:
-        while True:
-            deadline = self.h.next_deadline()
-            if deadline is None or deadline > until + 1e-9:
-                break
-            self.now = deadline
-            for p in self.h.due(deadline):
-                self.probes.append((deadline, p.id[1], p.url_index))
-                self.actions += self.h.result(p.id, outcome(p, deadline), deadline)
-        self.now = until
-
-    def take(self) -> list[Action]:
-        out, self.actions = self.actions, []
-        return out
-
-    def changes(self) -> list[tuple[str, bool, int, bool]]:
-        return [(a.server, a.present, a.weight, a.up) for a in self.take()
-                if isinstance(a, HealthChanged)]
-
-    def times(self, server: str) -> list[float]:
-        return [round(t, 6) for t, s, _ in self.probes if s == server]
 
 
 def always(result: ProbeResult) -> Outcome:
