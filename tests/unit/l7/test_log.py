@@ -3,33 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from log_request import req
 
 from halb.config.model import LogFormat
 from halb.config.template import compile_template
 from halb.l7.log import escape, format_line
-from halb.l7.request import Request
-
-
-class Conn:
-    remote_addr = "127.0.0.1"
-    remote_port = 5555
-    server_addr = "127.0.0.1"
-    server_port = 80
-    number = 1
-    requests = 1
-    pipelined = False
-
-
-def req(**headers: str) -> Request:
-    r = Request(Conn(), 0.0)
-    r.method = "GET"
-    r.request_line = "GET /a HTTP/1.1"
-    r.status = 200
-    for k, v in headers.items():
-        name = k.replace("_", "-")
-        r.headers[name] = v
-        r.header_list.append((name, v))
-    return r
 
 
 @pytest.mark.parametrize(("raw", "mode", "expected"), [

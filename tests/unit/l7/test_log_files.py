@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from log_request import req
 
 from halb.config.model import AccessLog, LogFormat
 from halb.config.template import compile_template
 from halb.l7.log import AccessLogs, ErrorLogger, LogFile, format_line, gzip_member
-from halb.l7.request import Request
 
 
 class FakeLoop:
@@ -51,30 +51,6 @@ class Timer:
     def fire(self) -> None:
         if not self.cancelled:
             self.cb()
-
-
-class Conn:
-    remote_addr = "127.0.0.1"
-    remote_port = 5555
-    server_addr = "127.0.0.1"
-    server_port = 80
-    number = 1
-    requests = 1
-    pipelined = False
-
-
-def req(target: str = "/a", **headers: str) -> Request:
-    r = Request(Conn(), 0.0)
-    r.target = target
-    r.uri, _, args = target.partition("?")
-    r.args = args or None
-    r.request_line = f"GET {target} HTTP/1.1"
-    r.status = 200
-    for k, v in headers.items():
-        name = k.replace("_", "-")
-        r.headers[name] = v
-        r.header_list.append((name, v))
-    return r
 
 
 def fmt(text: str, mode: str = "default") -> LogFormat:
