@@ -121,7 +121,7 @@ _INLINE_EXPRS = (
     ("bytes_sent", "str(r.bytes_sent)"), ("request_length", "str(r.request_length)"))
 _INLINE: dict[str, tuple[Getter | None, str]] = {
     name: (VARIABLES.get(name), expr) for name, expr in _INLINE_EXPRS}
-_LINES: dict[int, tuple[LogFormat, Callable[[Request], bytes]]] = {}
+_LINES: dict[int, tuple[LogFormat, Callable[[Request], bytes], bool]] = {}
 
 
 def _plain_header(name: str) -> str | None:
@@ -142,24 +142,25 @@ _STABLE = frozenset({
     "query_string", "is_args", "request_method", "server_protocol", "host", "server_name",
     "scheme", "proxy_host", "proxy_port", "request_length", "content_type", "content_length"})
 _STABLE_PREFIXES = ("http_", "sent_http_", "upstream_http_", "cookie_", "arg_")
-_STABLE_FORMATS: dict[int, tuple[LogFormat, bool]] = {}
 
 
-def stable(fmt: LogFormat) -> bool:
-    hit = _STABLE_FORMATS.get(id(fmt))
+def _compiled(fmt: LogFormat) -> tuple[LogFormat, Callable[[Request], bytes], bool]:
+    """The format's line function (line_writer) and whether it is stable, made once."""
+    hit = _LINES.get(id(fmt))
     if hit is None or hit[0] is not fmt:
         names = [p.name for p in fmt.template.parts if isinstance(p, Var)]
         ok = all(n in _STABLE or n.startswith(_STABLE_PREFIXES) for n in names)
-        hit = _STABLE_FORMATS[id(fmt)] = (fmt, ok)
-    return hit[1]
+        hit = _LINES[id(fmt)] = (fmt, line_writer(fmt), ok)
+    return hit
+
+
+def stable(fmt: LogFormat) -> bool:
+    return _compiled(fmt)[2]
 
 
 def format_line(fmt: LogFormat, r: Request) -> bytes:
     """One log line (the format is compiled once: line_writer)."""
-    hit = _LINES.get(id(fmt))
-    if hit is None or hit[0] is not fmt:
-        hit = _LINES[id(fmt)] = (fmt, line_writer(fmt))
-    return hit[1](r)
+    return _compiled(fmt)[1](r)
 
 
 def line_writer(fmt: LogFormat) -> Callable[[Request], bytes]:
