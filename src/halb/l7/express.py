@@ -47,6 +47,7 @@ from halb.l7.filters.gzip import GzipBody
 from halb.l7.proxy import ProxyRequest
 from halb.l7.proxy_headers import (
     Plan,
+    chunked_body,
     render_head,
     request_head,
     upstream_uri,
@@ -379,12 +380,7 @@ class Express:
             gzip.level, gzip.wbits, gzip.memlevel, a.length)
         if head_only:
             body_filter = None
-        chunked = False
-        if length < 0 and not head_only:
-            if r.version >= 11 and conf.chunked_transfer_encoding:
-                chunked = True
-            else:
-                r.keepalive = False
+        chunked = chunked_body(r, conf, code, length)
         second = DATES.second
         head = render_head(r, code, a.status_line, content_type, length, None, resp.headers,
                            plan, chunked, r.keepalive, resp.vary)

@@ -44,6 +44,7 @@ from halb.l7.proxy_body import RequestBodySender
 from halb.l7.proxy_fail import UpstreamFailures
 from halb.l7.proxy_headers import (
     CONSUMED,
+    chunked_body,
     plan_for,
     render_head,
     request_head,
@@ -562,12 +563,7 @@ class ProxyRequest(RequestBodySender, AccelAndTunnel, UpstreamFailures):
                 body_filter = None
         if self.conn.draining:
             r.keepalive = False
-        chunked = False
-        if length < 0 and not (r.method == "HEAD" or status in (204, 304) or status < 200):
-            if r.version >= 11 and conf.chunked_transfer_encoding:
-                chunked = True
-            else:
-                r.keepalive = False
+        chunked = chunked_body(r, conf, status, length)
         data = render_head(r, status, line, content_type, length, location, out, plan,
                            chunked, r.keepalive, resp.vary)
         self.header_committed = True

@@ -305,6 +305,17 @@ def rewrite_redirect(r: Request, rules: list[tuple[Any, Any]], value: str,
 _SERVER_FULL = f"Server: {SERVER_VERSION}\r\n".encode()
 _SERVER_SHORT = f"Server: {SERVER_NAME}\r\n".encode()
 
+def chunked_body(r: Request, conf: Any, status: int, length: int) -> bool:
+    """A body of unknown length goes chunked to an HTTP/1.1 client (chunked_transfer_encoding
+    on); otherwise the connection closes after it (r.keepalive cleared)."""
+    if length >= 0 or r.method == "HEAD" or status in (204, 304) or status < 200:
+        return False
+    if r.version >= 11 and conf.chunked_transfer_encoding:
+        return True
+    r.keepalive = False
+    return False
+
+
 def render_head(r: Request, status: int, line: str | None, content_type: str | None,
                 length: int, location: str | None, headers: list[tuple[str, str]],
                 plan: Plan, chunked: bool, keepalive: bool, vary: bool = False) -> bytes:
