@@ -48,13 +48,19 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """The processes' (user, system) CPU time in seconds (utime, stime from /proc)."""
+    user = system = 0
     for pid in pids:
         with contextlib.suppress(OSError):
             stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(stat[11]) + int(stat[12])
-    return total / TICK
+            user += int(stat[11])
+            system += int(stat[12])
+    return user / TICK, system / TICK
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_times(pids))
 
 
 def launch(argv: list[str], cpu_list: str) -> subprocess.Popen[bytes]:

@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+from common import cpu_times
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VIP, RS = "127.6.0.10", "127.6.0.11"
 
@@ -71,13 +73,6 @@ def serve(port: int, backend: int, profile: bool) -> None:
     if prof is not None:
         prof.disable()
         pstats.Stats(prof, stream=sys.stderr).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_TOP", "30")))
-
-
-def cpu(pid: int) -> tuple[float, float]:
-    """A process's (user, system) CPU time in seconds."""
-    stat = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(stat[11]) / tick, int(stat[12]) / tick
 
 
 def haproxy_conf(port: int, backend: int) -> str:
@@ -170,9 +165,9 @@ def main() -> int:
                 for close in (True, False):
                     for name in order:
                         proc, port = procs[name]
-                        u0, s0 = cpu(proc.pid)
+                        u0, s0 = cpu_times([proc.pid])
                         n = wrk(port, args.seconds, close)
-                        u1, s1 = cpu(proc.pid)
+                        u1, s1 = cpu_times([proc.pid])
                         t = totals[(name, close)]
                         t[0] += u1 - u0
                         t[1] += s1 - s0

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import free_port, launch, process_tree, stop, wait_port
+from common import cpu_times, free_port, launch, process_tree, stop, wait_port
 from proxy import PYTHON, backend_conf, measure, run_wrk
 
 FLOOR = r'''
@@ -69,15 +69,6 @@ loop.run_forever()
 '''
 
 
-def times(pids: list[int]) -> tuple[float, float]:
-    user = system = 0
-    for pid in pids:
-        st = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        user += int(st[11])
-        system += int(st[12])
-    return user / 100, system / 100
-
-
 def run_floor(script: Path, backends: list[int], spin: float, seconds: int,
               log: Path) -> dict[str, float]:
     port = free_port()
@@ -88,9 +79,9 @@ def run_floor(script: Path, backends: list[int], spin: float, seconds: int,
         time.sleep(0.3)
         run_wrk(port, 1, 50)
         pids = process_tree(proc.pid)
-        u0, s0 = times(pids)
+        u0, s0 = cpu_times(pids)
         res = run_wrk(port, seconds, 50)
-        u1, s1 = times(pids)
+        u1, s1 = cpu_times(pids)
         n = res["requests"]
         return {"rps": n / res["seconds"], "cpu_us": (u1 - u0 + s1 - s0) / n * 1e6,
                 "user_us": (u1 - u0) / n * 1e6, "sys_us": (s1 - s0) / n * 1e6,
