@@ -35,18 +35,6 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() els
 TARGETS = {"cpu": 1.6, "rps": 0.7, "p99": 2.0}
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def user_line() -> str:
     return "user root;" if os.geteuid() == 0 else ""
 
@@ -85,12 +73,6 @@ http {{
     }}
 }}
 """
-
-
-
-
-
-
 
 
 def parse_latency(text: str, pct: str) -> float:
