@@ -168,7 +168,6 @@ class Zone(Segment):
                     for i, (args, kwargs) in enumerate(specs)]
 
 
-
 def _int_property(k: int) -> property:
     def get(self: SharedPeer) -> int:
         return self._i[k]

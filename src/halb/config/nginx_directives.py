@@ -122,8 +122,6 @@ def _events(b: Builder, blk: Block, st: Statement) -> None:
     b.run(st.block, Block(EVENTS, blk, settings=blk.settings))
 
 
-
-
 @directive("worker_connections", EVENTS, TAKE1)
 def _worker_connections(b: Builder, blk: Block, st: Statement) -> None:
     v = st.args[0].value

@@ -164,7 +164,6 @@ class Conn:
                 f"{self.dest.peer.name} {self.state_name}{' template' if self.template else ''})")
 
 
-
 # -- helpers -----------------------------------------------------------------------------------
 
 

@@ -191,7 +191,6 @@ def split(data: bytes) -> Head | None:
     return Head(method, path, query, minor, header_list, headers, keepalive)
 
 
-
 class Answer:
     """An upstream's whole answer the lane may pass on (a 2xx with a Content-Length, head
     and body in one read), parsed once: backends repeat their answers byte for byte within a
@@ -284,8 +283,6 @@ def _answer(data: bytes) -> Answer:
             _ANSWERS.clear()
         _ANSWERS[data] = a
     return a
-
-
 
 
 def head_of(data: bytes) -> Head | None:

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from halb.l7.server import HttpServer
 
 
-
 # Headers nginx refuses to see twice (400).
 UNIQUE_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "if-modified-since",
                             "if-unmodified-since", "content-range", "if-range"})
@@ -755,8 +754,6 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
                 self.timer.cancel()
                 self.timer = None
             self.arm(IDLE, self.GRACE - idle)
-
-
 
 
 def _valid_header_name(low: str, underscores: bool) -> bool:

@@ -14,14 +14,11 @@ from typing import TYPE_CHECKING
 
 from halb.balancing import Outcome
 from halb.l7.body import BODY, CONNECT, HEADER, OVER, STREAM, TUNNEL, ProxyState
-from halb.l7.proxy_response import (
-    UNTIL_CLOSE,
-)
+from halb.l7.proxy_response import UNTIL_CLOSE
 from halb.l7.static import Finish
 
 if TYPE_CHECKING:
     from halb.l7.upstream import UpstreamConnection
-    pass
 
 
 FT_STATUS = {"timeout": 504, "http_504": 504, "http_500": 500, "http_503": 503,

@@ -104,7 +104,6 @@ class AccelAndTunnel(ProxyState):
         self.conn.tunnel_end(self.r)
 
 
-
 def _prepend(resp: Response, headers: list[tuple[str, str]]) -> None:
     """Headers nginx put in the list before the handler that answers added its own (the ETag
     and Accept-Ranges of a static file come after them)."""
