@@ -207,15 +207,7 @@ class Express:
             timer = ConnectionTimer(conn.loop)
         self.timer = timer
         up = group.take_idle(peer)
-        if up is None:  # no cached connection to this peer: a new one (proxy.py's _connect)
-            if peer.host.startswith("unix:"):
-                self.timer = None
-                proxy = self._promote()
-                proxy.phase = CONNECT
-                proxy.cached = False
-                proxy._arm(plan.connect_timeout, "connecting to upstream")
-                proxy.connecting = proxy.loop.create_task(proxy._connect(peer))
-                return
+        if up is None:  # no cached connection to this peer: a new one
             self.what = "connecting to upstream"
             self.deadline = deadline = conn.loop.time() + plan.connect_timeout
             timer.start(self, deadline)  # type: ignore[arg-type]
@@ -239,12 +231,13 @@ class Express:
         timer.start(self, deadline)  # type: ignore[arg-type]
 
     async def _connect(self, peer: Peer) -> None:
-        """proxy.py's connect, for a plain TCP peer; a failure goes to the general path (its
-        retries, its error), and so does the connection when the request went there while it
-        was being made."""
+        """As ProxyRequest._connect (plain HTTP: no TLS); a failure goes to the general path
+        (its retries, its error), and so does the connection when the request went there while
+        it was being made."""
         try:
             bind = self.plan.bind
-            local = (expand(bind, self.r), 0) if bind is not None else None
+            local = (expand(bind, self.r), 0) if bind is not None and \
+                not peer.host.startswith("unix:") else None
             up = await open_peer(self.conn.loop, peer, self.group, local)
         except asyncio.CancelledError:
             raise

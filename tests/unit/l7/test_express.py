@@ -33,7 +33,10 @@ CONFIG = """events {{}} http {{ access_log {log} combined;
    location /gz/ {{ gzip on; gzip_min_length 1; gzip_types text/plain; proxy_pass http://b;
                     proxy_http_version 1.1; proxy_set_header Connection ""; }}
    location /re/ {{ rewrite ^ /x; proxy_pass http://b; }}
-   location /ica/ {{ proxy_ignore_client_abort on; proxy_pass http://b; }} }} }}"""
+   location /ica/ {{ proxy_ignore_client_abort on; proxy_pass http://b; }}
+   location /ux/ {{ proxy_pass http://ux; proxy_http_version 1.1;
+                    proxy_set_header Connection ""; }} }}
+ upstream ux {{ server unix:{sock}; keepalive 2; }} }}"""
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: t\r\n\r\n"
 OK = (b"HTTP/1.1 200 OK\r\nServer: x\r\nDate: Sat, 21 Nov 2026 06:11:07 GMT\r\n"
@@ -46,7 +49,8 @@ class Rig:
     def __init__(self, tmp: Path) -> None:
         self.loop = asyncio.new_event_loop()
         self.log = tmp / "access.log"
-        cfg = load_text(CONFIG.format(log=self.log))
+        self.sock = tmp / "up.sock"
+        cfg = load_text(CONFIG.format(log=self.log, sock=tmp / "up.sock"))
         self.srv = HttpServer(cfg, self.loop, ErrorLogger(()), 0)
         group = self.srv.upstreams.get("b")
         assert group is not None
@@ -293,3 +297,35 @@ def test_a_refused_connect_reaches_a_request_promoted_while_connecting(rig: Rig)
             break
         rig.loop.run_until_complete(asyncio.sleep(0.01))
     assert proxy.connecting is None and proxy.variable("status") == "502"
+
+
+def test_a_unix_socket_upstream(rig: Rig) -> None:
+    """The lane connects to a unix: peer as proxy.py does, and reuses the connection."""
+    got: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                got.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(OK)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    server = rig.loop.run_until_complete(asyncio.start_unix_server(answer, str(rig.sock)))
+    try:
+        for _ in range(2):
+            assert express.take(rig.conn, GET.replace(b"/a?b=1", b"/ux/a")) is True
+            for _ in range(200):
+                if rig.conn.responding is None:
+                    break
+                rig.loop.run_until_complete(asyncio.sleep(0.005))
+            assert rig.client.take().endswith(b"\r\n\r\nabc")
+        assert len(got) == 2 and got[0].startswith(b"GET /ux/a HTTP/1.1\r\nHost: ux\r\n")
+        ux = rig.srv.upstreams.get("ux")
+        assert ux is not None and len(ux.idle) == 1  # one connection, made once, cached
+    finally:
+        rig.srv.upstreams.close()  # (the cached connection)
+        rig.loop.run_until_complete(asyncio.sleep(0.02))
+        server.close()
+        rig.loop.run_until_complete(server.wait_closed())
