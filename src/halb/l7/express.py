@@ -31,6 +31,8 @@ import time
 from typing import TYPE_CHECKING
 
 from halb.balancing import Outcome, Peer, PickContext
+from halb.balancing.nginx_peers import _wrr_take
+from halb.config.model import Server
 from halb.l7.body import CONNECT, HEADER
 from halb.l7.express_shapes import (
     OTHER,
@@ -44,6 +46,7 @@ from halb.l7.express_shapes import (
 )
 from halb.l7.filters.chain import header_filter
 from halb.l7.filters.gzip import GzipBody
+from halb.l7.http_write import STATES
 from halb.l7.proxy import ProxyRequest
 from halb.l7.proxy_headers import (
     Plan,
@@ -69,6 +72,8 @@ from halb.l7.variables import expand
 if TYPE_CHECKING:
     from halb.l7.http import HttpConnection
 
+IDLE, _, _, WRITING, _, _ = STATES
+
 
 def take(conn: HttpConnection, data: bytes) -> bool:
     """Answer `data` (a whole request head, nothing else) in the lane; False (nothing done)
@@ -78,40 +83,20 @@ def take(conn: HttpConnection, data: bytes) -> bool:
     h = head_of(data)
     if h is None:
         return False
-    host_header = h.host_header
-    if host_header is None:
-        host = ""
+    lane = conn.lane
+    if lane[0] is h:  # (keep-alive clients repeat their heads: decided once per connection)
+        _, host, server, route, group = lane
     else:
-        last = conn.last_host
-        if host_header == last[0]:
-            valid = last[1]
-        else:
-            valid = validate_host(host_header)
-            conn.last_host = (host_header, valid)
-        if valid is None:
+        found = _route(conn, h)
+        if found is None:
             return False
-        host = valid
-    last_match = conn.last_match
-    if host == last_match[0]:
-        match = last_match[1]
-    else:
-        match = conn.table.find(host)
-        conn.last_match = (host, match)
-    if match.captures or match.named:
-        return False
-    server = match.server
-    path = h.path
-    route = route_of(server, path)
-    if route is None:
-        return False
-    group = conn.server.upstreams.get(route.upstream)
-    if group is None or group.needs_client or group.config.key is not None:
-        return False
+        host, server, route, group = found
+        conn.lane = (h, host, server, route, group)
     # the request, as the parser callbacks and the header checks would have made it
     now = time.monotonic()
     r = Request(conn, now)
-    r.conn_requests = conn.requests + 1
-    conn.requests += 1
+    r.conn_requests = requests = conn.requests + 1
+    conn.requests = requests
     r.method = h.method
     r.version = h.version
     r.target = h.target
@@ -121,20 +106,21 @@ def take(conn: HttpConnection, data: bytes) -> bool:
     r.headers = h.headers.copy()
     r.host = host
     r.server = server
-    sconf = server.conf
-    conn.conf = sconf
+    sconf = conn.conf = server.conf
     keepalive = h.keepalive
     if keepalive and (sconf.keepalive_timeout <= 0 or conn.draining
-                      or conn.requests >= sconf.keepalive_requests
+                      or requests >= sconf.keepalive_requests
                       or now - conn.started > sconf.keepalive_time):
         keepalive = False
     r.keepalive = keepalive
-    r.uri = path
+    r.uri = h.path
     r.args = h.query
     r.location = route.location
     r.conf = route.conf
     conn.responding = r
-    conn.wait_upstream()
+    conn.state = WRITING  # (conn.wait_upstream: no client timer while the upstream answers)
+    if conn.timer is not None:
+        conn.timer_off = True
     try:
         Express(conn, r, route, group, now, h)
     except Exception as e:  # a bug must cost one request, never the worker
@@ -148,15 +134,94 @@ def take(conn: HttpConnection, data: bytes) -> bool:
     return True
 
 
-class Express:
-    """The upstream side of one request in the lane (what ProxyRequest would be for it)."""
+def _route(conn: HttpConnection, h: Head) -> tuple[str, Server, Route, UpstreamGroup] | None:
+    """The host, server, route and upstream of a head on this connection, if the lane's."""
+    host_header = h.host_header
+    if host_header is None:
+        host = ""
+    else:
+        last = conn.last_host
+        if host_header == last[0]:
+            valid = last[1]
+        else:
+            valid = validate_host(host_header)
+            conn.last_host = (host_header, valid)
+        if valid is None:
+            return None
+        host = valid
+    last_match = conn.last_match
+    if host == last_match[0]:
+        match = last_match[1]
+    else:
+        match = conn.table.find(host)
+        conn.last_match = (host, match)
+    if match.captures or match.named:
+        return None
+    server = match.server
+    route = route_of(server, h.path)
+    if route is None:
+        return None
+    group = conn.server.upstreams.get(route.upstream)
+    if group is None or group.needs_client or group.config.key is not None:
+        return None
+    return host, server, route, group
 
-    __slots__ = ("answer", "att", "cached", "conn", "connecting", "ctx", "deadline", "group",
-                 "h", "head", "over", "peer", "plan", "promoted", "r", "route", "started",
-                 "states", "timer", "up", "what")
+
+def _finish(conn: HttpConnection, r: Request) -> None:
+    """conn._done for the lane's usual end (keep-alive, nothing else read meanwhile): the
+    access log (DATES was updated for the answer), then idle until keepalive_timeout."""
+    t = conn.transport
+    if not r.keepalive or conn.draining or conn.queue or conn.pending is not None or \
+            conn.cur is not None or t is None or conn.closing:
+        conn._done(r, False)
+        return
+    conn.responding = None
+    logs = r.conf.access_log  # type: ignore[union-attr]
+    if logs:
+        conn.server.access_logs.log_memo(logs, r)
+    t.resume_reading()
+    # conn._idle: arm(IDLE, keepalive_timeout)
+    loop = conn.loop
+    conn.idle_since = now = loop.time()
+    conn.state = IDLE
+    conn.deadline = deadline = now + conn.conf.keepalive_timeout
+    if conn.timer is None:
+        conn.timer = loop.call_at(deadline, conn._on_timer)
+        conn.timer_at = deadline
+        conn.timer_off = False
+    elif conn.timer_off:
+        conn._timer_on()
+
+
+class Express:
+    """The upstream side of one request in the lane (what ProxyRequest would be for it).
+    What its $upstream_* variables show is kept as plain facts (an Attempt is made only when
+    asked for, or when the general path takes over)."""
 
     body_len = None  # ($proxy_internal_body_length: no body)
     upchunked = False
+    # (defaults: an instance sets what differs)
+    answer: Answer | None = None
+    timer: ConnectionTimer | None = None
+    deadline = 0.0
+    cached = False
+    what = ""
+    up: UpstreamConnection | None = None
+    connecting: asyncio.Task[None] | None = None
+    promoted: ProxyRequest | None = None
+    ctx: PickContext | None = None
+    tried: set[int] | None = None
+    peer: Peer | None = None  # until released
+    picked: Peer | None = None
+    head = b""
+    over = False
+    # the attempt's facts (upstream.Attempt's fields)
+    connect = -1.0
+    sent = 0
+    received = 0
+    status = 0
+    header = -1.0
+    length = 0
 
     def __init__(self, conn: HttpConnection, r: Request, route: Route, group: UpstreamGroup,
                  now: float, h: Head) -> None:
@@ -166,32 +231,24 @@ class Express:
         self.group = group
         self.plan = plan = route.plan
         self.started = now
-        self.over = False
         self.h = h
-        self.answer: Answer | None = None
-        self.timer: ConnectionTimer | None = None
-        self.deadline = 0.0
-        self.cached = False
-        self.what = ""
-        self.up: UpstreamConnection | None = None
-        self.connecting: asyncio.Task[None] | None = None
-        self.promoted: ProxyRequest | None = None
-        self.att: Attempt | None = None
-        self.states: list[Attempt | None] = []
-        self.head = b""
-        self.peer: Peer | None = None
         r.proxy = self
-        self.ctx = ctx = PickContext(now=now, rng=group.rng)
-        peer = self.peer = group.balancer.pick(ctx)
+        balancer = group.balancer
+        if group.lane_rr:  # plain round robin: its first pick without a PickContext
+            tried: set[int] = set()
+            peer = _wrr_take(balancer.peers, tried, int(now))  # type: ignore[attr-defined]
+            if peer is None:  # (nothing changed: the backup group, or none, as pick says)
+                ctx = self.ctx = PickContext(now=now, rng=group.rng)
+                peer = balancer.pick(ctx)
+            else:
+                self.tried = tried
+        else:
+            ctx = self.ctx = PickContext(now=now, rng=group.rng)
+            peer = balancer.pick(ctx)
         if peer is None:  # no live upstreams: the general path's 502
             self._promote().connect_next()
             return
-        addresses = group.addresses
-        addr = addresses.get(id(peer))
-        if addr is None:
-            addr = addresses[id(peer)] = peer.address
-        att = self.att = Attempt(addr, now)
-        self.states = [att]
+        self.peer = self.picked = peer
         head = h.upstream_heads.get(route) if route.static else None
         if head is None:
             pp = route.pp
@@ -213,7 +270,7 @@ class Express:
             timer.start(self, deadline)  # type: ignore[arg-type]
             self.connecting = conn.loop.create_task(self._connect(peer))
             return
-        att.connect = 0.0
+        self.connect = 0.0
         self.cached = True
         self._attach(up, timer)
 
@@ -221,11 +278,10 @@ class Express:
         self.up = up
         up.owner = self  # type: ignore[assignment]
         up.requests += 1
-        att = self.att
-        assert att is not None
-        sent = up.sent
-        up.write(self.head)
-        att.sent += up.sent - sent
+        head = self.head
+        up.sent += len(head)  # (up.write)
+        up.transport.write(head)  # type: ignore[union-attr]
+        self.sent = len(head)
         self.what = "reading response header from upstream"
         self.deadline = deadline = self.conn.loop.time() + self.plan.read_timeout
         timer.start(self, deadline)  # type: ignore[arg-type]
@@ -249,10 +305,27 @@ class Express:
         if self.promoted is not None:  # (its connecting task was this one)
             self.promoted.connected(peer, up)
             return
-        att = self.att
-        assert att is not None and self.timer is not None
-        att.connect = time.monotonic() - att.start
+        assert self.timer is not None
+        self.connect = time.monotonic() - self.started
         self._attach(up, self.timer)
+
+    def attempt(self) -> Attempt | None:
+        """The attempt as ProxyRequest records it (None: no peer was picked)."""
+        peer = self.picked
+        if peer is None:
+            return None
+        addresses = self.group.addresses
+        addr = addresses.get(id(peer))
+        if addr is None:
+            addr = addresses[id(peer)] = peer.address
+        att = Attempt(addr, self.started)
+        att.connect = self.connect
+        att.sent = self.sent
+        att.received = self.received
+        att.status = self.status
+        att.header = att.response = self.header
+        att.length = self.length
+        return att
 
     # -- what the request's variables ask -----------------------------------------------------
 
@@ -265,7 +338,8 @@ class Express:
         return self.route.pp.port
 
     def variable(self, name: str) -> str | None:
-        return format_states(self.states, name, self.over)
+        att = self.attempt()
+        return format_states([att] if att is not None else [], name, self.over)
 
     def upstream_header(self, name: str) -> str | None:
         """$upstream_http_NAME (the first of the name, as ResponseHead.get)."""
@@ -290,20 +364,17 @@ class Express:
             return
         self.answer = a
         conn = self.conn
-        att = self.att
-        assert att is not None
         now = time.monotonic()
-        att.received += len(data)
-        code = att.status = a.code
-        att.header = att.response = now - att.start
+        self.received = len(data)
+        self.status = r.status = a.code
+        self.header = now - self.started
         if conn.draining:
             r.keepalive = False
         route = self.route
         DATES.update(time.time())  # (the Date of a head rendered in an earlier second is old)
-        r.status = code
-        if not head_only:
-            att.length = a.length
         if route.conf.filters is not None:
+            if not head_only:
+                self.length = a.length
             data_out = self._filtered(a, data, r, route)
         else:
             rendered = a.rendered.get((route, r.keepalive))
@@ -313,15 +384,22 @@ class Express:
             if head_only or not a.length:
                 data_out = head
             else:
+                self.length = r.body_bytes_sent = a.length
                 data_out = head + data[a.size:]
-                r.body_bytes_sent = a.length
         r.bytes_sent = len(data_out)
         # the peer and the connection, as _done_with_upstream leaves them
         peer = self.peer
         if peer is not None:
             self.peer = None
-            self.group.balancer.release(peer, Outcome.SUCCESS, now, header_time=att.header,
-                                        response_time=att.response)
+            group = self.group
+            if group.lane_rr:  # (NginxBalancer.release of a success)
+                if peer.accessed < peer.checked:
+                    peer.fails = 0
+                conns = peer.conns
+                peer.conns = conns - 1 if conns > 0 else 0
+            else:
+                group.balancer.release(peer, Outcome.SUCCESS, now, header_time=self.header,
+                                       response_time=self.header)
         self.up = None
         up.owner = None
         if a.close or not (up.usable() and self.group.put_idle(up)):
@@ -329,7 +407,8 @@ class Express:
         self.over = True
         timer = self.timer
         if timer is not None:
-            timer.stop(self)  # type: ignore[arg-type]
+            if timer.owner is self:  # (timer.stop)
+                timer.owner = None
             self.timer = None
         t = conn.transport
         if t is not None and not conn.closing:
@@ -337,7 +416,7 @@ class Express:
         conn.on_writable = None
         r.log_memo = (self.h, a, route, r.keepalive)
         if conn.responding is r:
-            conn._done(r, False)  # (logged: the request and this object may part)
+            _finish(conn, r)  # (logged: the request and this object may part)
         self.r = None  # type: ignore[assignment]
         r.proxy = None
 
@@ -416,11 +495,14 @@ class Express:
         pp = route.pp
         proxy = ProxyRequest(conn, r, pp, self.group, pp.host, pp.port, None)
         proxy.body_done = True
+        if self.ctx is None:  # (the lane's first pick went without one)
+            self.ctx = PickContext(now=self.started, rng=self.group.rng,
+                                   tried=self.tried or set())
         proxy.ctx = self.ctx
         proxy.started = self.started
         proxy.peer = self.peer
-        proxy.att = self.att
-        proxy.states = self.states
+        att = proxy.att = self.attempt()
+        proxy.states = [att] if att is not None else []
         proxy.head = self.head
         r.proxy = proxy
         up = self.up

@@ -75,6 +75,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         "hb_pos",
         "header_bytes",
         "idle_since",
+        "lane",
         "last_header_len",
         "last_host",
         "last_match",
@@ -163,6 +164,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.sock_fd = -1
         self.idle_since = self.loop.time()
         self.last_host: tuple[str | None, str | None] = (None, None)  # Host -> validated
+        self.lane: tuple[Any, ...] = (None,)  # the express lane's last head and its route
         self.last_match: tuple[str | None, Any] = (None, None)  # host -> ServerMatch
         self.remote_addr = ""
         self.remote_port = 0

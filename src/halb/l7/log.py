@@ -399,6 +399,8 @@ class AccessLogs:
         self.caches: dict[tuple[int, float], _FdCache] = {}
         # lines of the express lane's requests (r.log_memo): (format, memo, client, second)
         self.lines: dict[tuple[int, Any, str, int], bytes] = {}
+        # id(logs) -> (logs, ((file, id(format), format), ...) or None): log_memo's targets
+        self.plans: dict[int, tuple[tuple[AccessLog, ...], tuple[Any, ...] | None]] = {}
 
     def prepare(self, logs: tuple[AccessLog, ...]) -> None:
         for log in logs:
@@ -418,6 +420,49 @@ class AccessLogs:
                 f = LogFile(path, self.sched, self.report)
             self.files[path] = f
         return f
+
+    def log_memo(self, logs: tuple[AccessLog, ...], r: Request) -> None:
+        """log() for a request of the express lane (with its r.log_memo), in fewer steps when
+        every log is a stable format to a static path without if= (else as log())."""
+        plan = self.plans.get(id(logs))
+        if plan is None or plan[0] is not logs:
+            plan = self._plan(logs)
+        targets = plan[1]
+        if targets is None:
+            self.log(logs, r)
+            return
+        lines = self.lines
+        memo = r.log_memo
+        client = r.conn.remote_addr
+        second = DATES.second
+        for f, fid, fmt in targets:
+            key = (fid, memo, client, second)
+            line = lines.get(key)
+            if line is None:
+                line = format_line(fmt, r)
+                if len(lines) >= 4096:
+                    lines.clear()
+                lines[key] = line
+            f.write(line)
+
+    def _plan(self, logs: tuple[AccessLog, ...]) -> tuple[tuple[AccessLog, ...],
+                                                          tuple[Any, ...] | None]:
+        targets: list[tuple[Any, int, LogFormat]] | None = []
+        for log in logs:
+            if log.condition is not None or not log.path.is_static or not stable(log.format):
+                targets = None
+                break
+            try:
+                f = self.files.get(log.path.static) or self._file(log.path.static)
+            except OSError:
+                targets = None  # (log() reports it, for each line)
+                break
+            targets.append((f, id(log.format), log.format))
+        plan = (logs, tuple(targets) if targets is not None else None)
+        if len(self.plans) >= 256:
+            self.plans.clear()
+        self.plans[id(logs)] = plan
+        return plan
 
     def log(self, logs: tuple[AccessLog, ...], r: Request) -> None:
         for log in logs:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from halb import balancing
 from halb.balancing import Balancer, Peer
+from halb.balancing.round_robin import RoundRobin
 from halb.balancing.shared import Zone, ZoneBalancer
 from halb.config.model import Upstream
 
@@ -248,6 +249,10 @@ class UpstreamGroup:
         self.tries = self.balancer.tries()  # nginx's retry budget (peers do not change)
         self.single = len(primary) == 1 and not backup
         self.needs_client = bool(self.balancer.needs & balancing.Needs.CLIENT)
+        # plain round robin (no zone, slow_start or single peer): the express lane picks with
+        # nginx_peers._wrr_take itself and releases a success inline
+        self.lane_rr = type(self.balancer) is RoundRobin and not self.single and \
+            not balancer.slow_start  # type: ignore[attr-defined]
         self.idle: deque[UpstreamConnection] = deque()
         self.keepalive = ups.keepalive
         self.addresses: dict[int, str] = {}  # id(peer) -> peer.address (the peers stay)

@@ -270,10 +270,10 @@ def test_a_bug_after_the_answer_closes_the_client(rig: Rig,
     up, ut = rig.busy()
     ut.take()
 
-    def broken(r: Any) -> None:
+    def broken(*args: Any) -> None:
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(rig.srv, "access_log", broken)
+    monkeypatch.setattr(rig.srv.access_logs, "log_memo", broken)  # (the lane's access log)
     up.data_received(OK)  # (UpstreamConnection hands the exception to its owner)
     assert rig.client.take().endswith(b"abc") and rig.client.closed
     assert up in rig.group.idle  # the upstream side was finished before
