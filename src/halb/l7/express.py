@@ -167,14 +167,9 @@ def _route(conn: HttpConnection, h: Head) -> tuple[str, Server, Route, UpstreamG
     return host, server, route, group
 
 
-def _finish(conn: HttpConnection, r: Request) -> None:
+def _idle(conn: HttpConnection, r: Request, t: asyncio.Transport) -> None:
     """conn._done for the lane's usual end (keep-alive, nothing else read meanwhile): the
     access log (DATES was updated for the answer), then idle until keepalive_timeout."""
-    t = conn.transport
-    if not r.keepalive or conn.draining or conn.queue or conn.pending is not None or \
-            conn.cur is not None or t is None or conn.closing:
-        conn._done(r, False)
-        return
     conn.responding = None
     logs = r.conf.access_log  # type: ignore[union-attr]
     if logs:
@@ -279,8 +274,8 @@ class Express:
         up.owner = self  # type: ignore[assignment]
         up.requests += 1
         head = self.head
-        up.sent += len(head)  # (up.write)
-        up.transport.write(head)  # type: ignore[union-attr]
+        up.sent += len(head)  # (up.write, held to the end of the iteration: l7/cork.py)
+        self.conn.server.held.hold(up, head)
         self.sent = len(head)
         self.what = "reading response header from upstream"
         self.deadline = deadline = self.conn.loop.time() + self.plan.read_timeout
@@ -410,13 +405,21 @@ class Express:
             if timer.owner is self:  # (timer.stop)
                 timer.owner = None
             self.timer = None
-        t = conn.transport
-        if t is not None and not conn.closing:
-            t.write(data_out)
         conn.on_writable = None
         r.log_memo = (self.h, a, route, r.keepalive)
-        if conn.responding is r:
-            _finish(conn, r)  # (logged: the request and this object may part)
+        t = conn.transport
+        if t is None or conn.closing:
+            if conn.responding is r:
+                conn._done(r, False)
+        elif conn.responding is not r:
+            t.write(data_out)
+        elif not r.keepalive or conn.draining or conn.queue or conn.pending is not None or \
+                conn.cur is not None:
+            t.write(data_out)
+            conn._done(r, False)  # (logged: the request and this object may part)
+        else:  # the usual end: the answer held to the end of the iteration, the client idle
+            conn.server.held.hold(conn, data_out)  # type: ignore[arg-type]
+            _idle(conn, r, t)
         self.r = None  # type: ignore[assignment]
         r.proxy = None
 

@@ -35,7 +35,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from halb.config.model import LocConf
-from halb.l7 import express, handler
+from halb.l7 import cork, express, handler
 from halb.l7.http_head import RequestHeadChecks
 from halb.l7.http_lenient import LenientParsing, make_parser
 from halb.l7.http_lenient import ParseAbort as _Abort
@@ -63,6 +63,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         "body_left",
         "closing",
         "conf",
+        "corked",
         "cur",
         "deadline",
         "draining",
@@ -135,6 +136,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.timer_at = 0.0  # when the timer fires
         self.timer_off = False  # the timer finds nothing to do (wait_upstream)
         self.closing = False
+        self.corked: bytes | None = None  # an answer held to the end of the iteration
         self.draining = False
         self.paused_writing = False
         self.pipelined = False
@@ -201,6 +203,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.corked = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -222,6 +225,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.server.unregister(self)
 
     def eof_received(self) -> bool | None:
+        if self.corked is not None:
+            cork.release(self)
         if self.tunnel is not None:
             self.tunnel.tunnel_eof()
             return True
@@ -298,6 +303,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
     # -- parsing ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.corked is not None:  # (the answer held by l7/cork.py goes first)
+            cork.release(self)
         if self.responding is None and self.cur is None and self.express and not self.slow \
                 and self.pending is None and not self.queue and not self.closing and \
                 self.state != LINGERING and self.tunnel is None and express.take(self, data):
@@ -732,6 +739,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
             self._timer_on()
 
     def _force_close(self) -> None:
+        if self.corked is not None:
+            cork.release(self)
         self.closing = True
         self._close_file()
         if self.transport is not None:

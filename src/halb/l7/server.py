@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from halb.config.model import AccessLog, ErrorLog, Listen, LocConf, NginxConfig
 from halb.config.template import Var
+from halb.l7.cork import Held
 from halb.l7.health import HealthChecker
 from halb.l7.http import HttpConnection
 from halb.l7.log import AccessLogs, ErrorLogger
@@ -64,6 +65,7 @@ class HttpServer:
         self.max_connections = config.worker_connections
         self.numbers = itertools.count(1 + worker * 10_000_000)
         self.access_logs = AccessLogs(loop, self._log_failure)
+        self.held = Held(loop)  # writes held to the end of the iteration (l7/cork.py)
         self.servers: list[asyncio.base_events.Server] = []
         # stub_status: this worker's slot of the shared counters (its own zone when alone)
         self.status_zone, slot = status if status is not None else (StatusZone.private(), 1)

@@ -14,6 +14,7 @@ class FakeTransport:
                  sockname: tuple[str, int] = ("127.0.0.1", 9)) -> None:
         self.out: list[bytes] = []
         self.closed_at: float | None = None  # time.monotonic() of the first close()
+        self.eof = False  # write_eof() was called
         self.extra = {"peername": peername, "sockname": sockname}
 
     @property
@@ -37,6 +38,9 @@ class FakeTransport:
             self.closed_at = time.monotonic()
 
     abort = close
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def is_closing(self) -> bool:
         return self.closed_at is not None

@@ -43,6 +43,25 @@ OK = (b"HTTP/1.1 200 OK\r\nServer: x\r\nDate: Sat, 21 Nov 2026 06:11:07 GMT\r\n"
       b"Content-Type: text/plain\r\nContent-Length: 3\r\nX-Up: 1\r\n\r\nabc")
 
 
+def turn(loop: asyncio.AbstractEventLoop) -> None:
+    """One iteration of the loop: what the lane held (l7/cork.py) is written."""
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+class LoopTransport(FakeTransport):
+    """A FakeTransport whose reader sees what is written by the end of the loop's iteration
+    (the lane holds its writes to then)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+
+    def take(self) -> bytes:
+        turn(self.loop)
+        return super().take()
+
+
 class Rig:
     """A server, one client connection and cached upstream connections, all fake."""
 
@@ -58,15 +77,16 @@ class Rig:
         self.ups: list[tuple[UpstreamConnection, FakeTransport]] = []
         for _ in range(2):
             up = UpstreamConnection(group.balancer.peers[0], group)
-            ut = FakeTransport()
+            ut = LoopTransport(self.loop)
             up.connection_made(ut)  # type: ignore[arg-type]
             group.put_idle(up)
             self.ups.append((up, ut))
         self.conn = HttpConnection(self.srv, 1)
-        self.client = FakeTransport()
+        self.client = LoopTransport(self.loop)
         self.conn.connection_made(self.client)  # type: ignore[arg-type]
 
     def busy(self) -> tuple[UpstreamConnection, FakeTransport]:
+        turn(self.loop)
         for up, ut in self.ups:
             if ut.out:
                 return up, ut
@@ -329,3 +349,67 @@ def test_a_unix_socket_upstream(rig: Rig) -> None:
         rig.loop.run_until_complete(asyncio.sleep(0.02))
         server.close()
         rig.loop.run_until_complete(server.wait_closed())
+
+
+# -- writes held to the end of the iteration (l7/cork.py) -----------------------------------
+
+
+def test_the_answer_waits_for_the_end_of_the_iteration(rig: Rig) -> None:
+    rig.conn.data_received(GET)
+    up, ut = rig.busy()
+    assert ut.take().startswith(b"GET /a?b=1 HTTP/1.1\r\n")
+    up.data_received(OK)
+    assert rig.client.out == [] and rig.conn.corked is not None  # held, the client idle
+    assert rig.conn.responding is None and up in rig.group.idle
+    assert rig.client.take().endswith(b"\r\n\r\nabc") and rig.conn.corked is None
+
+
+def test_a_held_answer_goes_before_anything_else_the_connection_sends(rig: Rig) -> None:
+    """The next request arrives before the iteration ends and is answered at once by the
+    general path (a 400): the held answer is written first."""
+    rig.conn.data_received(GET)
+    up, _ut = rig.busy()
+    up.data_received(OK)
+    rig.conn.data_received(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n")
+    out = list(rig.client.out)
+    assert len(out) >= 2 and out[0].endswith(b"\r\n\r\nabc")
+    assert b"".join(out[1:]).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    turn(rig.loop)
+    assert rig.client.out == out  # (nothing written twice)
+
+
+def test_a_held_answer_is_written_before_a_close(rig: Rig) -> None:
+    rig.conn.data_received(GET)
+    up, _ut = rig.busy()
+    up.data_received(OK)
+    rig.conn._force_close()  # (a graceful stop closing idle connections, a timer)
+    assert b"".join(rig.client.out).endswith(b"abc") and rig.client.closed
+    rig.conn.eof_received()
+
+
+def test_a_held_answer_goes_when_the_client_half_closes(rig: Rig) -> None:
+    rig.conn.data_received(GET)
+    up, _ut = rig.busy()
+    up.data_received(OK)
+    rig.conn.eof_received()
+    assert b"".join(rig.client.out).endswith(b"abc")
+
+
+def test_a_held_answer_is_dropped_with_a_lost_connection(rig: Rig) -> None:
+    rig.conn.data_received(GET)
+    up, _ut = rig.busy()
+    up.data_received(OK)
+    rig.conn.connection_lost(None)
+    assert rig.client.take() == b"" and rig.conn.corked is None
+
+
+def test_a_request_held_for_a_closed_upstream_connection_is_not_sent(rig: Rig) -> None:
+    rig.conn.data_received(GET)
+    r = rig.conn.responding
+    assert r is not None and isinstance(r.proxy, Express)
+    up = r.proxy.up
+    assert up is not None and up.corked is not None
+    ut = up.transport
+    up.close()
+    turn(rig.loop)
+    assert ut.out == [] and up.corked is None

@@ -41,9 +41,11 @@ def test_timeouts_fire_as_with_fresh_timers() -> None:
         conn.connection_made(ct)  # type: ignore[arg-type]
         for _ in range(3):  # the upstream connection is taken and cached again each time
             conn.data_received(REQUEST)
+            turn(loop)  # (the lane holds its writes to the end of the iteration)
             assert ut.out and up.owner is not None
             ut.out.clear()
             up.data_received(RESPONSE)
+            turn(loop)
             answered = time.monotonic()
             assert b"".join(ct.out).endswith(b"\r\n\r\nok")
             loop.run_until_complete(_sleep(loop, 0.1))
@@ -57,6 +59,12 @@ def test_timeouts_fire_as_with_fresh_timers() -> None:
         assert 0.35 <= ut.closed_at - answered < 5
     finally:
         loop.close()
+
+
+def turn(loop: Any) -> None:
+    """One iteration of the loop."""
+    loop.call_soon(loop.stop)
+    loop.run_forever()
 
 
 async def _sleep(loop: Any, seconds: float) -> None:
@@ -93,8 +101,10 @@ def test_proxy_timeout_after_a_longer_one_on_the_same_connection() -> None:
         ct = FakeTransport()
         conn.connection_made(ct)  # type: ignore[arg-type]
         conn.data_received(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        turn(loop)
         up, ut = next((u, t) for u, t in ups if t.out)
         up.data_received(RESPONSE)
+        turn(loop)
         assert b"".join(ct.out).endswith(b"\r\n\r\nok")
         ct.out.clear()
         asked = time.monotonic()
