@@ -135,22 +135,25 @@ def _wrr_take(group: Sequence[Peer], tried: set[int], now: int) -> Peer | None:
     """take(wrr_step(usable peers of group)), in one loop: the round-robin path of every
     request (`tried` is the group's tried set)."""
     best: Peer | None = None
+    best_weight = 0
     total = 0
     for peer in group:
-        if id(peer) in tried or peer.down or not peer.healthy:
+        if peer.down or not peer.healthy or (tried and id(peer) in tried):
             continue
-        if peer.max_fails and peer.fails >= peer.max_fails and \
+        fails = peer.fails  # (no fails: not failed, whatever max_fails says)
+        if fails and peer.max_fails and fails >= peer.max_fails and \
                 now - peer.checked <= peer.fail_timeout:  # failed()
             continue
         if peer.max_conns and peer.conns >= peer.max_conns:  # at_max_conns()
             continue
         ew = peer.effective_weight
-        peer.current_weight += ew
+        peer.current_weight = cw = peer.current_weight + ew
         total += ew
         if ew < peer.weight:
             peer.effective_weight = ew + 1
-        if best is None or peer.current_weight > best.current_weight:
+        if best is None or cw > best_weight:
             best = peer
+            best_weight = cw
     if best is None:
         return None
     best.current_weight -= total

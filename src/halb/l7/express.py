@@ -397,7 +397,9 @@ class Express:
                                        response_time=self.header)
         self.up = None
         up.owner = None
-        if a.close or not (up.usable() and self.group.put_idle(up)):
+        ut = up.transport
+        if a.close or up.closed or ut is None or ut.is_closing() or \
+                not self.group.put_idle(up):  # (up.usable())
             up.close()
         self.over = True
         timer = self.timer

@@ -103,19 +103,6 @@ class UpstreamConnection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
-    def go_idle(self, group: UpstreamGroup, timeout: float) -> None:
-        """In the cache until keepalive_timeout. One timer serves many idle periods: taking
-        the connection does not cancel it, it is moved when it fires (_idle_timer)."""
-        self.owner = None
-        loop = group.loop
-        self.idle_until = until = loop.time() + timeout
-        if self.idle_handle is None:
-            self.idle_handle = loop.call_at(until, self._idle_timer)
-
-    def taken(self) -> None:
-        """Out of the cache (its timer, if any, finds nothing to do)."""
-        self.idle_until = 0.0
-
     def _idle_timer(self) -> None:
         self.idle_handle = None
         until = self.idle_until
@@ -264,10 +251,11 @@ class UpstreamGroup:
 
     def take_idle(self, peer: Peer) -> UpstreamConnection | None:
         """A cached connection to `peer`, most recently used first (nginx's keepalive get)."""
-        for conn in self.idle:
+        idle = self.idle
+        for conn in idle:
             if conn.peer is peer:
-                self.idle.remove(conn)
-                conn.taken()
+                idle.remove(conn)
+                conn.idle_until = 0.0  # (its timer, if any, finds nothing to do)
                 t = conn.transport
                 if not conn.closed and t is not None and not t.is_closing():  # usable()
                     return conn
@@ -278,17 +266,20 @@ class UpstreamGroup:
     def put_idle(self, conn: UpstreamConnection) -> bool:
         """Cache a connection whose response ended cleanly; False: the caller closes it."""
         ups = self.config
-        if self.keepalive <= 0:
+        keepalive = self.keepalive
+        if keepalive <= 0 or conn.requests >= ups.keepalive_requests or \
+                time.monotonic() - conn.created > ups.keepalive_time:
             return False
-        if conn.requests >= ups.keepalive_requests:
-            return False
-        if time.monotonic() - conn.created > ups.keepalive_time:
-            return False
-        if len(self.idle) >= self.keepalive:
-            oldest = self.idle.pop()
-            oldest.close()
-        self.idle.appendleft(conn)
-        conn.go_idle(self, ups.keepalive_timeout)
+        idle = self.idle
+        if len(idle) >= keepalive:
+            idle.pop().close()  # (the oldest)
+        idle.appendleft(conn)
+        # in the cache until keepalive_timeout. One timer serves many idle periods: taking the
+        # connection does not cancel it (idle_until 0), it is moved when it fires (_idle_timer)
+        conn.owner = None
+        conn.idle_until = until = self.loop.time() + ups.keepalive_timeout
+        if conn.idle_handle is None:
+            conn.idle_handle = self.loop.call_at(until, conn._idle_timer)
         return True
 
     def forget(self, conn: UpstreamConnection) -> None:
