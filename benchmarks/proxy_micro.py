@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/proxy_micro.py [--requests 20000] [--rounds 3]
                                                [--src PATH ...] [--profile tottime]
 
-One HttpConnection (fed by a fake client transport) proxies keep-alive GETs through
-proxy_pass to an upstream of two peers with `keepalive 32`, each answered at once by a fake
-upstream transport: what is left is the Python that halb runs for each proxied request (the
-event loop and the syscalls are not in it; the access log, combined, is written to a temporary
-file once per loop iteration as in the server). Reports per request:
+Twenty HttpConnections (fed by fake client transports) proxy keep-alive GETs through
+proxy_pass to an upstream of two peers with `keepalive 32`: in each round every client sends a
+request, the loop turns once (what is held to the end of an iteration goes), every upstream
+connection that got a request answers, and the loop turns again, as a worker under load
+handles many requests per iteration. What is left is the Python that halb runs for each
+proxied request and its share of two loop iterations (no syscalls; the access log, combined,
+is written to a temporary file once per iteration as in the server). Reports per request:
 
 - calls: every function call cProfile sees (Python functions and builtins), and the Python ones
   alone: deterministic, the figure to compare while the machine is busy;
@@ -44,7 +46,7 @@ REQUEST = (b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:18400\r\nUser-Agent: wr
 RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 06:11:07 GMT\r\n"
             b"Content-Type: text/plain\r\nContent-Length: 8\r\nConnection: keep-alive\r\n\r\n"
             b"backend\n")
-FLUSH_EVERY = 50  # requests per event-loop iteration (the log's write, the timers' upkeep)
+BATCH = 20  # client connections, each with a request per round of two loop iterations
 
 
 class FakeTransport:
@@ -107,49 +109,72 @@ def child(requests: int, profile: str) -> dict[str, float]:
     assert group is not None
     ups = []
     for peer in group.balancer.peers:
-        for _ in range(2):
+        for _ in range(BATCH // 2 + 1):
             up = UpstreamConnection(peer, group)
             ut = FakeTransport()
             up.connection_made(ut)  # type: ignore[arg-type]
             ups.append((up, ut))
             group.put_idle(up)
-    conn = HttpConnection(srv, 1)
-    client = FakeTransport()
-    conn.connection_made(client)  # type: ignore[arg-type]
-
-    def one() -> None:
-        conn.data_received(REQUEST)
-        for up, _ut in ups:  # (its request may be held to the end of the iteration)
-            if up.owner is not None:
-                up.data_received(RESPONSE)
-                return
-        raise RuntimeError("no upstream connection got the request")
-
-    def tick() -> None:  # one loop iteration: held writes, the access log's, cancelled timers
-        loop.call_soon(loop.stop)
-        loop.run_forever()
-        for _up, ut in ups:
-            ut.out.clear()
+    clients = []
+    for i in range(BATCH):
+        conn = HttpConnection(srv, i + 1)
+        client = FakeTransport()
+        conn.connection_made(client)  # type: ignore[arg-type]
+        clients.append((conn, client))
 
     def run(n: int) -> None:
-        for i in range(n):
-            one()
-            if i % FLUSH_EVERY == FLUSH_EVERY - 1:
-                tick()
-        tick()
+        """n // BATCH rounds, in the running loop: in one iteration every client sends a
+        request; in the next, every upstream connection that got one answers (what is held
+        to the end of an iteration goes in between, as in the server)."""
+        left = n // BATCH
+        asking = True
+        failed: list[str] = []
+
+        def step() -> None:
+            nonlocal left, asking
+            if asking:
+                for conn, _client in clients:
+                    conn.data_received(REQUEST)
+            else:
+                answered = 0
+                for up, ut in ups:
+                    if up.owner is not None:
+                        ut.out.clear()
+                        up.data_received(RESPONSE)
+                        answered += 1
+                if answered != BATCH:
+                    failed.append(f"{answered} upstream connections got a request")
+                    loop.stop()
+                    return
+                left -= 1
+                if not left:
+                    loop.call_soon(loop.stop)  # (after what this iteration held)
+                    return
+            asking = not asking
+            loop.call_soon(step)
+
+        loop.call_soon(step)
+        loop.run_forever()
+        if failed:
+            raise RuntimeError(failed[0])
 
     run(200)
-    answer = b"".join(client.out)
+    answer = b"".join(b"".join(client.out) for _conn, client in clients)
     if not answer.startswith(b"HTTP/1.1 200 OK\r\n") or not answer.endswith(b"backend\n") \
             or answer.count(b"HTTP/1.1 200 OK") != 200:
         raise RuntimeError(f"unexpected answer: {answer[:300]!r}")
-    client.out.clear()
+
+    def clear() -> None:
+        for _conn, client in clients:
+            client.out.clear()
+
+    clear()
     t0 = time.process_time()
     run(requests)
     cpu = time.process_time() - t0
-    if len(client.out) < requests:
+    if sum(len(client.out) for _conn, client in clients) < requests:
         raise RuntimeError("requests were not all answered")
-    client.out.clear()
+    clear()
     n_prof = min(requests, 5000)
     prof = cProfile.Profile()
     prof.enable()

@@ -1,5 +1,5 @@
 """Writes held to the end of the event loop's iteration: the express lane's answers to idle
-keep-alive clients and its requests to cached upstream connections.
+keep-alive clients, and its requests to upstreams (with the choice of their connection).
 
 Each write to a peer on this host (a backend, a load generator, a local client) wakes it: a
 worker that writes as it goes, between long stretches of Python, wakes a sleeping peer for
@@ -9,8 +9,13 @@ most one write, and whatever else happens to it first (more data from the client
 input, a close) releases it before (l7/http.py and l7/upstream.py call `release`); a
 connection that is closing or gone drops it.
 
+A request of the lane (its peer picked) also waits for the end of the iteration before it takes
+a cached connection to the peer, or makes one (`later`): the answers handled in the same
+iteration have put their connections back by then, so fewer requests find the cache empty and
+fewer connections are made and closed again (keepalive N bounds the cache, as in nginx).
+
 `Corked` is what holds: an object with a `corked` slot (bytes or None) and its transport.
-The list of what waits belongs to one worker's server (l7/server.py: `held`), so that each
+The lists of what waits belong to one worker's server (l7/server.py: `held`), so that each
 event loop flushes its own.
 """
 
@@ -25,14 +30,29 @@ class Corked(Protocol):
     transport: Any
 
 
+class Later(Protocol):
+    def send(self) -> None: ...
+
+    def crashed(self, exc: Exception) -> None: ...
+
+
 class Held:
     """What waits for the end of this iteration, in the order it was held."""
 
-    __slots__ = ("items", "loop")
+    __slots__ = ("items", "later", "loop", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.items: list[Corked] = []
+        self.later: list[Later] = []
+        self.scheduled = False
+
+    def send_later(self, request: Later) -> None:
+        """`request.send()` at the end of this iteration."""
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+        self.later.append(request)
 
     def hold(self, obj: Corked, data: bytes) -> None:
         if obj.corked is not None:  # (not expected: a second write before the first went)
@@ -40,12 +60,21 @@ class Held:
             obj.transport.write(data)
             return
         obj.corked = data
-        items = self.items
-        if not items:
+        if not self.scheduled:
+            self.scheduled = True
             self.loop.call_soon(self.flush)
-        items.append(obj)
+        self.items.append(obj)
 
     def flush(self) -> None:
+        self.scheduled = False
+        later = self.later
+        if later:
+            self.later = []
+            for request in later:
+                try:
+                    request.send()
+                except Exception as e:  # a bug must cost one request, never the worker
+                    request.crashed(e)
         items = self.items
         self.items = []
         for obj in items:
@@ -67,4 +96,4 @@ def release(obj: Corked) -> None:
             t.write(data)
 
 
-__all__ = ["Corked", "Held", "release"]
+__all__ = ["Corked", "Held", "Later", "release"]

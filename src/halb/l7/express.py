@@ -204,6 +204,7 @@ class Express:
     up: UpstreamConnection | None = None
     connecting: asyncio.Task[None] | None = None
     promoted: ProxyRequest | None = None
+    pending = False  # picked, waiting for the end of the iteration to be sent (send)
     ctx: PickContext | None = None
     tried: set[int] | None = None
     peer: Peer | None = None  # until released
@@ -258,24 +259,35 @@ class Express:
         elif timer.owner is not None:
             timer = ConnectionTimer(conn.loop)
         self.timer = timer
-        up = group.take_idle(peer)
+        self.pending = True
+        conn.server.held.send_later(self)  # (the connection is chosen then: l7/cork.py)
+
+    def send(self) -> None:
+        """At the end of the iteration: the request to a cached connection to the peer picked,
+        or to a new one."""
+        if not self.pending:
+            return  # (promoted meanwhile, and sent then)
+        self.pending = False
+        peer = self.peer
+        assert peer is not None and self.timer is not None
+        up = self.group.take_idle(peer)
         if up is None:  # no cached connection to this peer: a new one
+            loop = self.conn.loop
             self.what = "connecting to upstream"
-            self.deadline = deadline = conn.loop.time() + plan.connect_timeout
-            timer.start(self, deadline)  # type: ignore[arg-type]
-            self.connecting = conn.loop.create_task(self._connect(peer))
+            self.deadline = deadline = loop.time() + self.plan.connect_timeout
+            self.timer.start(self, deadline)  # type: ignore[arg-type]
+            self.connecting = loop.create_task(self._connect(peer))
             return
         self.connect = 0.0
         self.cached = True
-        self._attach(up, timer)
+        self._attach(up, self.timer)
 
     def _attach(self, up: UpstreamConnection, timer: ConnectionTimer) -> None:
         self.up = up
         up.owner = self  # type: ignore[assignment]
         up.requests += 1
         head = self.head
-        up.sent += len(head)  # (up.write, held to the end of the iteration: l7/cork.py)
-        self.conn.server.held.hold(up, head)
+        up.write(head)
         self.sent = len(head)
         self.what = "reading response header from upstream"
         self.deadline = deadline = self.conn.loop.time() + self.plan.read_timeout
@@ -493,7 +505,10 @@ class Express:
     # -- everything else: the general path takes over ------------------------------------------
 
     def _promote(self) -> ProxyRequest:
-        """A ProxyRequest in the state the general path would have reached by now."""
+        """A ProxyRequest in the state the general path would have reached by now (a request
+        still waiting to be sent is sent first, as the general path would have sent it)."""
+        if self.pending:
+            self.send()
         conn = self.conn
         r = self.r
         route = self.route

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 class UpstreamConnection(asyncio.Protocol):
     """A connection to one peer; passes what it reads to its current owner."""
 
-    __slots__ = ("closed", "corked", "created", "group", "idle_handle", "idle_until", "owner", "peer",
+    __slots__ = ("closed", "created", "group", "idle_handle", "idle_until", "owner", "peer",
                  "requests", "sent", "transport")
 
     def __init__(self, peer: Peer, group: UpstreamGroup) -> None:
@@ -51,7 +51,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.idle_until = 0.0  # in the cache until then (0: not in the cache)
         self.sent = 0
-        self.corked: bytes | None = None  # a request head held to the end of the iteration
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -77,7 +76,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.corked = None
         self.idle_timer_cancel()
         owner = self.owner
         self.owner = None
@@ -121,7 +119,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        self.corked = None  # (a request held for it is not sent)
         self.idle_timer_cancel()
         if self.transport is not None:
             self.transport.close()

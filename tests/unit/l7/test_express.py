@@ -218,6 +218,7 @@ def test_no_cached_connection_connects_and_a_refusal_goes_to_the_general_path(
         rig.group.forget(up)
         up.idle_timer_cancel()
     assert express.take(rig.conn, GET) is True
+    turn(rig.loop)  # (the connection is chosen at the end of the iteration)
     r = rig.conn.responding
     assert r is not None and isinstance(r.proxy, Express) and r.proxy.connecting is not None
     for _ in range(100):
@@ -307,6 +308,7 @@ def test_a_refused_connect_reaches_a_request_promoted_while_connecting(rig: Rig)
         rig.group.forget(up)
         up.idle_timer_cancel()
     assert express.take(rig.conn, GET.replace(b"/a?b=1", b"/ica/a")) is True
+    turn(rig.loop)
     r = rig.conn.responding
     assert r is not None and isinstance(r.proxy, Express) and r.proxy.connecting is not None
     rig.conn.connection_lost(None)
@@ -403,13 +405,46 @@ def test_a_held_answer_is_dropped_with_a_lost_connection(rig: Rig) -> None:
     assert rig.client.take() == b"" and rig.conn.corked is None
 
 
-def test_a_request_held_for_a_closed_upstream_connection_is_not_sent(rig: Rig) -> None:
+def test_the_upstream_connection_is_chosen_at_the_end_of_the_iteration(rig: Rig) -> None:
+    """An answer handled in the same iteration puts its connection back before the next
+    request takes one: with a single cached connection, two requests in a row use it and
+    no connection is made."""
+    only, only_t = rig.ups[0]
+    rig.group.forget(rig.ups[1][0])
+    rig.ups[1][0].idle_timer_cancel()
+    rig.conn.data_received(GET)
+    first = rig.conn.responding
+    assert first is not None and isinstance(first.proxy, Express) and first.proxy.pending
+    assert only_t.out == [] and only in rig.group.idle  # nothing taken yet
+    turn(rig.loop)
+    assert first.proxy.up is only and only_t.take().startswith(b"GET /a?b=1 ")
+    other = HttpConnection(rig.srv, 2)
+    other_t = LoopTransport(rig.loop)
+    other.connection_made(other_t)  # type: ignore[arg-type]
+    try:
+        other.data_received(GET)  # the cache is empty now...
+        second = other.responding
+        assert second is not None and isinstance(second.proxy, Express)
+        only.data_received(OK)  # ...and refilled in the same iteration
+        assert only in rig.group.idle
+        turn(rig.loop)
+        assert second.proxy.up is only and second.proxy.connecting is None
+        assert only_t.take().startswith(b"GET /a?b=1 ")
+        only.data_received(OK)
+        assert other_t.take().endswith(b"\r\n\r\nabc") and rig.client.take().endswith(b"abc")
+    finally:
+        other.connection_lost(None)
+
+
+def test_a_request_promoted_before_it_was_sent_is_sent_first(rig: Rig) -> None:
+    """The client half-closes before the end of the iteration: the request goes to the
+    general path as it would have (sent over a cached connection), which then ends it."""
     rig.conn.data_received(GET)
     r = rig.conn.responding
-    assert r is not None and isinstance(r.proxy, Express)
-    up = r.proxy.up
-    assert up is not None and up.corked is not None
-    ut = up.transport
-    up.close()
+    assert r is not None and isinstance(r.proxy, Express) and r.proxy.pending
+    rig.conn.eof_received()
+    assert isinstance(r.proxy, ProxyRequest) or r.proxy is None
+    sent = [ut for up, ut in rig.ups if ut.out]
+    assert len(sent) == 1 and b"".join(sent[0].out).startswith(b"GET /a?b=1 ")
     turn(rig.loop)
-    assert ut.out == [] and up.corked is None
+    assert sum(1 for _up, ut in rig.ups if ut.out) == 1  # (not sent twice)
