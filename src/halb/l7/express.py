@@ -94,29 +94,16 @@ def take(conn: HttpConnection, data: bytes) -> bool:
         conn.lane = (h, host, server, route, group)
     # the request, as the parser callbacks and the header checks would have made it
     now = time.monotonic()
-    r = Request(conn, now)
-    r.conn_requests = requests = conn.requests + 1
-    conn.requests = requests
-    r.method = h.method
-    r.version = h.version
-    r.target = h.target
-    r.request_line = h.request_line
-    r.request_length = len(data)
-    r.header_list = list(h.header_list)
-    r.headers = h.headers.copy()
-    r.host = host
-    r.server = server
+    requests = conn.requests = conn.requests + 1
     sconf = conn.conf = server.conf
     keepalive = h.keepalive
     if keepalive and (sconf.keepalive_timeout <= 0 or conn.draining
                       or requests >= sconf.keepalive_requests
                       or now - conn.started > sconf.keepalive_time):
         keepalive = False
-    r.keepalive = keepalive
-    r.uri = h.path
-    r.args = h.query
-    r.location = route.location
-    r.conf = route.conf
+    r = Request.lane(conn, now, h.method, h.version, h.target, h.request_line, len(data),
+                     h.header_list, h.headers, host, server, keepalive, h.path, h.query,
+                     route.location, route.conf, requests)
     conn.responding = r
     conn.state = WRITING  # (conn.wait_upstream: no client timer while the upstream answers)
     if conn.timer is not None:

@@ -110,6 +110,63 @@ class Request:
         self.pipeline = False  # $pipe: read with (behind) an earlier request still in progress
         self.log_memo: Any = None  # the express lane's: what makes its log lines repeat
 
+    @classmethod
+    def lane(cls, conn: Any, start: float, method: str, version: int, target: str,
+             request_line: str, request_length: int, header_list: Any, headers: dict[str, str],
+             host: str, server: Server, keepalive: bool, uri: str, args: str | None,
+             location: Location, conf: LocConf, conn_requests: int) -> Request:
+        """A request of the proxy's express lane (l7/express.py), its fields set at once: what
+        the parser and the header checks would have set, the rest as __init__ leaves them
+        (tests/unit/l7/test_request.py compares the two). header_list and headers are the
+        remembered head's, shared (nothing changes a request's headers once it is read)."""
+        self = object.__new__(cls)
+        self.conn = conn
+        self.start = start
+        self.method = method
+        self.version = version
+        self.target = target
+        self.request_line = request_line
+        self.uri = uri
+        self.args = args
+        self.header_list = header_list
+        self.headers = headers
+        self.host = host
+        self.keepalive = keepalive
+        self.content_length = None
+        self.chunked = False
+        self.expect_continue = False
+        self.send_continue = False
+        self.body_expected = False
+        self.body_received = 0
+        self.body_complete = False
+        self.body_chunks = []
+        self.on_body = None
+        self.on_body_done = None
+        self.proxy = None
+        self.server = server
+        self.server_captures = None
+        self.location = location
+        self.conf = conf
+        self.captures = ()
+        self.named_captures = {}
+        self.internal = False
+        self.uri_changed = False
+        self.valid_location = True
+        self.uri_changes = 0
+        self.error_page_done = False
+        self.err_status = None
+        self.status = 0
+        self.response = None
+        self.body_bytes_sent = 0
+        self.bytes_sent = 0
+        self.request_length = request_length
+        self.valid = True
+        self.var_cache = None
+        self.conn_requests = conn_requests
+        self.pipeline = False
+        self.log_memo = None
+        return self
+
     @property
     def protocol(self) -> str:
         if self.version == 9:
