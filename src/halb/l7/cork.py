@@ -78,12 +78,7 @@ class Held:
         items = self.items
         self.items = []
         for obj in items:
-            data = obj.corked
-            if data is not None:
-                obj.corked = None
-                t = obj.transport
-                if t is not None and not t.is_closing():
-                    t.write(data)
+            release(obj)
 
 
 def release(obj: Corked) -> None:
