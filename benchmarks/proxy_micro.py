@@ -12,7 +12,8 @@ proxied request and its share of two loop iterations (no syscalls; the access lo
 is written to a temporary file once per iteration as in the server). Reports per request:
 
 - calls: every function call cProfile sees (Python functions and builtins), and the Python ones
-  alone: deterministic, the figure to compare while the machine is busy;
+  alone; bytecodes: the Python bytecodes executed (sys.settrace opcode events, 200 requests,
+  the harness's own included): deterministic, the figures to compare while the machine is busy;
 - µs: CPU time (time.process_time) per request over --requests requests.
 
 With several --src (source trees holding a `halb` package, e.g. an export of an older commit:
@@ -186,13 +187,30 @@ def child(requests: int, profile: str) -> dict[str, float]:
                  if k[0] != "~")
     if profile:
         stats.sort_stats(profile).print_stats(40)
+    n_ops = 200
+    ops = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal ops
+        if event == "call":
+            frame.f_trace_opcodes = True
+        elif event == "opcode":
+            ops += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        run(n_ops)
+    finally:
+        sys.settrace(None)
     with open(log, "rb") as f:
         lines = f.read().count(b"\n")
-    if lines != 200 + requests + n_prof:
+    if lines != 200 + requests + n_prof + n_ops:
         raise RuntimeError(f"{lines} access log lines")
     os.unlink(log)
     os.rmdir(tmp)
-    return {"us": cpu / requests * 1e6, "calls": total / n_prof, "py_calls": python / n_prof}
+    return {"us": cpu / requests * 1e6, "calls": total / n_prof, "py_calls": python / n_prof,
+            "ops": ops / n_ops}
 
 
 def main() -> int:
@@ -222,11 +240,12 @@ def main() -> int:
             rows[src].append(json.loads(lines[-1]))
     print(f"# proxy_micro: {args.rounds} rounds x {args.requests} keep-alive proxied GETs, "
           "fake transports (no syscalls), access_log combined")
-    print(f"{'source tree':<40} {'calls/req':>10} {'py calls/req':>13} {'cpu us/req':>11}")
+    print(f"{'source tree':<40} {'calls/req':>10} {'py calls/req':>13} {'bytecodes/req':>14} "
+          f"{'cpu us/req':>11}")
     for src, rs in rows.items():
         us = statistics.median(r["us"] for r in rs)
         print(f"{src[-40:]:<40} {rs[0]['calls']:>10.1f} {rs[0]['py_calls']:>13.1f} "
-              f"{us:>11.1f}  (rounds: {', '.join(format(r['us'], '.1f') for r in rs)})")
+              f"{rs[0]['ops']:>14.0f} {us:>11.1f}  (rounds: {', '.join(format(r['us'], '.1f') for r in rs)})")
     return 0
 
 
