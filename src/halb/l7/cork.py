@@ -12,7 +12,10 @@ connection that is closing or gone drops it.
 A request of the lane (its peer picked) also waits for the end of the iteration before it takes
 a cached connection to the peer, or makes one (`later`): the answers handled in the same
 iteration have put their connections back by then, so fewer requests find the cache empty and
-fewer connections are made and closed again (keepalive N bounds the cache, as in nginx).
+fewer connections are made and closed again. For the same reason a full keep-alive cache is
+trimmed to keepalive N at the end of the iteration, after those requests took their
+connections (`trim_later`), not as each answer puts its connection back: nginx's bound, kept
+between iterations.
 
 `Corked` is what holds: an object with a `corked` slot (bytes or None) and its transport.
 The lists of what waits belong to one worker's server (l7/server.py: `held`), so that each
@@ -36,15 +39,20 @@ class Later(Protocol):
     def crashed(self, exc: Exception) -> None: ...
 
 
+class Trimmed(Protocol):
+    def trim(self) -> None: ...
+
+
 class Held:
     """What waits for the end of this iteration, in the order it was held."""
 
-    __slots__ = ("items", "later", "loop", "scheduled")
+    __slots__ = ("items", "later", "loop", "scheduled", "trims")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.items: list[Corked] = []
         self.later: list[Later] = []
+        self.trims: list[Trimmed] = []
         self.scheduled = False
 
     def send_later(self, request: Later) -> None:
@@ -53,6 +61,13 @@ class Held:
             self.scheduled = True
             self.loop.call_soon(self.flush)
         self.later.append(request)
+
+    def trim_later(self, group: Trimmed) -> None:
+        """`group.trim()` at the end of this iteration, after the requests' sends."""
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+        self.trims.append(group)
 
     def hold(self, obj: Corked, data: bytes) -> None:
         if obj.corked is not None:  # (not expected: a second write before the first went)
@@ -75,6 +90,11 @@ class Held:
                     request.send()
                 except Exception as e:  # a bug must cost one request, never the worker
                     request.crashed(e)
+        trims = self.trims
+        if trims:
+            self.trims = []
+            for group in trims:
+                group.trim()
         items = self.items
         self.items = []
         for obj in items:
@@ -91,4 +111,4 @@ def release(obj: Corked) -> None:
             t.write(data)
 
 
-__all__ = ["Corked", "Held", "Later", "release"]
+__all__ = ["Corked", "Held", "Later", "Trimmed", "release"]

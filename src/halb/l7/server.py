@@ -57,15 +57,16 @@ class HttpServer:
         from halb.l7 import proxy  # noqa: F401  (registers the proxy_pass content handler)
         from halb.l7.upstream import Upstreams
 
+        self.held = Held(loop)  # what waits for the end of the iteration (l7/cork.py)
         # zones: the upstream zones of this configuration generation, made before the fork
-        self.upstreams = Upstreams(dict(config.http.upstreams), loop, zones)
+        self.upstreams = Upstreams(dict(config.http.upstreams), loop, zones,
+                                   trim_later=self.held.trim_later)
         self.worker = worker
         self.health: HealthChecker | None = None  # nginx Plus health_check: worker 0 runs it
         self.connections: set[HttpConnection] = set()
         self.max_connections = config.worker_connections
         self.numbers = itertools.count(1 + worker * 10_000_000)
         self.access_logs = AccessLogs(loop, self._log_failure)
-        self.held = Held(loop)  # writes held to the end of the iteration (l7/cork.py)
         self.servers: list[asyncio.base_events.Server] = []
         # stub_status: this worker's slot of the shared counters (its own zone when alone)
         self.status_zone, slot = status if status is not None else (StatusZone.private(), 1)

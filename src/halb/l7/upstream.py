@@ -21,7 +21,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from halb import balancing
@@ -129,15 +129,17 @@ async def open_peer(loop: asyncio.AbstractEventLoop, peer: Peer, group: Upstream
                     tls_args: dict[str, Any] | None = None) -> UpstreamConnection:
     """A new connection to `peer` (TCP from `local`, or unix:, plain or TLS as
     l7/tls.py's connection_args say); closed again when it cannot be made."""
-    from halb.l7.tls import connection_args
-
     up = UpstreamConnection(peer, group)
+    kw: dict[str, Any] = {}
     try:
+        if tls_args is not None:
+            from halb.l7.tls import connection_args  # (TLS only: l7/tls.py imports ssl)
+
+            kw = connection_args(tls_args, (peer.host, 0 if peer.host.startswith("unix:")
+                                            else peer.port), unix=peer.host.startswith("unix:"))
         if peer.host.startswith("unix:"):
-            kw = {} if tls_args is None else connection_args(tls_args, (peer.host, 0), unix=True)
             await loop.create_unix_connection(lambda: up, peer.host[5:], **kw)
         else:
-            kw = {} if tls_args is None else connection_args(tls_args, (peer.host, peer.port))
             await loop.create_connection(lambda: up, peer.host, peer.port, local_addr=local,
                                          **kw)
     except BaseException:
@@ -243,6 +245,10 @@ class UpstreamGroup:
         self.idle: deque[UpstreamConnection] = deque()
         self.keepalive = ups.keepalive
         self.addresses: dict[int, str] = {}  # id(peer) -> peer.address (the peers stay)
+        # with a worker's server: a full cache is trimmed at the end of the loop's iteration
+        # (l7/cork.Held.trim_later), after the requests held to then took their connections
+        self.trim_later: Callable[[UpstreamGroup], None] | None = None
+        self.trimming = False
 
     # -- keep-alive cache ---------------------------------------------------------------------
 
@@ -269,7 +275,11 @@ class UpstreamGroup:
             return False
         idle = self.idle
         if len(idle) >= keepalive:
-            idle.pop().close()  # (the oldest)
+            if self.trim_later is None:
+                idle.pop().close()  # (the oldest)
+            elif not self.trimming:
+                self.trimming = True
+                self.trim_later(self)
         idle.appendleft(conn)
         # in the cache until keepalive_timeout. One timer serves many idle periods: taking the
         # connection does not cancel it (idle_until 0), it is moved when it fires (_idle_timer)
@@ -278,6 +288,14 @@ class UpstreamGroup:
         if conn.idle_handle is None:
             conn.idle_handle = self.loop.call_at(until, conn._idle_timer)
         return True
+
+    def trim(self) -> None:
+        """Close the oldest cached connections beyond keepalive N (nginx closes the oldest when
+        it caches one more)."""
+        self.trimming = False
+        idle = self.idle
+        while len(idle) > self.keepalive:
+            idle.pop().close()
 
     def forget(self, conn: UpstreamConnection) -> None:
         try:
@@ -297,16 +315,19 @@ class Upstreams:
     them the groups that declare a zone get segments of their own (single-process mode)."""
 
     def __init__(self, upstreams: dict[str, Upstream] | None,
-                 loop: asyncio.AbstractEventLoop, zones: Mapping[str, Zone] | None = None
-                 ) -> None:
+                 loop: asyncio.AbstractEventLoop, zones: Mapping[str, Zone] | None = None,
+                 trim_later: Callable[[UpstreamGroup], None] | None = None) -> None:
         self.loop = loop
+        self.trim_later = trim_later
         self.groups: dict[str, UpstreamGroup] = {}
         if zones is None:
             zones = create_zones(upstreams)
         self.zones = zones
         for name, ups in (upstreams or {}).items():
-            self.groups[name] = UpstreamGroup(ups, loop, zone=zones.get(name)
-                                              if ups.zone is not None else None)
+            group = UpstreamGroup(ups, loop, zone=zones.get(name)
+                                  if ups.zone is not None else None)
+            group.trim_later = trim_later
+            self.groups[name] = group
 
     def get(self, name: str) -> UpstreamGroup | None:
         return self.groups.get(name)
@@ -320,6 +341,7 @@ class Upstreams:
 
             ups = Upstream(key, (UpstreamServer(key, ((host, port),)),), implicit=True)
             group = UpstreamGroup(ups, self.loop)
+            group.trim_later = self.trim_later
             if len(self.groups) < 10_000:
                 self.groups[key] = group
         return group

@@ -448,3 +448,29 @@ def test_a_request_promoted_before_it_was_sent_is_sent_first(rig: Rig) -> None:
     assert len(sent) == 1 and b"".join(sent[0].out).startswith(b"GET /a?b=1 ")
     turn(rig.loop)
     assert sum(1 for _up, ut in rig.ups if ut.out) == 1  # (not sent twice)
+
+
+def test_a_full_cache_is_trimmed_after_the_iterations_requests_took_theirs(rig: Rig) -> None:
+    """keepalive 1: two answers put their connections back in one iteration (one more than
+    the cache holds), two requests of the same iteration take both, none is made or closed;
+    then an extra cached connection is closed at the end of the iteration (nginx's bound)."""
+    rig.group.keepalive = 1
+    (up1, ut1), (up2, ut2) = rig.ups
+    other = HttpConnection(rig.srv, 2)
+    other_t = LoopTransport(rig.loop)
+    other.connection_made(other_t)  # type: ignore[arg-type]
+    try:
+        for _ in range(2):
+            rig.conn.data_received(GET)
+            other.data_received(GET)
+            turn(rig.loop)
+            assert {id(up1.owner), id(up2.owner)} == {id(rig.conn.responding.proxy),
+                                                        id(other.responding.proxy)}
+            assert ut1.take().startswith(b"GET ") and ut2.take().startswith(b"GET ")
+            up1.data_received(OK)
+            up2.data_received(OK)
+            assert len(rig.group.idle) == 2 and not ut1.closed and not ut2.closed
+        assert rig.client.take().endswith(b"abc") and other_t.take().endswith(b"abc")
+        assert len(rig.group.idle) == 1 and (ut1.closed != ut2.closed)  # trimmed: the oldest
+    finally:
+        other.connection_lost(None)
