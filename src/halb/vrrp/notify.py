@@ -36,6 +36,7 @@ from halb.vrrp.notify_args import Scripts, commands
 
 NOTIFY_TIMEOUT = 30.0  # halb's choice: keepalived leaves notify scripts running unbounded
 KILL_GRACE = 1.0  # SIGTERM, then SIGKILL this much later
+LAUNCH_WAIT = 5.0  # a stopping daemon waits this long at most for its scripts to be started
 DEFAULT_USER = "keepalived_script"
 
 Log = Callable[[str], None]
@@ -59,6 +60,9 @@ class ScriptRunner:
         self.g = g
         self.log = log
         self.tasks: set[asyncio.Task[int | None]] = set()
+        # spawned scripts whose process is not started yet: a stopping daemon waits for them
+        # (keepalived has forked its notify_stop scripts before it exits)
+        self.launching: set[asyncio.Future[None]] = set()
 
     def user_of(self, script: Script) -> tuple[str, str | None]:
         if script.user:
@@ -94,7 +98,8 @@ class ScriptRunner:
         ids = None if (pw.pw_uid, gid) == (os.geteuid(), os.getegid()) else (pw.pw_uid, gid)
         return Resolved((path, *script.argv[1:]), ids, user)
 
-    async def run(self, resolved: Resolved, timeout: float) -> int | None:
+    async def run(self, resolved: Resolved, timeout: float,
+                  started: asyncio.Future[None] | None = None) -> int | None:
         kwargs: dict[str, object] = {}
         if resolved.ids is not None and os.geteuid() == 0:
             kwargs = {"user": resolved.ids[0], "group": resolved.ids[1], "extra_groups": []}
@@ -107,6 +112,9 @@ class ScriptRunner:
             self.log(f"Error exec-ing command '{resolved.argv[0]}', error {e.errno}: "
                      f"{e.strerror}")
             return None
+        finally:
+            if started is not None and not started.done():
+                started.set_result(None)
         try:
             return await asyncio.wait_for(proc.wait(), timeout)
         except (TimeoutError, asyncio.CancelledError) as e:
@@ -122,15 +130,22 @@ class ScriptRunner:
             return None
 
     def spawn(self, resolved: Resolved, timeout: float) -> None:
-        task = asyncio.ensure_future(self.run(resolved, timeout))
+        started: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        self.launching.add(started)
+        started.add_done_callback(self.launching.discard)
+        task = asyncio.ensure_future(self.run(resolved, timeout, started))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        # (cancelled before it ran: nothing will be started)
+        task.add_done_callback(lambda _t: started.done() or started.set_result(None))
 
     async def drain(self, wait: float = 0.0) -> None:
-        """Let started scripts be exec'd (and, with `wait`, finish for up to that long)."""
+        """Let spawned scripts be exec'd, each (up to LAUNCH_WAIT), and with `wait` finish for up
+        to that long."""
         if not self.tasks:
             return
-        await asyncio.sleep(0)
+        if self.launching:
+            await asyncio.wait(list(self.launching), timeout=LAUNCH_WAIT)
         if wait > 0:
             await asyncio.wait(list(self.tasks), timeout=wait)
 
