@@ -14,7 +14,9 @@ Owns the process side of keepalived's notify.c for the VRRP role:
   instance's (or a sync group's) notify_master / notify_backup / notify_fault / notify_stop as
   written, then the generic `notify` with keepalived's four extra arguments (INSTANCE|GROUP, the
   name, MASTER|BACKUP|FAULT|STOP|DELETED, the priority). Both start at once without waiting for
-  each other, as keepalived forks them; each has NOTIFY_TIMEOUT.
+  each other, as keepalived forks them (`ScriptRunner.spawn`: started before it returns, watched
+  through a pidfd); each has NOTIFY_TIMEOUT, and outlives the daemon if it is still running when
+  the daemon exits (keepalived does not kill its notify scripts either).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class ScriptRunner:
     def __init__(self, g: GlobalDefs, log: Log) -> None:
         self.g = g
         self.log = log
-        self.tasks: set[asyncio.Task[int | None]] = set()
+        self.spawned: set[Spawned] = set()  # notify scripts still running
         # spawned scripts whose process is not started yet: a stopping daemon waits for them
         # (keepalived has forked its notify_stop scripts before it exits)
         self.launching: set[asyncio.Future[None]] = set()
@@ -130,29 +132,70 @@ class ScriptRunner:
             return None
 
     def spawn(self, resolved: Resolved, timeout: float) -> None:
-        started: asyncio.Future[None] = asyncio.get_event_loop().create_future()
-        self.launching.add(started)
-        started.add_done_callback(self.launching.discard)
-        task = asyncio.ensure_future(self.run(resolved, timeout, started))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        # (cancelled before it ran: nothing will be started)
-        task.add_done_callback(lambda _t: started.done() or started.set_result(None))
+        """Start a notify script now (as keepalived forks it) and let it run: SIGTERM to its
+        session after `timeout`, SIGKILL KILL_GRACE later; reaped when it exits."""
+        kwargs: dict[str, object] = {}
+        if resolved.ids is not None and os.geteuid() == 0:
+            kwargs = {"user": resolved.ids[0], "group": resolved.ids[1], "extra_groups": []}
+        try:
+            proc = subprocess.Popen(resolved.argv, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True, close_fds=True,
+                                    **kwargs)  # type: ignore[call-overload]
+        except OSError as e:
+            self.log(f"Error exec-ing command '{resolved.argv[0]}', error {e.errno}: "
+                     f"{e.strerror}")
+            return
+        Spawned(self, proc, timeout)
 
     async def drain(self, wait: float = 0.0) -> None:
-        """Let spawned scripts be exec'd, each (up to LAUNCH_WAIT), and with `wait` finish for up
-        to that long."""
-        if not self.tasks:
-            return
-        if self.launching:
-            await asyncio.wait(list(self.launching), timeout=LAUNCH_WAIT)
-        if wait > 0:
-            await asyncio.wait(list(self.tasks), timeout=wait)
+        """With `wait`, let the running notify scripts finish for up to that long."""
+        if wait > 0 and self.spawned:
+            await asyncio.wait([s.done for s in self.spawned], timeout=wait)
+
+
+class Spawned:
+    """A running notify script: its exit seen through a pidfd (then reaped), its timeout."""
+
+    def __init__(self, runner: ScriptRunner, proc: subprocess.Popen[bytes],
+                 timeout: float) -> None:
+        self.runner = runner
+        self.proc = proc
+        loop = asyncio.get_event_loop()
+        self.loop = loop
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.fd = os.pidfd_open(proc.pid)
+        loop.add_reader(self.fd, self._exited)
+        self.timer: asyncio.TimerHandle | None = loop.call_later(timeout, self._timeout)
+        runner.spawned.add(self)
+
+    def _exited(self) -> None:
+        self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+        self.proc.poll()  # (reaped)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.runner.spawned.discard(self)
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def _timeout(self) -> None:
+        _signal(self.proc.pid, signal.SIGTERM)
+        self.timer = self.loop.call_later(KILL_GRACE, self._kill)
+
+    def _kill(self) -> None:
+        self.timer = None
+        _signal(self.proc.pid, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
 
 
 def _kill(proc: asyncio.subprocess.Process, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+    _signal(proc.pid, sig)
 
 
 def unsafe(path: str) -> bool:

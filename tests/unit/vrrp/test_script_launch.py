@@ -1,50 +1,69 @@
-"""ScriptRunner.drain: a stopping daemon returns only once every spawned script's process was
-started (keepalived has forked its notify_stop scripts before it exits), however long starting
-takes; it does not wait for them to finish unless asked."""
+"""ScriptRunner.spawn, the notify scripts' runner: a script is started before spawn returns
+(keepalived forks it), keeps running when the daemon's loop ends (keepalived does not kill its
+notify scripts at exit), is ended after its timeout (SIGTERM to its session) and reaped."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import pytest
+import pathlib
+import signal
+import time
 
 from halb.config.keepalived_model import GlobalDefs
-from halb.vrrp import notify
 from halb.vrrp.notify import Resolved, ScriptRunner
 
 
-class _Proc:
-    def __init__(self, done: asyncio.Event) -> None:
-        self.done = done
-
-    async def wait(self) -> int:
-        await self.done.wait()  # (still running when the daemon goes)
-        return 0
+def _script(tmp: pathlib.Path, body: str) -> str:
+    path = tmp / "s.sh"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
 
 
-def test_drain_waits_until_every_spawned_script_is_started(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[tuple[str, ...]] = []
-    done: list[asyncio.Event] = []
-
-    async def slow_exec(*argv: str, **kwargs: Any) -> _Proc:
-        for _ in range(int(argv[1])):  # a busy machine: the fork takes a few iterations
-            await asyncio.sleep(0.01)
-        started.append(argv)
-        return _Proc(done[0])
-
-    monkeypatch.setattr(notify.asyncio, "create_subprocess_exec", slow_exec)
+def test_a_notify_script_outlives_the_daemon(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "out"
+    script = _script(tmp_path, f"sleep 0.3; echo \"$1\" > {out}")
+    runners: list[ScriptRunner] = []
 
     async def main() -> None:
-        done.append(asyncio.Event())
         runner = ScriptRunner(GlobalDefs(), lambda message: None)
-        runner.spawn(Resolved(("/bin/stop", "3"), None, "root"), 30.0)
-        runner.spawn(Resolved(("/bin/generic", "5"), None, "root"), 30.0)
-        await runner.drain()
-        assert sorted(started) == [("/bin/generic", "5"), ("/bin/stop", "3")]
-        assert len(runner.tasks) == 2  # (started, not waited for)
-        done[0].set()
-        await asyncio.wait_for(asyncio.gather(*runner.tasks), 5)
+        runners.append(runner)
+        runner.spawn(Resolved((script, "stop"), None, "root"), 30.0)
+        assert len(runner.spawned) == 1
+        await runner.drain()  # (what a stopping daemon does: returns at once)
+
+    asyncio.run(main())  # the loop ends, the script is still sleeping
+    end = time.monotonic() + 5
+    while not out.exists() and time.monotonic() < end:
+        time.sleep(0.02)
+    assert out.read_text() == "stop\n"
+    for spawned in runners[0].spawned:
+        spawned.proc.wait(5)  # (reaped here: the daemon's process would have exited)
+
+
+def test_a_notify_script_is_ended_after_its_timeout_and_reaped(tmp_path: pathlib.Path) -> None:
+    script = _script(tmp_path, "exec sleep 30")
+
+    async def main() -> None:
+        runner = ScriptRunner(GlobalDefs(), lambda message: None)
+        runner.spawn(Resolved((script,), None, "root"), 0.2)
+        (spawned,) = runner.spawned
+        started = time.monotonic()
+        await runner.drain(wait=5)
+        assert not runner.spawned and time.monotonic() - started < 4
+        assert spawned.proc.returncode == -signal.SIGTERM
 
     asyncio.run(main())
+
+
+def test_a_script_that_cannot_start_is_logged(tmp_path: pathlib.Path) -> None:
+    logged: list[str] = []
+
+    async def main() -> None:
+        runner = ScriptRunner(GlobalDefs(), logged.append)
+        runner.spawn(Resolved((str(tmp_path / "missing"),), None, "root"), 1.0)
+        assert not runner.spawned
+
+    asyncio.run(main())
+    assert logged and logged[0].startswith(f"Error exec-ing command '{tmp_path}/missing', "
+                                           "error 2: ")
