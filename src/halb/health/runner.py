@@ -83,11 +83,7 @@ class HealthRunner:
             await asyncio.wait(tasks)
         self._apply(self.state.stop())
         await self.scripts.drain(STOP_SCRIPT_TIMEOUT)
-        left = list(self.scripts.tasks)  # still running after their second: ended
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.wait(left)
+        await self.scripts.end()  # (still running after their second: ended)
 
     def reload(self, lvs: LvsConfig, global_defs: GlobalDefs | None = None) -> Reloaded:
         """Carry the state over to `lvs` (synchronous: nothing runs in between)."""

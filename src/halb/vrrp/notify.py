@@ -153,6 +153,15 @@ class ScriptRunner:
         if wait > 0 and self.spawned:
             await asyncio.wait([s.done for s in self.spawned], timeout=wait)
 
+    async def end(self) -> None:
+        """End the scripts still running (SIGTERM to their sessions, SIGKILL KILL_GRACE later)
+        and reap them (the checker's stop, once they had their time)."""
+        left = list(self.spawned)
+        for spawned in left:
+            spawned.end()
+        if left:
+            await asyncio.wait([s.done for s in left], timeout=KILL_GRACE + 1.0)
+
 
 class Spawned:
     """A running notify script: its exit seen through a pidfd (then reaped), its timeout."""
@@ -179,6 +188,11 @@ class Spawned:
         self.runner.spawned.discard(self)
         if not self.done.done():
             self.done.set_result(None)
+
+    def end(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self._timeout()
 
     def _timeout(self) -> None:
         _signal(self.proc.pid, signal.SIGTERM)
