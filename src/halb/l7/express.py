@@ -31,7 +31,6 @@ import time
 from typing import TYPE_CHECKING
 
 from halb.balancing import Outcome, Peer, PickContext
-from halb.balancing.nginx_peers import _wrr_take
 from halb.config.model import Server
 from halb.l7.body import CONNECT, HEADER
 from halb.l7.express_shapes import (
@@ -72,7 +71,7 @@ from halb.l7.variables import expand
 if TYPE_CHECKING:
     from halb.l7.http import HttpConnection
 
-IDLE, _, _, WRITING, _, _ = STATES
+_, _, _, WRITING, _, _ = STATES
 
 
 def take(conn: HttpConnection, data: bytes) -> bool:
@@ -162,17 +161,7 @@ def _idle(conn: HttpConnection, r: Request, t: asyncio.Transport) -> None:
     if logs:
         conn.server.access_logs.log_memo(logs, r)
     t.resume_reading()
-    # conn._idle: arm(IDLE, keepalive_timeout)
-    loop = conn.loop
-    conn.idle_since = now = loop.time()
-    conn.state = IDLE
-    conn.deadline = deadline = now + conn.conf.keepalive_timeout
-    if conn.timer is None:
-        conn.timer = loop.call_at(deadline, conn._on_timer)
-        conn.timer_at = deadline
-        conn.timer_off = False
-    elif conn.timer_off:
-        conn._timer_on()
+    conn._idle()
 
 
 class Express:
@@ -216,18 +205,12 @@ class Express:
         self.started = now
         self.h = h
         r.proxy = self
-        balancer = group.balancer
-        if group.lane_rr:  # plain round robin: its first pick without a PickContext
-            tried: set[int] = set()
-            peer = _wrr_take(balancer.peers, tried, int(now))  # type: ignore[attr-defined]
-            if peer is None:  # (nothing changed: the backup group, or none, as pick says)
-                ctx = self.ctx = PickContext(now=now, rng=group.rng)
-                peer = balancer.pick(ctx)
-            else:
-                self.tried = tried
+        first = group.pick_first(now) if group.pick_first is not None else None
+        if first is not None:  # (plain round robin: no PickContext unless promoted)
+            peer, self.tried = first
         else:
             ctx = self.ctx = PickContext(now=now, rng=group.rng)
-            peer = balancer.pick(ctx)
+            peer = group.balancer.pick(ctx)
         if peer is None:  # no live upstreams: the general path's 502
             self._promote().connect_next()
             return
@@ -385,15 +368,8 @@ class Express:
         peer = self.peer
         if peer is not None:
             self.peer = None
-            group = self.group
-            if group.lane_rr:  # (NginxBalancer.release of a success)
-                if peer.accessed < peer.checked:
-                    peer.fails = 0
-                conns = peer.conns
-                peer.conns = conns - 1 if conns > 0 else 0
-            else:
-                group.balancer.release(peer, Outcome.SUCCESS, now, header_time=self.header,
-                                       response_time=self.header)
+            self.group.balancer.release(peer, Outcome.SUCCESS, now, header_time=self.header,
+                                        response_time=self.header)
         self.up = None
         up.owner = None
         ut = up.transport

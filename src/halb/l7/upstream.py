@@ -238,10 +238,9 @@ class UpstreamGroup:
         self.tries = self.balancer.tries()  # nginx's retry budget (peers do not change)
         self.single = len(primary) == 1 and not backup
         self.needs_client = bool(self.balancer.needs & balancing.Needs.CLIENT)
-        # plain round robin (no zone, slow_start or single peer): the express lane picks with
-        # nginx_peers._wrr_take itself and releases a success inline
-        self.lane_rr = type(self.balancer) is RoundRobin and not self.single and \
-            not balancer.slow_start  # type: ignore[attr-defined]
+        # plain round robin (no zone): a first pick without a PickContext (the express lane)
+        self.pick_first: Callable[[float], tuple[Peer, set[int]] | None] | None = \
+            self.balancer.pick_first if isinstance(self.balancer, RoundRobin) else None
         self.idle: deque[UpstreamConnection] = deque()
         self.keepalive = ups.keepalive
         self.addresses: dict[int, str] = {}  # id(peer) -> peer.address (the peers stay)
