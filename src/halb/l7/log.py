@@ -399,7 +399,7 @@ class AccessLogs:
         self.caches: dict[tuple[int, float], _FdCache] = {}
         # lines of the express lane's requests (r.log_memo): (format, memo, client, second)
         self.lines: dict[tuple[int, Any, str, int], bytes] = {}
-        # id(logs) -> (logs, ((file, id(format), format), ...) or None): log_memo's targets
+        # id(logs) -> (logs, ((file, format), ...) or None): log_memo's targets
         self.plans: dict[int, tuple[tuple[AccessLog, ...], tuple[Any, ...] | None]] = {}
 
     def prepare(self, logs: tuple[AccessLog, ...]) -> None:
@@ -431,23 +431,24 @@ class AccessLogs:
         if targets is None:
             self.log(logs, r)
             return
-        lines = self.lines
-        memo = r.log_memo
-        client = r.conn.remote_addr
-        second = DATES.second
-        for f, fid, fmt in targets:
-            key = (fid, memo, client, second)
-            line = lines.get(key)
-            if line is None:
-                line = format_line(fmt, r)
-                if len(lines) >= 4096:
-                    lines.clear()
-                lines[key] = line
-            f.write(line)
+        for f, fmt in targets:
+            f.write(self._memo_line(fmt, r))
+
+    def _memo_line(self, fmt: LogFormat, r: Request) -> bytes:
+        """A stable format's line for a request with r.log_memo: formatted once per client,
+        memo and second. (The format by identity: its dataclass hash walks the template.)"""
+        key = (id(fmt), r.log_memo, r.conn.remote_addr, DATES.second)
+        line = self.lines.get(key)
+        if line is None:
+            line = format_line(fmt, r)
+            if len(self.lines) >= 4096:
+                self.lines.clear()
+            self.lines[key] = line
+        return line
 
     def _plan(self, logs: tuple[AccessLog, ...]) -> tuple[tuple[AccessLog, ...],
                                                           tuple[Any, ...] | None]:
-        targets: list[tuple[Any, int, LogFormat]] | None = []
+        targets: list[tuple[Any, LogFormat]] | None = []
         for log in logs:
             if log.condition is not None or not log.path.is_static or not stable(log.format):
                 targets = None
@@ -457,7 +458,7 @@ class AccessLogs:
             except OSError:
                 targets = None  # (log() reports it, for each line)
                 break
-            targets.append((f, id(log.format), log.format))
+            targets.append((f, log.format))
         plan = (logs, tuple(targets) if targets is not None else None)
         if len(self.plans) >= 256:
             self.plans.clear()
@@ -477,17 +478,8 @@ class AccessLogs:
                     self.report("crit", f'open() "{log.path.static}" failed ({e.errno}: '
                                 f"{e.strerror})")
                     continue
-                memo = r.log_memo
-                if memo is not None and stable(log.format):
-                    # (the format by identity: its dataclass hash walks the whole template)
-                    key = (id(log.format), memo, r.conn.remote_addr, DATES.second)
-                    line = self.lines.get(key)
-                    if line is None:
-                        line = format_line(log.format, r)
-                        if len(self.lines) >= 4096:
-                            self.lines.clear()
-                        self.lines[key] = line
-                    f.write(line)
+                if r.log_memo is not None and stable(log.format):
+                    f.write(self._memo_line(log.format, r))
                 else:
                     f.write(format_line(log.format, r))
             else:
