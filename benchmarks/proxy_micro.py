@@ -25,6 +25,7 @@ process, so the CPU figures are measured alternately in one run; the medians are
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -50,43 +51,15 @@ RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 
 BATCH = 20  # client connections, each with a request per round of two loop iterations
 
 
-class FakeTransport:
-    """Enough of a transport for HttpConnection / UpstreamConnection; records what is written.
-    (Its own, not halb.testing.fakes: the trees under --src may be older than that module.)"""
-
-    def __init__(self, sockname: tuple[str, int] = ("127.0.0.1", 9)) -> None:
-        self.out: list[bytes] = []
-        self.extra = {"peername": ("127.0.0.1", 5555), "sockname": sockname}
-
-    def get_extra_info(self, key: str, default: Any = None) -> Any:
-        return self.extra.get(key, default)
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def writelines(self, data: list[bytes]) -> None:
-        self.out.extend(data)
-
-    def set_write_buffer_limits(self, **kwargs: Any) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
+def _fakes() -> Any:
+    """This repository's halb/testing/fakes.py, loaded by its path: the trees under --src may be
+    older than that module (it imports nothing of halb)."""
+    spec = importlib.util.spec_from_file_location(
+        "halb_micro_fakes", ROOT / "src" / "halb" / "testing" / "fakes.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def child(requests: int, profile: str) -> dict[str, float]:
@@ -101,6 +74,7 @@ def child(requests: int, profile: str) -> dict[str, float]:
     from halb.l7.upstream import UpstreamConnection
     from halb.runtime.loop import new_event_loop
 
+    FakeTransport = _fakes().FakeTransport
     tmp = tempfile.mkdtemp(prefix="halb-micro-")
     log = os.path.join(tmp, "access.log")
     cfg = load_text(CONFIG.format(log=log))

@@ -305,6 +305,7 @@ def rewrite_redirect(r: Request, rules: list[tuple[Any, Any]], value: str,
 _SERVER_FULL = f"Server: {SERVER_VERSION}\r\n".encode()
 _SERVER_SHORT = f"Server: {SERVER_NAME}\r\n".encode()
 
+
 def chunked_body(r: Request, conf: Any, status: int, length: int) -> bool:
     """A body of unknown length goes chunked to an HTTP/1.1 client (chunked_transfer_encoding
     on); otherwise the connection closes after it (r.keepalive cleared)."""

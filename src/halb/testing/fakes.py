@@ -27,6 +27,9 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.out.append(data)
 
+    def writelines(self, data: list[bytes]) -> None:
+        self.out.extend(data)
+
     def take(self) -> bytes:
         """What was written since the last take()."""
         data = b"".join(self.out)
