@@ -164,6 +164,20 @@ class Cluster:
                                      f"{self.log(node)[-3000:]}")
             time.sleep(0.02)
 
+    def wait_ready(self, node: str, timeout: float, after: int = 0) -> float:
+        """Wait until the node's daemon has started its instances (its first "Entering ...
+        STATE" line at or after offset `after`); the monotonic time it was seen. A start's
+        length is the machine's load (Python imports), not the protocol: timed protocol steps
+        count from here."""
+        end = time.monotonic() + timeout
+        while True:
+            tail = self.log(node)[after:]
+            if "Entering BACKUP STATE" in tail or "Entering MASTER STATE" in tail:
+                return time.monotonic()
+            if time.monotonic() > end:
+                raise AssertionError(f"{node}: not started in {timeout:.1f}s\n{tail[-3000:]}")
+            time.sleep(0.02)
+
     def log(self, node: str) -> str:
         path = self.tmp / f"{node}.log"
         return path.read_text(errors="replace") if path.exists() else ""
