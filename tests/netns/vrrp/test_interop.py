@@ -22,7 +22,7 @@ import pathlib
 import time
 
 import pytest
-from vrrp_lab import TIMINGS, Cluster, instance_conf, mdi, skew
+from vrrp_lab import STARTING, TIMINGS, Cluster, instance_conf, mdi, skew
 
 from halb.testing.netns import Lan
 
@@ -31,7 +31,6 @@ VERSIONS = [2, 3]
 VIP = "198.18.0.100"
 SLACK_DOWN = 1.0
 SLACK_SKEW = 0.6
-READY = 30.0  # a Python process starting on two cores shared with the suite: liveness, not timed
 
 
 @pytest.mark.root
@@ -49,7 +48,7 @@ def test_failover_cycle(cluster: Cluster, lan: Lan, pair: tuple[str, str], versi
     cluster.start("n2", second, backup)
 
     # election: the higher priority wins
-    cluster.wait_holder("n1", timeout=mdi(version, 150, 1) + 8)  # + the daemons starting
+    cluster.wait_holder("n1", timeout=mdi(version, 150, 1) + STARTING)  # + the daemons starting
     cluster.hold_steady("n1", 0.5)
     lan.touch_from_client(VIP)
     assert lan.neighbour(VIP) == lan.mac("n1")
@@ -66,7 +65,7 @@ def test_failover_cycle(cluster: Cluster, lan: Lan, pair: tuple[str, str], versi
     lan.revive("n1")
     offset = len(cluster.log("n1"))
     cluster.start("n1", first, master)
-    started = cluster.wait_ready("n1", READY, offset)  # the start is load, not protocol
+    started = cluster.wait_ready("n1", STARTING, offset)  # the start is load, not protocol
     bound = mdi(version, 150, 1) + SLACK_DOWN
     took = cluster.wait_holder("n1", timeout=bound + 2, since=started)
     TIMINGS.append((f"{label}: old master back -> preempts", took, bound))
@@ -100,14 +99,14 @@ def test_nopreempt(cluster: Cluster, lan: Lan, pair: tuple[str, str]) -> None:
     high, low = pair
     adv = 0.5
     cluster.start("n2", low, instance_conf(version=3, priority=100, advert_int=adv))
-    cluster.wait_holder("n2", timeout=mdi(3, 100, adv) + 8)  # + the daemon starting
+    cluster.wait_holder("n2", timeout=mdi(3, 100, adv) + STARTING)  # + the daemon starting
     cluster.start("n1", high, instance_conf(version=3, priority=150, advert_int=adv,
                                             extra="    nopreempt"))
     cluster.hold_steady("n2", mdi(3, 150, adv) + 1.5)
     # without nopreempt it would have taken over: check the control case on a restart
     cluster.stop("n1")
     cluster.start("n1", high, instance_conf(version=3, priority=150, advert_int=adv))
-    cluster.wait_holder("n1", timeout=mdi(3, 150, adv) + 8)  # + the daemon starting again
+    cluster.wait_holder("n1", timeout=mdi(3, 150, adv) + STARTING)  # + the daemon starting again
 
 
 def _script(tmp: pathlib.Path) -> tuple[pathlib.Path, str]:
@@ -138,7 +137,7 @@ def test_failing_script_moves_vip(cluster: Cluster, lan: Lan, tmp_path: pathlib.
     cluster.start("n1", first, instance_conf(version=3, state="MASTER", priority=150,
                                              advert_int=adv, scripts=block, extra=track))
     cluster.start("n2", second, instance_conf(version=3, priority=100, advert_int=adv))
-    cluster.wait_holder("n1", timeout=mdi(3, 150, adv) + 8)  # + the daemons starting
+    cluster.wait_holder("n1", timeout=mdi(3, 150, adv) + STARTING)  # + the daemons starting
     flag.unlink()  # the check fails from now on
     bound = 0.2 + 1 + mdi(3, 100, adv) + SLACK_DOWN  # interval + timeout + MDI
     took = cluster.wait_holder("n2", timeout=bound + 2)

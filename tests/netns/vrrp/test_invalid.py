@@ -15,7 +15,7 @@ import socket
 import time
 
 import pytest
-from vrrp_lab import Cluster, instance_conf, mdi
+from vrrp_lab import STARTING, Cluster, instance_conf, mdi
 
 from halb.testing.netns import Lan, run_in_netns
 from halb.vrrp import packet
@@ -73,7 +73,7 @@ def test_invalid_adverts_are_dropped_counted_and_change_nothing(
         cluster: Cluster, lan: Lan) -> None:
     cluster.sample()
     cluster.start("n1", "halb", instance_conf(version=2, state="MASTER", priority=150))
-    cluster.wait_holder("n1", timeout=mdi(2, 150, 1) + 8)  # + the daemon starting
+    cluster.wait_holder("n1", timeout=mdi(2, 150, 1) + STARTING)  # + the daemon starting
     base = counters(cluster.dump("n1"))
     assert base["Advertisements/Sent"] > 0 and base["Advertisements/Received"] == 0
 

@@ -16,7 +16,7 @@ import pathlib
 import time
 
 import pytest
-from vrrp_lab import Cluster, Recorder, mdi
+from vrrp_lab import STARTING, Cluster, Recorder, mdi
 
 from halb.testing.netns import Lan
 
@@ -84,7 +84,7 @@ def test_notify_and_track_interface_like_keepalived(
             cluster.start(node, impl, conf(recs[node], VRIDS[node], VIPS[node]))
         bound = mdi(3, 150, ADV) + 3
         for node in ("n1", "n2"):
-            recs[node].wait(4, bound + 5)  # BACKUP, then MASTER (+ the daemons starting)
+            recs[node].wait(4, bound + STARTING)  # BACKUP, then MASTER (+ the daemons starting)
             _wait_vip(lan, node, True, 2)
 
         for node in ("n1", "n2"):  # carrier lost: FAULT, the VIP removed

@@ -40,14 +40,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from vrrp_lab import TIMINGS, Cluster, mdi
+from vrrp_lab import STARTING, TIMINGS, Cluster, mdi
 
 from halb.config.keepalived import load_text
 from halb.testing.netns import Lan
 
 SEEDS = pathlib.Path(__file__).resolve().parents[2] / "unit" / "config" / "keepalived_seeds"
 SLACK = 1.5  # all pairs run at once on two shared cores
-READY = 30.0  # a daemon's start under that load (Python imports): a liveness bound, not timed
 
 
 def _swap(state: str, priority: int, src: str | None = None) -> Callable[[str], str]:
@@ -242,7 +241,7 @@ class SeedRun:
         for node in ("n1", "n2"):
             cluster.start(node, impl[node], confs[node])
         for node in ("n1", "n2"):
-            cluster.wait_ready(node, READY)
+            cluster.wait_ready(node, STARTING)
         vips = list(s.owners)
         self.wait(lan, s.owners, max(mdi_of(n, vips) for n in ("n1", "n2")) + SLACK,
                   "election")
@@ -261,7 +260,7 @@ class SeedRun:
         lan.revive("n1")
         offset = len(cluster.log("n1"))
         cluster.start("n1", impl["n1"], confs["n1"])
-        started = cluster.wait_ready("n1", READY, offset)
+        started = cluster.wait_ready("n1", STARTING, offset)
         bound = mdi_of("n1", mine) + SLACK
         took = self.wait(lan, s.owners, bound + 2, "master back", since=started)
         TIMINGS.append((f"seed {case_id(s, self.pair)}: master back -> preempts", took, bound))

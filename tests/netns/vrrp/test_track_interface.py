@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from vrrp_lab import TIMINGS, Cluster, instance_conf, mdi, skew
+from vrrp_lab import STARTING, TIMINGS, Cluster, instance_conf, mdi, skew
 
 from halb.testing.netns import Lan
 
@@ -36,7 +36,7 @@ def test_track_interface_moves_the_vip(cluster: Cluster, lan: Lan, keepalived_bi
                                               advert_int=ADV, extra=track))
     cluster.start("n2", "keepalived", instance_conf(version=3, priority=100, advert_int=ADV))
     # the first election: not a measured failover, so room for two daemons starting under load
-    cluster.wait_holder("n1", timeout=mdi(3, 150, ADV) + 8)
+    cluster.wait_holder("n1", timeout=mdi(3, 150, ADV) + STARTING)
     cluster.hold_steady("n1", 3 * ADV)
 
     offset = len(cluster.log("n1"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from vrrp_lab import TIMINGS, Cluster, instance_conf, mdi, skew
+from vrrp_lab import STARTING, TIMINGS, Cluster, instance_conf, mdi, skew
 
 from halb.testing.netns import Lan
 
@@ -39,7 +39,7 @@ def test_unicast_interop(cluster: Cluster, lan: Lan, pair: tuple[str, str], vers
     cluster.sample()
     cluster.start("n1", first, conf("n1", "MASTER", 150))
     cluster.start("n2", second, conf("n2", "BACKUP", 100))
-    cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 8)  # + the daemons starting
+    cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + STARTING)  # + the daemons starting
     cluster.hold_steady("n1", 2 * adv + 0.2)  # the backup hears the unicast adverts
     if first == "halb":
         data = cluster.dump("n1", "data")
@@ -53,7 +53,7 @@ def test_unicast_interop(cluster: Cluster, lan: Lan, pair: tuple[str, str], vers
         assert took <= bound
         lan.revive("n1")
         cluster.start("n1", first, conf("n1", "MASTER", 150))
-        cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 8)  # + the daemon starting
+        cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + STARTING)  # + the daemon starting
         cluster.hold_steady("n1", 2 * adv)
 
     t = cluster.stop("n1", wait=False)
@@ -65,6 +65,6 @@ def test_unicast_interop(cluster: Cluster, lan: Lan, pair: tuple[str, str], vers
 
     started = time.monotonic()
     cluster.start("n1", first, conf("n1", "MASTER", 150))
-    cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + 8, since=started)  # + start-up
+    cluster.wait_holder("n1", timeout=mdi(version, 150, adv) + STARTING, since=started)  # + start-up
     cluster.close()
     assert cluster.longest_overlap() <= adv + 0.1
