@@ -37,7 +37,7 @@ import httptools
 from halb.config.model import LocConf
 from halb.l7 import cork, express, handler
 from halb.l7.http_head import RequestHeadChecks
-from halb.l7.http_lenient import LenientParsing, make_parser
+from halb.l7.http_lenient import LenientParsing, Reparse, make_parser
 from halb.l7.http_lenient import ParseAbort as _Abort
 from halb.l7.http_write import STATES, ResponseWriter
 from halb.l7.log import request_context
@@ -75,11 +75,13 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         "hb_cap",
         "hb_pos",
         "header_bytes",
+        "http09",
         "idle_since",
         "lane",
         "last_header_len",
         "last_host",
         "last_match",
+        "line_part",
         "line_seen",
         "loop",
         "method",
@@ -144,6 +146,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.escaping = False  # feeding a request line whose bytes above 0x7f were %-escaped
         self.slow = False  # parsing line by line the way nginx reads (see _feed_slow)
         self.line_seen = False  # slow parsing: the request line has been fed
+        self.http09 = False  # the request line being ended had no version (HTTP/0.9)
+        self.line_part: tuple[Request, bytes] | None = None  # an open head's unfinished line
         self.method: bytes | None = None  # slow parsing: a method llhttp does not know
         self.pending: tuple[Request | None, int] | None = None  # an error to answer last
         self.header_bytes = 0
@@ -326,8 +330,11 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
                     self._feed_slow(data)
                 else:
                     self.parser.feed_data(data)
-            except httptools.HttpParserCallbackError:
-                raise
+                if self.cur is not None and not self.cur.request_line:
+                    self._http09_open(data)  # (an open head: HTTP/0.9 has no version)
+            except httptools.HttpParserCallbackError as e:
+                if not (retry and isinstance(e.__context__, Reparse)):
+                    raise
             except httptools.HttpParserError:
                 if not retry:
                     raise
@@ -410,32 +417,6 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         if self.url_len + 2 > self.conf.large_client_header_buffers[1]:
             raise _Abort(414, "client sent too long URI")
 
-    # nginx reads the request line and headers into a client_header_buffer_size buffer, then
-    # into up to `num` large_client_header_buffers of `size`: when a buffer fills, the line in
-    # progress moves to a new one. A request line that does not fit is 414, a header 494.
-
-    def _fits(self, length: int) -> bool:
-        """Place a line of `length` bytes in the simulated buffers."""
-        if length <= self.hb_cap - self.hb_pos:
-            self.hb_pos += length
-            return True
-        num, size = self.conf.large_client_header_buffers
-        if self.hb_busy >= num or length > size:
-            return False
-        self.hb_busy += 1
-        self.hb_cap = size
-        self.hb_pos = length
-        return True
-
-    def _request_line_fits(self) -> None:
-        # "METHOD SP target SP HTTP/1.x CRLF"
-        length = len(self.parser.get_method()) + self.url_len + 12
-        self.hb_busy = 0
-        self.hb_pos = 0
-        self.hb_cap = self.conf.client_header_buffer_size
-        if not self._fits(length):
-            raise _Abort(414, "client sent too long URI")
-
     def on_header(self, name: bytes, value: bytes) -> None:
         r = self.cur
         assert r is not None
@@ -499,7 +480,9 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.requests += 1
         if r.version == 20:
             raise _Abort(505, "client sent invalid HTTP version")
-        if r.version == 9 or len(minor) > 3:
+        if r.version == 9:
+            self._http09_head(r)
+        elif len(minor) > 3:
             raise _Abort(400, "client sent invalid request")
         status, message = self._process_header(r)
         if status:

@@ -2,7 +2,8 @@
 the request-target (origin form, absolute form with nginx's host rules, `*` for OPTIONS), Host
 (validated; required by HTTP/1.1), the server it selects, Content-Length and Transfer-Encoding
 (the smuggling shapes are 400, an unknown coding 501), Expect, the normalized URI, and whether
-the connection may stay open (keepalive_timeout, keepalive_requests, keepalive_time, draining).
+the connection may stay open (keepalive_timeout, keepalive_requests, keepalive_time, draining);
+and, while the head is read, nginx's header buffers simulated (414 and 494 where nginx says so).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 import time
 from typing import Any
 
+from halb.l7.http_lenient import ParseAbort
 from halb.l7.request import Request
 from halb.l7.routing import validate_host
 from halb.l7.uri import BadURI, normalize, split_target
@@ -32,6 +34,37 @@ class RequestHeadChecks:
     started: float
     last_host: tuple[str | None, str | None]
     last_match: tuple[str | None, Any]
+    parser: Any
+    url_len: int
+    hb_busy: int
+    hb_cap: int
+    hb_pos: int
+
+    # nginx reads the request line and headers into a client_header_buffer_size buffer, then
+    # into up to `num` large_client_header_buffers of `size`: when a buffer fills, the line in
+    # progress moves to a new one. A request line that does not fit is 414, a header 494.
+
+    def _fits(self, length: int) -> bool:
+        """Place a line of `length` bytes in the simulated buffers."""
+        if length <= self.hb_cap - self.hb_pos:
+            self.hb_pos += length
+            return True
+        num, size = self.conf.large_client_header_buffers
+        if self.hb_busy >= num or length > size:
+            return False
+        self.hb_busy += 1
+        self.hb_cap = size
+        self.hb_pos = length
+        return True
+
+    def _request_line_fits(self) -> None:
+        # "METHOD SP target SP HTTP/1.x CRLF"
+        length = len(self.parser.get_method()) + self.url_len + 12
+        self.hb_busy = 0
+        self.hb_pos = 0
+        self.hb_cap = self.conf.client_header_buffer_size
+        if not self._fits(length):
+            raise ParseAbort(414, "client sent too long URI")
 
     def _process_header(self, r: Request) -> tuple[int, str | None]:
         """ngx_http_process_request_header and the URI checks: (0, None), or a status to

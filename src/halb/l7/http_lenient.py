@@ -5,6 +5,10 @@ the request-target, bare LF line endings, control characters in header values, H
 the fast parser refuses data that starts a request, the connection feeds that data again line by
 line through this mixin, rewriting what nginx accepts into what llhttp takes, and refusing what
 nginx refuses (obsolete line folding, NUL, empty header names) with nginx's 400.
+
+HTTP/0.9 ("GET /a.txt CRLF", a request line without a version) is nginx's too: llhttp would wait
+for a header after such a line; the line ends the request here (_http09_*), which is answered
+with the bare body, no header, and closes the connection.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ class ParseAbort(Exception):
 _Abort = ParseAbort
 
 
+class Reparse(ParseAbort):
+    """From a callback of the strict parser: read this data again line by line (an HTTP/0.9
+    request line with more after it). Where that cannot be done it is nginx's 400."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "client sent invalid request")
+
+
 class LenientParsing:
     """Mixin for HttpConnection: the line-by-line feeder (see the module docstring)."""
 
@@ -36,6 +48,13 @@ class LenientParsing:
     line_seen: bool
     method: bytes | None
     escaping: bool
+    http09: bool
+    line_part: tuple[Any, bytes] | None
+    header_bytes: int
+    url_parts: list[bytes]
+    pending: Any
+    slow: bool
+    url_len: int
 
     def _feed_slow(self, data: bytes) -> None:
         """Feed llhttp line by line, turning what nginx accepts and llhttp does not into what
@@ -46,6 +65,8 @@ class LenientParsing:
         feed = self.parser.feed_data
         i, n = 0, len(data)
         while i < n:
+            if self.pending is not None:
+                return  # a request that ends the connection (an error, HTTP/0.9): no more
             r = self.cur
             if r is not None and r.request_line:  # in the body: as much as belongs to it
                 if r.chunked:
@@ -87,6 +108,17 @@ class LenientParsing:
             feed(line)
 
     def _feed_request_line(self, line: bytes) -> None:
+        if self.cur is None and _HTTP09.fullmatch(line):  # no version: HTTP/0.9
+            method, target = line.split()
+            self.http09 = True
+            try:  # (an empty header: what llhttp takes as the request's end)
+                self._feed_line(method + b" " + target + b"\r\n\r\n")
+            finally:
+                self.http09 = False
+            return
+        self._feed_line(line)
+
+    def _feed_line(self, line: bytes) -> None:
         sp = line.find(b" ")
         if sp > 0 and self.cur is None:
             method = line[:sp]
@@ -101,6 +133,48 @@ class LenientParsing:
             self.parser.feed_data(_HIGH_BYTES.sub(_escape_byte, line))
         finally:
             self.escaping = False
+
+    def _http09_open(self, data: bytes) -> None:
+        """After a feed that left a request head open: if `data` ended a request line that has
+        no version (the line is the method and target llhttp has, no header seen), the request
+        is an HTTP/0.9 one and ends here (llhttp would wait for a header line). A line that
+        goes on in the next read is kept in line_part. (llhttp keeps the previous message's
+        version, so the bytes decide.)"""
+        cur, part = self.cur, self.line_part
+        start = data.rfind(b"\n", 0, len(data) - 1) + 1  # the last line
+        line = data[start:]
+        if start == 0 and part is not None and part[0] is cur:
+            line = part[1] + line
+        if line[-1:] != b"\n":
+            self.line_part = (cur, line)  # (its length is bounded by the head's buffers)
+            return
+        self.line_part = None
+        if self.header_bytes or not self.url_len or line.rstrip(b"\r\n") != \
+                (self.method or self.parser.get_method()) + b" " + b"".join(self.url_parts):
+            return
+        self.http09 = True
+        try:
+            self.parser.feed_data(b"\r\n")
+        finally:
+            self.http09 = False
+
+    def _http09_head(self, r: Any) -> None:
+        """At the head's end, a request without a version: HTTP/0.9 (nginx takes only GET),
+        answered without a header; nothing more is read. An explicit "HTTP/0.x" is nginx's
+        400 (so is an HTTP/0.9 line that llhttp read with more after it and that cannot be
+        read again line by line)."""
+        if not self.http09:
+            if not self.slow:
+                raise Reparse
+            r.version = 11  # (nginx's error answer has a header)
+            raise _Abort(400, "client sent invalid request")
+        self.http09 = False
+        r.request_line = f"{r.method} {r.target}"  # ($request has no version)
+        r.request_length -= len(" HTTP/0.9") + 2
+        r.keepalive = False
+        if r.method != "GET":
+            raise _Abort(400, "client sent invalid method in HTTP/0.9 request")
+        self.pending = (None, 0)  # answered, then closed
 
 
 def make_parser(proto: object, lenient: bool = False) -> httptools.HttpRequestParser:
@@ -127,6 +201,7 @@ def _llhttp_knows(method: bytes) -> bool:
     return known
 
 
+_HTTP09 = re.compile(rb"[^ \r\n]+ +[^ \r\n]+ *\r?\n")
 _HIGH_BYTES = re.compile(rb"[%\x80-\xff]")
 
 

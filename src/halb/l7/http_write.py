@@ -83,8 +83,10 @@ class ResponseWriter:
                               keepalive_header=conf.keepalive_header, chunked=chunked)
         if resp.close:  # after the headers: nginx says keep-alive, then closes
             r.keepalive = False
+        if r.version == 9:  # HTTP/0.9: the bare body
+            head = b""
         r.bytes_sent = len(head)
-        if r.is_head or resp.no_body or resp.status == 204:
+        if (r.is_head and r.version != 9) or resp.no_body or resp.status == 204:
             self._close_resp_file(resp)
             t.write(head)
             self._done(r, lingering)
@@ -292,7 +294,7 @@ class ResponseWriter:
         stream_end(); a stream_abort() before that sends nothing (nginx's postponed output)."""
         r.response = resp
         r.status = resp.status
-        self.stream_pending = head
+        self.stream_pending = head if r.version != 9 else b""  # (HTTP/0.9: the bare body)
         self.stream_chunked = chunked
         self.on_writable = on_writable
         self.body_filter = body_filter

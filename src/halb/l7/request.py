@@ -170,7 +170,7 @@ class Request:
     @property
     def protocol(self) -> str:
         if self.version == 9:
-            return "HTTP/0.9"
+            return ""  # ($server_protocol of an HTTP/0.9 request, which has none)
         return "HTTP/1.1" if self.version == 11 else "HTTP/1.0"
 
     @property

@@ -538,6 +538,8 @@ class _Reader:
 
 def _read_response(rd: _Reader, head: bool) -> Response:
     line = rd.line()
+    if not line.startswith(b"HTTP/"):  # an HTTP/0.9 answer: the bare body, ended by the close
+        return Response("HTTP/0.9", 0, "", [], line + rd.rest(), framing="close")
     m = re.match(rb"(HTTP/\d\.\d) (\d{3})(?: (.*))?\r?\n$", line)
     if not m:
         raise ValueError(f"bad status line {line[:80]!r}")

@@ -181,6 +181,9 @@ CASES = [
     Case("default", get("/plain", UA, ("Accept", "*/*"))),
     Case("default-http10", get("/plain", UA, version="HTTP/1.0")),
     Case("default-http10-nohost", get("/plain", version="HTTP/1.0", host=None)),
+    # HTTP/0.9: proxied as HTTP/1.0 without a Host of the client's, the answer's bare body
+    Case("http09-client", b"GET /plain?q=1\r\n", requests=1),
+    Case("http09-client-set", b"GET /set/x\r\n", requests=1),
     Case("hop-by-hop", get("/hop", ("Connection", "keep-alive, X-Custom"), ("Keep-Alive", "300"),
                            ("TE", "trailers"), ("Upgrade", "websocket"), ("X-Custom", "1"),
                            ("Proxy-Connection", "keep-alive"), ("Expect", "something"))),

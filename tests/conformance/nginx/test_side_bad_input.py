@@ -18,6 +18,9 @@ CONFIG = r"""
         root %WWW%;
         location / { }
         location /ret { return 200 "answered $request_method uri=$uri args=$args\n"; }
+        location /r404text { return 404 "not here: $server_protocol [$request]\n"; }
+        location /r404 { return 404; }
+        location /r302 { return 302 /elsewhere; }
         location /small/ {
             client_max_body_size 10;
             return 200 "small\n";
@@ -240,9 +243,21 @@ CASES = [
     Case("http2-request-line", b"GET / HTTP/2.0\r\nHost: localhost\r\n\r\n"),
     Case("http3-request-line", b"GET / HTTP/3.0\r\nHost: localhost\r\n\r\n"),
     Case("http12-request-line", b"GET /a.txt HTTP/1.2\r\nHost: localhost\r\n\r\n"),
-    pytest.param(Case("http09-request", b"GET /a.txt\r\n", requests=1, wait=1.0),
-                 marks=pytest.mark.xfail(reason="HTTP/0.9: nginx answers with the bare body; "
-                                         "llhttp waits for a version (not implemented)")),
+    # HTTP/0.9: a request line without a version is answered with the bare body, then closed
+    Case("http09-request", b"GET /a.txt\r\n", {"status": 0, "closed": True}, requests=1),
+    Case("http09-bare-lf", b"GET /a.txt\n", {"status": 0}, requests=1),
+    Case("http09-404", b"GET /nope.txt\r\n", {"status": 0}, requests=1),
+    Case("http09-return", b"GET /ret?x=1\r\n", {"status": 0}, requests=1),
+    Case("http09-split", [b"GET /a.t", b"xt", b"\r\n"], {"status": 0}, requests=1),
+    Case("http09-return-404-text", b"GET /r404text\r\n", requests=1),
+    Case("http09-return-404", b"GET /r404\r\n", requests=1),
+    Case("http09-return-302", b"GET /r302\r\n", requests=1),
+    Case("http09-post", b"POST /a.txt\r\n", requests=1),
+    Case("http09-head", b"HEAD /a.txt\r\n", requests=1),
+    Case("http09-then-crlf", b"GET /a.txt\r\n\r\n", requests=1),
+    Case("http09-then-header", b"GET /a.txt\r\nHost: localhost\r\n\r\n", requests=1),
+    Case("http09-explicit", b"GET /a.txt HTTP/0.9\r\n\r\n", requests=1),
+    Case("http09-after-keepalive", req("/a.txt") + b"GET /a.txt\r\n", requests=2),
     Case("h2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
     Case("version-garbage", b"GET /a.txt HTTP/x.y\r\nHost: localhost\r\n\r\n",
          {"status": 400}),

@@ -1,0 +1,130 @@
+"""HTTP/0.9 requests (a request line without a version) in process, with a fake transport: the
+line ends the request however the reads split it, the answer is the bare body, nothing after it
+is read, and a line that has a version is never taken for one. Side by side with nginx:
+tests/conformance/nginx/test_side_bad_input.py (the http09-* cases)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from halb.config.nginx import load_text
+from halb.l7.http import HttpConnection
+from halb.l7.log import ErrorLogger
+from halb.l7.server import HttpServer
+from halb.testing.fakes import FakeTransport
+
+CONFIG = """events {{}} http {{ log_format t '$request|$server_protocol|$status|$bytes_sent';
+ access_log {log} t;
+ server {{ listen 127.0.0.1:9; server_name localhost;
+   location / {{ return 200 "uri=$uri args=$args proto=[$server_protocol]\\n"; }}
+   location /r404 {{ return 404; }} }} }}"""
+
+BODY = b"uri=/a args=x=1 proto=[]\n"
+
+
+class Rig:
+    def __init__(self, tmp: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.log = tmp / "access.log"
+        self.srv = HttpServer(load_text(CONFIG.format(log=self.log)), self.loop,
+                              ErrorLogger(()), 0)
+        self.conn = HttpConnection(self.srv, 1)
+        self.client = FakeTransport()
+        self.conn.connection_made(self.client)  # type: ignore[arg-type]
+
+    def feed(self, *pieces: bytes) -> bytes:
+        for p in pieces:
+            if not self.client.closed:
+                self.conn.data_received(p)
+        self.loop.call_soon(self.loop.stop)
+        self.loop.run_forever()
+        return self.client.take()
+
+    def close(self) -> None:
+        self.conn.connection_lost(None)
+        self.srv.close_listeners()
+        self.loop.close()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("pieces", [
+    (b"GET /a?x=1\r\n",),
+    (b"GET /a?x=1\n",),
+    (b"GET /a?x=1", b"\r\n"),
+    (b"GET /a", b"?x=1\r", b"\n"),
+    (b"G", b"ET /a?x", b"=1", b"\r\n"),
+    (b"GET /a?x=1\r\n\r\n",),  # more after the line: read again line by line
+    (b"GET /a?x=1\r\nHost: localhost\r\n\r\n",),
+    (b"GET /a?x=1  \r\n",),  # spaces before the end (llhttp refuses them, nginx does not)
+], ids=["whole", "bare-lf", "split-before-crlf", "split-cr-lf", "split-four", "then-crlf",
+        "then-header", "trailing-spaces"])
+def test_the_line_ends_the_request_and_the_body_comes_bare(rig: Rig,
+                                                           pieces: tuple[bytes, ...]) -> None:
+    assert rig.feed(*pieces) == BODY
+    assert rig.client.closed
+
+
+def test_the_access_log_line(rig: Rig) -> None:
+    rig.feed(b"GET /a?x=1\r\n")
+    assert rig.log.read_text() == f"GET /a?x=1||200|{len(BODY)}\n"  # ($request: no version)
+
+
+def test_nothing_after_it_is_read(rig: Rig) -> None:
+    assert rig.feed(b"GET /a?x=1\r\n", b"GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n") == BODY
+    assert rig.client.closed
+
+
+def test_after_a_keepalive_request(rig: Rig) -> None:
+    out = rig.feed(b"GET /k HTTP/1.1\r\nHost: localhost\r\n\r\nGET /a?x=1\r\n")
+    first, _, rest = out.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert rest == b"uri=/k args= proto=[HTTP/1.1]\n" + BODY
+    assert rig.client.closed
+
+
+def test_only_get(rig: Rig) -> None:
+    out = rig.feed(b"POST /a\r\n")
+    assert out.startswith(b"<html>") and b"400 Bad Request" in out  # the page, no header
+    assert rig.client.closed or rig.client.eof  # (closed, or lingering after a FIN)
+
+
+def test_an_error_page_comes_bare(rig: Rig) -> None:
+    out = rig.feed(b"GET /r404\r\n")
+    assert out.startswith(b"<html>") and b"404 Not Found" in out
+
+
+@pytest.mark.parametrize("pieces", [
+    (b"GET /a HTTP/1.1", b"\r\nHost: localhost\r\n\r\n"),
+    (b"GET /a HTTP/1.1\r\n", b"Host: localhost\r\n\r\n"),
+    (b"GET /a HTTP/1.1\r\nHo", b"st: localhost\r\n", b"\r\n"),
+    (b"GET /a ", b"HTTP/1.1\r\n", b"Host: localhost\r\n\r\n"),
+])
+def test_a_line_with_a_version_is_not_http09(rig: Rig, pieces: tuple[bytes, ...]) -> None:
+    out = rig.feed(*pieces)
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"proto=[HTTP/1.1]\n")
+    assert not rig.client.closed
+
+
+def test_a_version_split_off_after_an_earlier_request(rig: Rig) -> None:
+    """llhttp keeps the previous message's version: the bytes decide, not get_http_version."""
+    out = rig.feed(b"GET /k HTTP/1.1\r\nHost: localhost\r\n\r\nGET /a HTTP/1.0",
+                   b"\r\n", b"\r\n")
+    assert out.count(b"HTTP/1.1 200 OK") == 2
+    assert out.endswith(b"uri=/a args= proto=[HTTP/1.0]\n")
+
+
+def test_explicit_http09_is_400_with_a_header(rig: Rig) -> None:
+    out = rig.feed(b"GET /a HTTP/0.9\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n")
