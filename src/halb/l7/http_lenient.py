@@ -49,6 +49,7 @@ class LenientParsing:
     method: bytes | None
     escaping: bool
     http09: bool
+    conf: Any
     line_part: tuple[Any, bytes] | None
     header_bytes: int
     url_parts: list[bytes]
@@ -140,16 +141,21 @@ class LenientParsing:
         is an HTTP/0.9 one and ends here (llhttp would wait for a header line). A line that
         goes on in the next read is kept in line_part. (llhttp keeps the previous message's
         version, so the bytes decide.)"""
+        if self.header_bytes:
+            return  # (a header line came: the request line had a version)
         cur, part = self.cur, self.line_part
         start = data.rfind(b"\n", 0, len(data) - 1) + 1  # the last line
         line = data[start:]
         if start == 0 and part is not None and part[0] is cur:
             line = part[1] + line
         if line[-1:] != b"\n":
-            self.line_part = (cur, line)  # (its length is bounded by the head's buffers)
+            # (a request line longer than a large header buffer is nginx's 414 anyway: a longer
+            # line, a header's, is not kept, so that a trickled one costs no quadratic copying)
+            fits = len(line) <= self.conf.large_client_header_buffers[1]
+            self.line_part = (cur, line) if fits else None
             return
         self.line_part = None
-        if self.header_bytes or not self.url_len or line.rstrip(b"\r\n") != \
+        if not self.url_len or line.rstrip(b"\r\n") != \
                 (self.method or self.parser.get_method()) + b" " + b"".join(self.url_parts):
             return
         self.http09 = True

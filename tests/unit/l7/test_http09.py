@@ -128,3 +128,19 @@ def test_a_version_split_off_after_an_earlier_request(rig: Rig) -> None:
 def test_explicit_http09_is_400_with_a_header(rig: Rig) -> None:
     out = rig.feed(b"GET /a HTTP/0.9\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_byte_by_byte(rig: Rig) -> None:
+    line = b"GET /a?x=1\r\n"
+    assert rig.feed(*(line[i:i + 1] for i in range(len(line)))) == BODY
+
+
+def test_a_trickled_header_line_is_not_kept(rig: Rig) -> None:
+    """Only a line that could be a request line is kept between reads (bounded copying)."""
+    rig.feed(b"GET /a HTTP/1.1\r\nX-Long: ")
+    limit = rig.conn.conf.large_client_header_buffers[1]
+    for _ in range(3 * limit // 1000):
+        rig.conn.data_received(b"v" * 1000)
+        part = rig.conn.line_part
+        assert part is None or len(part[1]) <= limit
+    assert rig.feed(b"\r\n\r\n").startswith(b"HTTP/1.1 4")  # (494: too long a header line)
