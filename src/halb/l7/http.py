@@ -147,7 +147,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.slow = False  # parsing line by line the way nginx reads (see _feed_slow)
         self.line_seen = False  # slow parsing: the request line has been fed
         self.http09 = False  # the request line being ended had no version (HTTP/0.9)
-        self.line_part: tuple[Request, bytes] | None = None  # an open head's unfinished line
+        self.line_part: tuple[Request, int, bytes] | None = None  # an open head's open line
         self.method: bytes | None = None  # slow parsing: a method llhttp does not know
         self.pending: tuple[Request | None, int] | None = None  # an error to answer last
         self.header_bytes = 0
@@ -331,7 +331,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
                 else:
                     self.parser.feed_data(data)
                 if self.cur is not None and not self.cur.request_line:
-                    self._http09_open(data)  # (an open head: HTTP/0.9 has no version)
+                    self._head_open(data)  # (too long a line; HTTP/0.9: no version)
             except httptools.HttpParserCallbackError as e:
                 if not (retry and isinstance(e.__context__, Reparse)):
                     raise

@@ -50,7 +50,7 @@ class LenientParsing:
     escaping: bool
     http09: bool
     conf: Any
-    line_part: tuple[Any, bytes] | None
+    line_part: tuple[Any, int, bytes] | None
     header_bytes: int
     url_parts: list[bytes]
     pending: Any
@@ -135,27 +135,35 @@ class LenientParsing:
         finally:
             self.escaping = False
 
-    def _http09_open(self, data: bytes) -> None:
-        """After a feed that left a request head open: if `data` ended a request line that has
-        no version (the line is the method and target llhttp has, no header seen), the request
-        is an HTTP/0.9 one and ends here (llhttp would wait for a header line). A line that
-        goes on in the next read is kept in line_part. (llhttp keeps the previous message's
-        version, so the bytes decide.)"""
-        if self.header_bytes:
-            return  # (a header line came: the request line had a version)
+    def _head_open(self, data: bytes) -> None:
+        """After a feed that left a request head open, the line still open is followed:
+        - nginx fails a header line longer than a large header buffer as soon as it fills one
+          (494), where llhttp would gather it whole (and httptools copies it on every read:
+          quadratic); a request line that long is on_url's 414;
+        - a request line without a version ends the request (HTTP/0.9): `data` ended a line
+          that is exactly the method and target llhttp has, no header seen (llhttp would wait
+          for a header line; it keeps the previous message's version, so the bytes decide).
+        line_part: (request, the open line's length, its bytes while it may be a request line,
+        else its first bytes for the log)."""
         cur, part = self.cur, self.line_part
-        start = data.rfind(b"\n", 0, len(data) - 1) + 1  # the last line
-        line = data[start:]
-        if start == 0 and part is not None and part[0] is cur:
-            line = part[1] + line
-        if line[-1:] != b"\n":
-            # (a request line longer than a large header buffer is nginx's 414 anyway: a longer
-            # line, a header's, is not kept, so that a trickled one costs no quadratic copying)
-            fits = len(line) <= self.conf.large_client_header_buffers[1]
-            self.line_part = (cur, line) if fits else None
+        nl = data.rfind(b"\n", 0, len(data) - 1)
+        keep = not self.header_bytes  # (a header came: the request line had a version)
+        if nl < 0 and part is not None and part[0] is cur:
+            length = part[1] + len(data)
+            line = part[2] + data if keep else part[2]
+        else:
+            length = len(data) - nl - 1
+            line = data[nl + 1:] if keep else data[nl + 1:nl + 33]
+        if data[-1:] != b"\n":
+            size = self.conf.large_client_header_buffers[1]
+            if length > size and length > self.url_len + 32:  # (not the request line)
+                name = line.partition(b":")[0][:32].lstrip(b"\r\n")
+                raise _Abort(494, 'client sent too long header line: "'
+                                  f'{name.decode("latin-1")}..."')
+            self.line_part = (cur, length, line if length <= size else line[:32])
             return
         self.line_part = None
-        if not self.url_len or line.rstrip(b"\r\n") != \
+        if not keep or not self.url_len or line.rstrip(b"\r\n") != \
                 (self.method or self.parser.get_method()) + b" " + b"".join(self.url_parts):
             return
         self.http09 = True

@@ -81,6 +81,16 @@ CASES = [
     Case("header-fits-8192", headers(1, 8192), {"status": 200}),
     Case("header-too-long", headers(1, 8193), {"status": 400, "closed": True}),
     Case("header-huge", headers(1, 100000), {"status": 400}),
+    # a header line that fills a large buffer is answered before its end comes
+    Case("header-too-long-unended", b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nX-Long: "
+         + b"v" * 9000, {"status": 400}),
+    Case("header-too-long-trickled", [b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nX-L: "]
+         + [b"v" * 3000] * 4, {"status": 400}),
+    Case("first-header-too-long-unended", b"GET /a.txt HTTP/1.1\r\nX-Long: " + b"v" * 9000,
+         {"status": 400}),
+    Case("header-name-too-long-unended", b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n"
+         + b"X" * 9000),
+    Case("uri-too-long-unended", b"GET /" + b"a" * 9000, {"status": 414}),
     Case("headers-fit-32", headers(32, 1000), {"status": 200}),
     Case("headers-too-many-33", headers(33, 1000), {"status": 400}),
     Case("headers-too-many-small", headers(4000, 20), {"status": 400}),
