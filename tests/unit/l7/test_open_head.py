@@ -1,7 +1,9 @@
-"""HTTP/0.9 requests (a request line without a version) in process, with a fake transport: the
-line ends the request however the reads split it, the answer is the bare body, nothing after it
-is read, and a line that has a version is never taken for one. Side by side with nginx:
-tests/conformance/nginx/test_side_bad_input.py (the http09-* cases)."""
+"""A request head still open after a read (l7/http_lenient.py _head_open), in process with a
+fake transport. HTTP/0.9 requests (a request line without a version): the line ends the request
+however the reads split it, the answer is the bare body, nothing after it is read, and a line that
+has a version is never taken for one. A header line longer than a large header buffer: 494 once
+it fills one, what is kept between reads bounded. Side by side with nginx:
+tests/conformance/nginx/test_side_bad_input.py (http09-*, *-unended, *-trickled)."""
 
 from __future__ import annotations
 
