@@ -6,9 +6,11 @@ the fast parser refuses data that starts a request, the connection feeds that da
 line through this mixin, rewriting what nginx accepts into what llhttp takes, and refusing what
 nginx refuses (obsolete line folding, NUL, empty header names) with nginx's 400.
 
-HTTP/0.9 ("GET /a.txt CRLF", a request line without a version) is nginx's too: llhttp would wait
-for a header after such a line; the line ends the request here (_http09_*), which is answered
-with the bare body, no header, and closes the connection.
+A head still open after a read is followed here too (_head_open): HTTP/0.9 ("GET /a.txt CRLF",
+a request line without a version) is nginx's, and llhttp would wait for a header after such a
+line: the line ends the request, which is answered with the bare body, no header, and closes the
+connection; and a header line that fills a large header buffer is nginx's 494 at once, where
+llhttp would gather it whole.
 """
 
 from __future__ import annotations
