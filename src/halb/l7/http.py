@@ -61,6 +61,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
     __slots__ = (
         "body_filter",
         "body_left",
+        "chunk_quiet",
         "closing",
         "conf",
         "corked",
@@ -148,6 +149,7 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         self.line_seen = False  # slow parsing: the request line has been fed
         self.http09 = False  # the request line being ended had no version (HTTP/0.9)
         self.line_part: tuple[Request, int, bytes] | None = None  # an open head's open line
+        self.chunk_quiet: tuple[Request, int, int] | None = None  # a chunked body's framing
         self.method: bytes | None = None  # slow parsing: a method llhttp does not know
         self.pending: tuple[Request | None, int] | None = None  # an error to answer last
         self.header_bytes = 0
@@ -330,8 +332,12 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
                     self._feed_slow(data)
                 else:
                     self.parser.feed_data(data)
-                if self.cur is not None and not self.cur.request_line:
-                    self._head_open(data)  # (too long a line; HTTP/0.9: no version)
+                cur = self.cur
+                if cur is not None:
+                    if not cur.request_line:
+                        self._head_open(data)  # (too long a line; HTTP/0.9: no version)
+                    elif cur.chunked:
+                        self._chunked_open(data)  # (framing without data, unbounded)
             except httptools.HttpParserCallbackError as e:
                 if not (retry and isinstance(e.__context__, Reparse)):
                     raise
@@ -420,6 +426,8 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
     def on_header(self, name: bytes, value: bytes) -> None:
         r = self.cur
         assert r is not None
+        if r.request_line:  # a chunked body's trailer: nginx skips it, no limit, no headers
+            return
         if self.hb_busy < 0:
             self._request_line_fits()
         size = len(name) + len(value) + 4  # "Name: value CRLF"
@@ -434,8 +442,6 @@ class HttpConnection(LenientParsing, RequestHeadChecks, ResponseWriter, asyncio.
         known = _NAMES.get(name)
         if known is None:
             known = _header_name(name)
-        if r.request_line:  # a chunked body's trailer: nginx does not read it as headers
-            return
         key, low, plain_ok, underscore_ok = known
         if not plain_ok and not (underscore_ok and self.conf.underscores_in_headers) \
                 and self.conf.ignore_invalid_headers:

@@ -32,6 +32,8 @@ class ParseAbort(Exception):
 
 _Abort = ParseAbort
 
+CHUNK_QUIET = 65536  # bytes of a chunked body's framing in a row without data (see _chunked_open)
+
 
 class Reparse(ParseAbort):
     """From a callback of the strict parser: read this data again line by line (an HTTP/0.9
@@ -53,6 +55,7 @@ class LenientParsing:
     http09: bool
     conf: Any
     line_part: tuple[Any, int, bytes] | None
+    chunk_quiet: tuple[Any, int, int] | None
     header_bytes: int
     url_parts: list[bytes]
     pending: Any
@@ -173,6 +176,23 @@ class LenientParsing:
             self.parser.feed_data(b"\r\n")
         finally:
             self.http09 = False
+
+    def _chunked_open(self, data: bytes) -> None:
+        """After a read of a chunked body still open: nginx skips chunk extensions and trailer
+        lines whatever their length, while httptools gathers a trailer line again on every
+        read (quadratic in its length: 20 MB in 10 KB reads cost 18 s of CPU). More than
+        CHUNK_QUIET bytes in a row without body data are refused as nginx refuses a bad
+        chunked body (no client sends that much framing). chunk_quiet: (request, its
+        body_received at the last read, the bytes since without data)."""
+        cur, quiet = self.cur, self.chunk_quiet
+        got = cur.body_received
+        if quiet is not None and quiet[0] is cur and quiet[1] == got:
+            n = quiet[2] + len(data)
+            if n > CHUNK_QUIET:
+                raise _Abort(400, "client sent invalid chunked body")
+            self.chunk_quiet = (cur, got, n)
+        else:
+            self.chunk_quiet = (cur, got, 0)
 
     def _http09_head(self, r: Any) -> None:
         """At the head's end, a request without a version: HTTP/0.9 (nginx takes only GET),

@@ -141,6 +141,10 @@ CASES = [
          {"status": 200}),
     Case("chunked-trailer", te("/ret", b"3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n") + A,
          {"statuses": (200, 200)}),
+    Case("chunked-trailer-40k", [te("/ret", b"3\r\nabc\r\n0\r\nX-Trailer: ")]
+         + [b"t" * 8000] * 5 + [b"\r\n\r\n" + A], {"statuses": (200, 200)}),
+    Case("chunked-extensions-40k", [te("/ret", b"3")] + [b";e=" + b"x" * 7997] * 5
+         + [b"\r\nabc\r\n0\r\n\r\n" + A], {"statuses": (200, 200)}),
     Case("chunked-upper-hex", te("/ret", b"A\r\n0123456789\r\n0\r\n\r\n"), {"status": 200}),
     Case("chunked-mixed-case-te", req("/ret", method="POST",
                                       headers=[("Transfer-Encoding", "Chunked")],

@@ -2,8 +2,9 @@
 fake transport. HTTP/0.9 requests (a request line without a version): the line ends the request
 however the reads split it, the answer is the bare body, nothing after it is read, and a line that
 has a version is never taken for one. A header line longer than a large header buffer: 494 once
-it fills one, what is kept between reads bounded. Side by side with nginx:
-tests/conformance/nginx/test_side_bad_input.py (http09-*, *-unended, *-trickled)."""
+it fills one, what is kept between reads bounded. A chunked body's framing without data
+(_chunked_open): bounded. Side by side with nginx: tests/conformance/nginx/test_side_bad_input.py
+(http09-*, *-unended, *-trickled), test_side_connection.py (chunked-*-40k)."""
 
 from __future__ import annotations
 
@@ -150,3 +151,29 @@ def test_a_trickled_header_line_is_answered_once_it_fills_a_buffer(rig: Rig) -> 
     out = rig.feed(b"v" * 1000)
     assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"Request Header Or Cookie Too Large" in out
+
+
+CHUNKED = b"POST /a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_a_trickled_trailer_line_is_refused_after_the_framing_bound(rig: Rig) -> None:
+    """httptools gathers a trailer line again on every read: more than CHUNK_QUIET bytes of
+    framing in a row without data are refused, so the copying stays bounded."""
+    from halb.l7.http_lenient import CHUNK_QUIET
+
+    assert rig.feed(CHUNKED + b"3\r\nabc\r\n0\r\nX-Trailer: ").startswith(b"HTTP/1.1 200")
+    sent = 0
+    while not rig.client.closed and sent <= 2 * CHUNK_QUIET:
+        rig.conn.data_received(b"v" * 1000)
+        sent += 1000
+    assert rig.client.closed and CHUNK_QUIET < sent <= CHUNK_QUIET + 2000
+
+
+def test_many_small_chunks_in_many_reads_are_not_framing_alone(rig: Rig) -> None:
+    """Reads of chunk headers alone between reads of data: the data resets the count."""
+    rig.conn.data_received(CHUNKED)
+    for _ in range(3000):  # 3000 x 40 bytes of chunk extensions: 120 KB of framing in all
+        rig.conn.data_received(b"1;" + b"e" * 35 + b"\r\n")
+        rig.conn.data_received(b"x\r\n")
+    out = rig.feed(b"0\r\nX-T: 1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and not rig.client.closed
