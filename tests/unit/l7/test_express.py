@@ -14,15 +14,13 @@ from typing import Any
 
 import pytest
 
-from halb.config.nginx import load_text
 from halb.l7 import express
 from halb.l7.express import Express
 from halb.l7.http import HttpConnection
-from halb.l7.log import ErrorLogger
 from halb.l7.proxy import ProxyRequest
-from halb.l7.server import HttpServer
 from halb.l7.upstream import UpstreamConnection
 from halb.testing.fakes import FakeTransport
+from halb.testing.l7_rig import ServerRig, turn
 
 CONFIG = """events {{}} http {{ access_log {log} combined;
  upstream b {{ server 127.0.0.1:19101; keepalive 8; }}
@@ -43,12 +41,6 @@ OK = (b"HTTP/1.1 200 OK\r\nServer: x\r\nDate: Sat, 21 Nov 2026 06:11:07 GMT\r\n"
       b"Content-Type: text/plain\r\nContent-Length: 3\r\nX-Up: 1\r\n\r\nabc")
 
 
-def turn(loop: asyncio.AbstractEventLoop) -> None:
-    """One iteration of the loop: what the lane held (l7/cork.py) is written."""
-    loop.call_soon(loop.stop)
-    loop.run_forever()
-
-
 class LoopTransport(FakeTransport):
     """A FakeTransport whose reader sees what is written by the end of the loop's iteration
     (the lane holds its writes to then)."""
@@ -62,15 +54,13 @@ class LoopTransport(FakeTransport):
         return super().take()
 
 
-class Rig:
+class Rig(ServerRig):
     """A server, one client connection and cached upstream connections, all fake."""
 
     def __init__(self, tmp: Path) -> None:
-        self.loop = asyncio.new_event_loop()
         self.log = tmp / "access.log"
         self.sock = tmp / "up.sock"
-        cfg = load_text(CONFIG.format(log=self.log, sock=tmp / "up.sock"))
-        self.srv = HttpServer(cfg, self.loop, ErrorLogger(()), 0)
+        super().__init__(CONFIG.format(log=self.log, sock=self.sock), LoopTransport)
         group = self.srv.upstreams.get("b")
         assert group is not None
         self.group = group
@@ -81,9 +71,6 @@ class Rig:
             up.connection_made(ut)  # type: ignore[arg-type]
             group.put_idle(up)
             self.ups.append((up, ut))
-        self.conn = HttpConnection(self.srv, 1)
-        self.client = LoopTransport(self.loop)
-        self.conn.connection_made(self.client)  # type: ignore[arg-type]
 
     def busy(self) -> tuple[UpstreamConnection, FakeTransport]:
         turn(self.loop)
@@ -92,19 +79,11 @@ class Rig:
                 return up, ut
         raise AssertionError("no upstream connection got a request")
 
-    def close(self) -> None:
-        self.conn.connection_lost(None)
-        self.srv.close_listeners()
-        self.loop.close()
-
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(tmp_path)
-    try:
+    with Rig(tmp_path) as r:
         yield r
-    finally:
-        r.close()
 
 
 def test_common_request_is_taken_and_answered(rig: Rig) -> None:

@@ -8,17 +8,12 @@ it fills one, what is kept between reads bounded. A chunked body's framing witho
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from halb.config.nginx import load_text
-from halb.l7.http import HttpConnection
-from halb.l7.log import ErrorLogger
-from halb.l7.server import HttpServer
-from halb.testing.fakes import FakeTransport
+from halb.testing.l7_rig import ServerRig
 
 CONFIG = """events {{}} http {{ log_format t '$request|$server_protocol|$status|$bytes_sent';
  access_log {log} t;
@@ -29,37 +24,23 @@ CONFIG = """events {{}} http {{ log_format t '$request|$server_protocol|$status|
 BODY = b"uri=/a args=x=1 proto=[]\n"
 
 
-class Rig:
+class Rig(ServerRig):
     def __init__(self, tmp: Path) -> None:
-        self.loop = asyncio.new_event_loop()
         self.log = tmp / "access.log"
-        self.srv = HttpServer(load_text(CONFIG.format(log=self.log)), self.loop,
-                              ErrorLogger(()), 0)
-        self.conn = HttpConnection(self.srv, 1)
-        self.client = FakeTransport()
-        self.conn.connection_made(self.client)  # type: ignore[arg-type]
+        super().__init__(CONFIG.format(log=self.log))
 
     def feed(self, *pieces: bytes) -> bytes:
         for p in pieces:
             if not self.client.closed:
                 self.conn.data_received(p)
-        self.loop.call_soon(self.loop.stop)
-        self.loop.run_forever()
+        self.turn()
         return self.client.take()
-
-    def close(self) -> None:
-        self.conn.connection_lost(None)
-        self.srv.close_listeners()
-        self.loop.close()
 
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(tmp_path)
-    try:
+    with Rig(tmp_path) as r:
         yield r
-    finally:
-        r.close()
 
 
 @pytest.mark.parametrize("pieces", [
