@@ -116,13 +116,19 @@ class LenientParsing:
     def _feed_request_line(self, line: bytes) -> None:
         if self.cur is None and _HTTP09.fullmatch(line):  # no version: HTTP/0.9
             method, target = line.split()
-            self.http09 = True
-            try:  # (an empty header: what llhttp takes as the request's end)
-                self._feed_line(method + b" " + target + b"\r\n\r\n")
-            finally:
-                self.http09 = False
+            self._end_http09(method + b" " + target + b"\r\n")
             return
         self._feed_line(line)
+
+    def _end_http09(self, line: bytes) -> None:
+        """Feed the end of a request line without a version (`line`: the rest of it, maybe
+        nothing), then an empty line, which llhttp takes as the end of such a request; the
+        head's end sees http09 set (_http09_head)."""
+        self.http09 = True
+        try:
+            self._feed_line(line + b"\r\n")
+        finally:
+            self.http09 = False
 
     def _feed_line(self, line: bytes) -> None:
         sp = line.find(b" ")
@@ -171,11 +177,7 @@ class LenientParsing:
         if not keep or not self.url_len or line.rstrip(b"\r\n") != \
                 (self.method or self.parser.get_method()) + b" " + b"".join(self.url_parts):
             return
-        self.http09 = True
-        try:
-            self.parser.feed_data(b"\r\n")
-        finally:
-            self.http09 = False
+        self._end_http09(b"")
 
     def _chunked_open(self, data: bytes) -> None:
         """After a read of a chunked body still open: nginx skips chunk extensions and trailer
