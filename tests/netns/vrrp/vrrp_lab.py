@@ -155,16 +155,19 @@ class Cluster:
             time.sleep(0.02)
         return path.read_text()
 
-    def wait_log(self, node: str, text: str, timeout: float, after: int = 0) -> int:
-        """Wait until the node's log has `text` at or after offset `after`; its offset."""
+    def wait_log(self, node: str, text: str | tuple[str, ...], timeout: float,
+                 after: int = 0) -> int:
+        """Wait until the node's log has `text` (or one of them) at or after offset `after`;
+        its offset."""
+        texts = (text,) if isinstance(text, str) else text
         end = time.monotonic() + timeout
         while True:
-            found = self.log(node).find(text, after)
-            if found >= 0:
-                return found
+            log = self.log(node)
+            found = [i for i in (log.find(t, after) for t in texts) if i >= 0]
+            if found:
+                return min(found)
             if time.monotonic() > end:
-                raise AssertionError(f"{node}: no {text!r} in {timeout:.1f}s\n"
-                                     f"{self.log(node)[-3000:]}")
+                raise AssertionError(f"{node}: no {text!r} in {timeout:.1f}s\n{log[-3000:]}")
             time.sleep(0.02)
 
     def wait_ready(self, node: str, timeout: float, after: int = 0) -> float:
@@ -172,14 +175,8 @@ class Cluster:
         STATE" line at or after offset `after`); the monotonic time it was seen. A start's
         length is the machine's load (Python imports), not the protocol: timed protocol steps
         count from here."""
-        end = time.monotonic() + timeout
-        while True:
-            tail = self.log(node)[after:]
-            if "Entering BACKUP STATE" in tail or "Entering MASTER STATE" in tail:
-                return time.monotonic()
-            if time.monotonic() > end:
-                raise AssertionError(f"{node}: not started in {timeout:.1f}s\n{tail[-3000:]}")
-            time.sleep(0.02)
+        self.wait_log(node, ("Entering BACKUP STATE", "Entering MASTER STATE"), timeout, after)
+        return time.monotonic()
 
     def log(self, node: str) -> str:
         path = self.tmp / f"{node}.log"
