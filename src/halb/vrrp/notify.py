@@ -38,7 +38,6 @@ from halb.vrrp.notify_args import Scripts, commands
 
 NOTIFY_TIMEOUT = 30.0  # halb's choice: keepalived leaves notify scripts running unbounded
 KILL_GRACE = 1.0  # SIGTERM, then SIGKILL this much later
-LAUNCH_WAIT = 5.0  # a stopping daemon waits this long at most for its scripts to be started
 DEFAULT_USER = "keepalived_script"
 
 Log = Callable[[str], None]
@@ -62,9 +61,6 @@ class ScriptRunner:
         self.g = g
         self.log = log
         self.spawned: set[Spawned] = set()  # notify scripts still running
-        # spawned scripts whose process is not started yet: a stopping daemon waits for them
-        # (keepalived has forked its notify_stop scripts before it exits)
-        self.launching: set[asyncio.Future[None]] = set()
 
     def user_of(self, script: Script) -> tuple[str, str | None]:
         if script.user:
@@ -100,31 +96,23 @@ class ScriptRunner:
         ids = None if (pw.pw_uid, gid) == (os.geteuid(), os.getegid()) else (pw.pw_uid, gid)
         return Resolved((path, *script.argv[1:]), ids, user)
 
-    async def run(self, resolved: Resolved, timeout: float,
-                  started: asyncio.Future[None] | None = None) -> int | None:
-        kwargs: dict[str, object] = {}
-        if resolved.ids is not None and os.geteuid() == 0:
-            kwargs = {"user": resolved.ids[0], "group": resolved.ids[1], "extra_groups": []}
+    async def run(self, resolved: Resolved, timeout: float) -> int | None:
+        """Run a script to its end (track scripts): its status, or None when it could not be
+        started or ran out of `timeout` (SIGTERM to its session, SIGKILL KILL_GRACE later)."""
         try:
             proc = await asyncio.create_subprocess_exec(
-                *resolved.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-                **kwargs)  # type: ignore[arg-type]
+                *resolved.argv, **_exec_args(resolved))  # type: ignore[arg-type]
         except OSError as e:
-            self.log(f"Error exec-ing command '{resolved.argv[0]}', error {e.errno}: "
-                     f"{e.strerror}")
+            self._exec_failed(resolved, e)
             return None
-        finally:
-            if started is not None and not started.done():
-                started.set_result(None)
         try:
             return await asyncio.wait_for(proc.wait(), timeout)
         except (TimeoutError, asyncio.CancelledError) as e:
-            _kill(proc, signal.SIGTERM)
+            _signal(proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), KILL_GRACE)
             except (TimeoutError, asyncio.CancelledError):
-                _kill(proc, signal.SIGKILL)
+                _signal(proc.pid, signal.SIGKILL)
                 with contextlib.suppress(Exception):
                     await proc.wait()
             if isinstance(e, asyncio.CancelledError):
@@ -134,19 +122,16 @@ class ScriptRunner:
     def spawn(self, resolved: Resolved, timeout: float) -> None:
         """Start a notify script now (as keepalived forks it) and let it run: SIGTERM to its
         session after `timeout`, SIGKILL KILL_GRACE later; reaped when it exits."""
-        kwargs: dict[str, object] = {}
-        if resolved.ids is not None and os.geteuid() == 0:
-            kwargs = {"user": resolved.ids[0], "group": resolved.ids[1], "extra_groups": []}
         try:
-            proc = subprocess.Popen(resolved.argv, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True, close_fds=True,
-                                    **kwargs)  # type: ignore[call-overload]
+            proc = subprocess.Popen(resolved.argv,
+                                    **_exec_args(resolved))  # type: ignore[call-overload]
         except OSError as e:
-            self.log(f"Error exec-ing command '{resolved.argv[0]}', error {e.errno}: "
-                     f"{e.strerror}")
+            self._exec_failed(resolved, e)
             return
         Spawned(self, proc, timeout)
+
+    def _exec_failed(self, resolved: Resolved, e: OSError) -> None:
+        self.log(f"Error exec-ing command '{resolved.argv[0]}', error {e.errno}: {e.strerror}")
 
     async def drain(self, wait: float = 0.0) -> None:
         """With `wait`, let the running notify scripts finish for up to that long."""
@@ -208,8 +193,14 @@ def _signal(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def _kill(proc: asyncio.subprocess.Process, sig: int) -> None:
-    _signal(proc.pid, sig)
+def _exec_args(resolved: Resolved) -> dict[str, object]:
+    """A script's process: no stdio, its own session (signalled as a group), as its user."""
+    kwargs: dict[str, object] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+                                 "stderr": subprocess.DEVNULL, "start_new_session": True,
+                                 "close_fds": True}
+    if resolved.ids is not None and os.geteuid() == 0:
+        kwargs.update(user=resolved.ids[0], group=resolved.ids[1], extra_groups=[])
+    return kwargs
 
 
 def unsafe(path: str) -> bool:
