@@ -130,14 +130,14 @@ async def open_peer(loop: asyncio.AbstractEventLoop, peer: Peer, group: Upstream
     """A new connection to `peer` (TCP from `local`, or unix:, plain or TLS as
     l7/tls.py's connection_args say); closed again when it cannot be made."""
     up = UpstreamConnection(peer, group)
+    unix = peer.host.startswith("unix:")
     kw: dict[str, Any] = {}
     try:
         if tls_args is not None:
             from halb.l7.tls import connection_args  # (TLS only: l7/tls.py imports ssl)
 
-            kw = connection_args(tls_args, (peer.host, 0 if peer.host.startswith("unix:")
-                                            else peer.port), unix=peer.host.startswith("unix:"))
-        if peer.host.startswith("unix:"):
+            kw = connection_args(tls_args, (peer.host, 0 if unix else peer.port), unix=unix)
+        if unix:
             await loop.create_unix_connection(lambda: up, peer.host[5:], **kw)
         else:
             await loop.create_connection(lambda: up, peer.host, peer.port, local_addr=local,
@@ -221,7 +221,8 @@ def _persist(name: str, specs: list[tuple[tuple[Any, ...], dict[str, Any]]],
 
 class UpstreamGroup:
     def __init__(self, ups: Upstream, loop: asyncio.AbstractEventLoop,
-                 rng: random.Random | None = None, zone: Zone | None = None) -> None:
+                 rng: random.Random | None = None, zone: Zone | None = None,
+                 trim_later: Callable[[UpstreamGroup], None] | None = None) -> None:
         self.config = ups
         self.name = ups.name
         self.loop = loop
@@ -246,7 +247,7 @@ class UpstreamGroup:
         self.addresses: dict[int, str] = {}  # id(peer) -> peer.address (the peers stay)
         # with a worker's server: a full cache is trimmed at the end of the loop's iteration
         # (l7/cork.Held.trim_later), after the requests held to then took their connections
-        self.trim_later: Callable[[UpstreamGroup], None] | None = None
+        self.trim_later = trim_later
         self.trimming = False
 
     # -- keep-alive cache ---------------------------------------------------------------------
@@ -323,10 +324,9 @@ class Upstreams:
             zones = create_zones(upstreams)
         self.zones = zones
         for name, ups in (upstreams or {}).items():
-            group = UpstreamGroup(ups, loop, zone=zones.get(name)
-                                  if ups.zone is not None else None)
-            group.trim_later = trim_later
-            self.groups[name] = group
+            self.groups[name] = UpstreamGroup(
+                ups, loop, zone=zones.get(name) if ups.zone is not None else None,
+                trim_later=trim_later)
 
     def get(self, name: str) -> UpstreamGroup | None:
         return self.groups.get(name)
@@ -339,8 +339,7 @@ class Upstreams:
             from halb.config.model import UpstreamServer
 
             ups = Upstream(key, (UpstreamServer(key, ((host, port),)),), implicit=True)
-            group = UpstreamGroup(ups, self.loop)
-            group.trim_later = self.trim_later
+            group = UpstreamGroup(ups, self.loop, trim_later=self.trim_later)
             if len(self.groups) < 10_000:
                 self.groups[key] = group
         return group
